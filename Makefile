@@ -1,0 +1,32 @@
+# The README's commands. `make up` and `make test` install what a fresh
+# machine of this kind is missing before they build anything.
+SHELL := /bin/bash
+CARGO ?= cargo
+TOOLS := $(CURDIR)/.tools
+export NIMBUS_NATS_SERVER := $(TOOLS)/bin/nats-server
+
+.PHONY: up test lint bench setup
+
+## setup: the wasm32-wasip1 target and nats-server (>= 2.11) into .tools/
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) >/dev/null
+
+## up: run nats-server, one API server and one worker on loopback
+up: setup
+	$(CARGO) build --release -p nimbus-cli
+	target/release/nimbus up
+
+## test: every test of the workspace, against a real nats-server
+test: setup
+	$(CARGO) test --workspace
+
+## lint: rustfmt and clippy, warnings are errors
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: engine benchmarks (criterion)
+bench: setup
+	$(CARGO) bench -p nimbus-engine --bench engine

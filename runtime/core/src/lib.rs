@@ -1,0 +1,17 @@
+//! Shared vocabulary of Nimbus: the types every other crate speaks.
+//!
+//! This crate does no I/O on purpose. The engine, the store, the API and the
+//! worker all meet here, so the shape of a function's metadata, its limits, the
+//! messages on the wire, NATS subject names and error kinds are defined exactly
+//! once. Anything that needs a socket, a file or wasmtime lives elsewhere.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod limits;
+pub mod meta;
+pub mod subjects;
+pub mod wire;
+
+pub use error::{FunctionError, FunctionErrorKind};
+pub use limits::{LimitError, LimitPolicy, Limits, LimitsRequest};
+pub use meta::{FunctionId, FunctionMeta, Runtime, Username};

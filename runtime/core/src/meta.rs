@@ -1,0 +1,140 @@
+//! Function metadata and the identifiers it is keyed by.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::Limits;
+
+/// A function's id: a number allocated by the platform, so the seed's
+/// `/functions/1/execute` works on a fresh install.
+pub type FunctionId = u64;
+
+/// What language the function was uploaded in. Everything runs as Wasm in the
+/// end; the runtime records how the module came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// WebAssembly text, compiled to binary at upload.
+    Wat,
+    /// A WebAssembly binary.
+    Wasm,
+    /// JavaScript source run by the bundled QuickJS shim.
+    Js,
+}
+
+impl Runtime {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wat => "wat",
+            Self::Wasm => "wasm",
+            Self::Js => "js",
+        }
+    }
+}
+
+/// Everything the platform knows about a function, stored in the `functions` bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionMeta {
+    /// Platform-wide unique id.
+    pub id: FunctionId,
+    /// The user who uploaded it; only they may see or touch it.
+    pub owner: String,
+    /// Optional human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How it was uploaded.
+    pub runtime: Runtime,
+    /// sha256 of the module bytes, hex; the key in the `modules` object store.
+    pub digest: String,
+    /// Module size in bytes.
+    pub size: u64,
+    /// Limits each invocation runs under.
+    pub limits: Limits,
+    /// RFC 3339 creation time.
+    pub created: String,
+}
+
+/// A validated username: 3 to 32 characters from `[A-Za-z0-9_-]`, starting
+/// with a letter or digit.
+///
+/// The restriction is deliberate: usernames become NATS KV keys and subject
+/// tokens (`<owner>.<id>`), where `.`, `*`, `>` and whitespace have meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+/// Why a username was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "username must be 3-32 characters of letters, digits, '_' or '-', starting with a letter or digit"
+)]
+pub struct InvalidUsername;
+
+impl Username {
+    /// Validate `name`.
+    pub fn parse(name: &str) -> Result<Self, InvalidUsername> {
+        let ok_len = (3..=32).contains(&name.len());
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok_first = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        if ok_len && ok_chars && ok_first {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidUsername)
+        }
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = InvalidUsername;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Username> for String {
+    fn from(value: Username) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_that_are_not_subject_safe_are_refused() {
+        for bad in [
+            "",
+            "ab",
+            "a.b.c",
+            "a*bc",
+            "a>bc",
+            "has space",
+            "_lead",
+            "ñandú",
+            &"x".repeat(33),
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["testuser", "abc", "A-b_9", &"x".repeat(32)] {
+            assert!(Username::parse(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! NATS subject and resource names. Nothing else in Nimbus spells a subject
+//! by hand, so renaming one is a change in exactly one place.
+
+use crate::FunctionId;
+
+/// Queue group every worker joins for synchronous invocations.
+pub const WORKER_QUEUE_GROUP: &str = "workers";
+/// Wildcard a worker subscribes to for synchronous invocations.
+pub const EXECUTE_ALL: &str = "functions.execute.*";
+/// Function error events (one per failed invocation).
+pub const ERRORS: &str = "functions.error";
+/// Stream that keeps function logs.
+pub const LOGS_STREAM: &str = "FUNCTION_LOGS";
+/// Wildcard covering every function's logs.
+pub const LOGS_ALL: &str = "functions.logs.*";
+
+/// KV bucket of users.
+pub const USERS_BUCKET: &str = "users";
+/// KV bucket of function metadata.
+pub const FUNCTIONS_BUCKET: &str = "functions";
+/// Object store of module bytes, by digest.
+pub const MODULES_BUCKET: &str = "modules";
+
+/// Subject a synchronous invocation of `id` is requested on.
+pub fn execute(id: FunctionId) -> String {
+    format!("functions.execute.{id}")
+}
+
+/// Subject `id`'s log lines are published on.
+pub fn logs(id: FunctionId) -> String {
+    format!("functions.logs.{id}")
+}

@@ -1,0 +1,168 @@
+//! Turning uploaded bytes into a runnable module: parse, validate, check the
+//! imports and the ABI, and pre-link it once so each invocation only
+//! instantiates.
+
+use sha2::{Digest as _, Sha256};
+use std::borrow::Cow;
+use wasmtime::{ExternType, FuncType, InstancePre, ValType};
+
+use crate::{CompileError, Host};
+
+/// WASI preview 1, the only import module a function may use.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// How the host talks to a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abi {
+    /// A WASI command: `_start`, JSON on stdin, JSON on stdout.
+    Command,
+    /// A `handle` export taking and returning numbers.
+    Scalar {
+        /// Parameter types, in order.
+        params: Vec<Scalar>,
+        /// Result types, in order.
+        results: Vec<Scalar>,
+    },
+}
+
+/// A numeric WebAssembly value type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+    /// `f32`
+    F32,
+    /// `f64`
+    F64,
+}
+
+impl Scalar {
+    fn from_val_type(ty: &ValType) -> Option<Self> {
+        match ty {
+            ValType::I32 => Some(Self::I32),
+            ValType::I64 => Some(Self::I64),
+            ValType::F32 => Some(Self::F32),
+            ValType::F64 => Some(Self::F64),
+            _ => None,
+        }
+    }
+}
+
+/// A validated, compiled and pre-linked module.
+pub struct CompiledModule {
+    pub(crate) digest: String,
+    pub(crate) abi: Abi,
+    pub(crate) module: wasmtime::Module,
+    pub(crate) pre: InstancePre<Host>,
+}
+
+impl CompiledModule {
+    /// sha256 of the module's binary form, lowercase hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The ABI the module was recognised as.
+    pub fn abi(&self) -> &Abi {
+        &self.abi
+    }
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("digest", &self.digest)
+            .field("abi", &self.abi)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sha256 of `bytes`, lowercase hex: the content address of a module.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Binary wasm from either binary wasm or WAT text, with the parser's own
+/// error when it is neither.
+pub fn to_binary(source: &[u8]) -> Result<Cow<'_, [u8]>, CompileError> {
+    if source.starts_with(b"\0asm") {
+        return Ok(Cow::Borrowed(source));
+    }
+    let text = std::str::from_utf8(source).map_err(|_| {
+        CompileError::NotWasm(
+            "neither a WebAssembly binary (no \\0asm header) nor UTF-8 WAT text".into(),
+        )
+    })?;
+    wat::parse_str(text)
+        .map(Cow::Owned)
+        .map_err(|e| CompileError::NotWasm(format!("invalid WAT: {e}")))
+}
+
+/// Every import must be a `wasi_snapshot_preview1` function.
+pub(crate) fn check_imports(module: &wasmtime::Module) -> Result<(), CompileError> {
+    for import in module.imports() {
+        let is_func = matches!(import.ty(), ExternType::Func(_));
+        if import.module() != WASI_MODULE || !is_func {
+            return Err(CompileError::ForbiddenImport(format!(
+                "`{}::{}` ({}); only `{WASI_MODULE}` functions can be imported",
+                import.module(),
+                import.name(),
+                extern_kind(&import.ty()),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn extern_kind(ty: &ExternType) -> &'static str {
+    match ty {
+        ExternType::Func(_) => "function",
+        ExternType::Global(_) => "global",
+        ExternType::Table(_) => "table",
+        ExternType::Memory(_) => "memory",
+        ExternType::Tag(_) => "tag",
+    }
+}
+
+/// `_start` wins; otherwise a `handle` export whose params and results are all numbers.
+pub(crate) fn detect_abi(module: &wasmtime::Module) -> Result<Abi, CompileError> {
+    let func = |name: &str| match module.get_export(name) {
+        Some(ExternType::Func(f)) => Some(f),
+        _ => None,
+    };
+    if let Some(start) = func("_start") {
+        if start.params().len() != 0 || start.results().len() != 0 {
+            return Err(CompileError::NoEntryPoint(
+                "`_start` must take no parameters and return nothing".into(),
+            ));
+        }
+        return Ok(Abi::Command);
+    }
+    let Some(handle) = func("handle") else {
+        return Err(CompileError::NoEntryPoint(
+            "the module exports neither `_start` (WASI command) nor a `handle` function".into(),
+        ));
+    };
+    scalar_abi(&handle)
+}
+
+fn scalar_abi(ty: &FuncType) -> Result<Abi, CompileError> {
+    let numeric = |types: &mut dyn Iterator<Item = ValType>| {
+        types
+            .map(|t| Scalar::from_val_type(&t))
+            .collect::<Option<Vec<_>>>()
+    };
+    let bad = || {
+        CompileError::NoEntryPoint(format!(
+            "`handle` must take and return only numbers (i32, i64, f32, f64), and return at least one; it is {ty}"
+        ))
+    };
+    let params = numeric(&mut ty.params()).ok_or_else(bad)?;
+    let results = numeric(&mut ty.results()).ok_or_else(bad)?;
+    if results.is_empty() {
+        return Err(bad());
+    }
+    Ok(Abi::Scalar { params, results })
+}
