@@ -1,1 +1,368 @@
-//! placeholder
+//! Nimbus's state in NATS JetStream: users and function metadata in KV
+//! buckets, module bytes in a content-addressed object store, function logs in
+//! a limits stream.
+//!
+//! JetStream is the database on purpose: it replicates (R3 on a cluster), it
+//! is already there for messaging, and API servers and workers stay stateless.
+//! Buckets are created idempotently at start-up by whoever comes first.
+//!
+//! Key layout of the `functions` bucket: `<owner>.<id>` -> [`FunctionMeta`].
+//! Putting the owner in the key means a user's listing is a server-side
+//! subject filter (`<owner>.*`), and looking up somebody else's function
+//! simply finds nothing. The id counter lives under [`ID_COUNTER_KEY`], a key
+//! no username can produce (usernames start with a letter or digit).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, push::OrderedConfig},
+    kv,
+    object_store::{self, ObjectStore},
+    stream::{self, DiscardPolicy, RetentionPolicy},
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use nimbus_core::{FunctionId, FunctionMeta, subjects};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+/// Key of the function id counter in the `functions` bucket.
+pub const ID_COUNTER_KEY: &str = "_next_id";
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The validated username.
+    pub username: String,
+    /// bcrypt hash of the password.
+    pub password_hash: String,
+    /// RFC 3339 registration time.
+    pub created: String,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Replicas per bucket: 1 on a single server, 3 on a JetStream cluster.
+    pub replicas: usize,
+    /// How long function logs are kept.
+    pub log_retention: Duration,
+    /// Cap on the log stream's size, in bytes.
+    pub log_max_bytes: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            log_retention: Duration::from_secs(24 * 3600),
+            log_max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key already exists (a username taken, an id reused).
+    #[error("already exists")]
+    AlreadyExists,
+    /// JetStream could not be reached or answered with an error.
+    #[error("JetStream: {0}")]
+    Unavailable(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt record `{key}`: {reason}")]
+    Corrupt {
+        /// The key that held it.
+        key: String,
+        /// The decoding error.
+        reason: String,
+    },
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// Handles on every bucket. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: async_nats::Client,
+    users: kv::Store,
+    functions: kv::Store,
+    modules: ObjectStore,
+}
+
+impl Store {
+    /// Create the buckets and streams if missing (or update them to `config`)
+    /// and return handles on them.
+    pub async fn open(
+        client: async_nats::Client,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let js = jetstream::new(client.clone());
+        let kv_config = |bucket: &str, description: &str, history: i64| kv::Config {
+            bucket: bucket.to_owned(),
+            description: description.to_owned(),
+            history,
+            num_replicas: config.replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let users = js
+            .create_or_update_key_value(kv_config(subjects::USERS_BUCKET, "Nimbus users", 1))
+            .await
+            .map_err(unavailable)?;
+        let functions = js
+            .create_or_update_key_value(kv_config(
+                subjects::FUNCTIONS_BUCKET,
+                "Nimbus function metadata",
+                1,
+            ))
+            .await
+            .map_err(unavailable)?;
+        let modules = match js.get_object_store(subjects::MODULES_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: subjects::MODULES_BUCKET.to_owned(),
+                    description: Some("Nimbus modules by sha256 digest".to_owned()),
+                    num_replicas: config.replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        js.create_or_update_stream(stream::Config {
+            name: subjects::LOGS_STREAM.to_owned(),
+            description: Some("Nimbus function logs".to_owned()),
+            subjects: vec![subjects::LOGS_ALL.to_owned()],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_age: config.log_retention,
+            max_bytes: config.log_max_bytes,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+        Ok(Self {
+            client,
+            users,
+            functions,
+            modules,
+        })
+    }
+
+    /// Store a new user; [`StoreError::AlreadyExists`] if the name is taken.
+    pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(user).expect("user serialises");
+        match self.users.create(&user.username, value.into()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The user called `username`, if any.
+    pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let value = self.users.get(username).await.map_err(unavailable)?;
+        value.map(|v| decode(username, &v)).transpose()
+    }
+
+    /// Allocate the next function id: compare-and-set on a counter, so ids are
+    /// unique across any number of API servers.
+    pub async fn next_function_id(&self) -> Result<FunctionId, StoreError> {
+        loop {
+            let entry = self
+                .functions
+                .entry(ID_COUNTER_KEY)
+                .await
+                .map_err(unavailable)?;
+            let (next, attempt) = match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    let current: FunctionId = decode(ID_COUNTER_KEY, &entry.value)?;
+                    let next = current + 1;
+                    let attempt = self
+                        .functions
+                        .update(ID_COUNTER_KEY, encode(&next), entry.revision)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision);
+                    (next, attempt)
+                }
+                _ => {
+                    let attempt = self
+                        .functions
+                        .create(ID_COUNTER_KEY, encode(&1u64))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists);
+                    (1, attempt)
+                }
+            };
+            match attempt {
+                Ok(()) => return Ok(next),
+                // Another API server won the race: read the counter again.
+                Err(true) => continue,
+                Err(false) => {
+                    return Err(StoreError::Unavailable(
+                        "could not update the function id counter".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Store new function metadata; never overwrites.
+    pub async fn create_function(&self, meta: &FunctionMeta) -> Result<(), StoreError> {
+        let key = function_key(&meta.owner, meta.id);
+        match self.functions.create(&key, encode(meta)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
+    pub async fn function(
+        &self,
+        owner: &str,
+        id: FunctionId,
+    ) -> Result<Option<FunctionMeta>, StoreError> {
+        let key = function_key(owner, id);
+        let value = self.functions.get(&key).await.map_err(unavailable)?;
+        value.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Every function `owner` has, by id.
+    pub async fn functions_of(&self, owner: &str) -> Result<Vec<FunctionMeta>, StoreError> {
+        let consumer = self
+            .functions
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: format!("{}{owner}.*", self.functions.prefix),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut functions = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(functions);
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            let pending = message.info().map_err(unavailable)?.pending;
+            let deleted = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+            if !deleted {
+                functions.push(decode(&message.subject, &message.payload)?);
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        functions.sort_by_key(|f: &FunctionMeta| f.id);
+        Ok(functions)
+    }
+
+    /// Delete `owner`'s function `id`; `false` if there was none.
+    ///
+    /// The module stays in the object store: modules are content addressed
+    /// and may be shared by other functions.
+    pub async fn delete_function(&self, owner: &str, id: FunctionId) -> Result<bool, StoreError> {
+        if self.function(owner, id).await?.is_none() {
+            return Ok(false);
+        }
+        self.functions
+            .delete(function_key(owner, id))
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
+    }
+
+    /// Store module bytes under `digest` unless an object of that name exists
+    /// already (same digest, same bytes).
+    pub async fn put_module(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.modules.info(digest).await.is_ok() {
+            return Ok(());
+        }
+        self.put_object(digest, bytes).await
+    }
+
+    /// The module stored under `digest`, if any.
+    pub async fn module(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_object(digest).await
+    }
+
+    /// A precompiled artifact of module `digest` for engines with `engine_key`.
+    pub async fn artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_object(&artifact_name(digest, engine_key)).await
+    }
+
+    /// Keep a precompiled artifact of module `digest` for engines with `engine_key`.
+    pub async fn put_artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put_object(&artifact_name(digest, engine_key), bytes)
+            .await
+    }
+
+    async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut reader = bytes;
+        self.modules
+            .put(name, &mut reader)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut object = match self.modules.get(name).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut bytes = Vec::with_capacity(object.info.size);
+        object.read_to_end(&mut bytes).await.map_err(unavailable)?;
+        Ok(Some(bytes))
+    }
+}
+
+fn function_key(owner: &str, id: FunctionId) -> String {
+    format!("{owner}.{id}")
+}
+
+fn artifact_name(digest: &str, engine_key: &str) -> String {
+    format!("{digest}.cwasm-{engine_key}")
+}
+
+fn encode<T: Serialize>(value: &T) -> Bytes {
+    serde_json::to_vec(value).expect("records serialise").into()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,1 +1,260 @@
-//! placeholder
+//! A Nimbus worker: takes synchronous invocations from the `workers` queue
+//! group on `functions.execute.*`, runs them on the engine and replies.
+//!
+//! Workers hold no state but caches, so any number can join the queue group
+//! and NATS spreads invocations among them; a worker that dies simply stops
+//! receiving. Each worker bounds how many invocations it runs at once; past
+//! that it stops pulling messages and they wait in its subscription.
+//!
+//! Per invocation it also publishes the guest's stderr on
+//! `functions.logs.<id>` (kept by the log stream) and, when the function
+//! failed, an event on `functions.error`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_nats::{Client, HeaderMap, Message};
+use futures::StreamExt;
+use nimbus_core::wire::{InvocationOutput, InvocationReply, InvocationRequest};
+use nimbus_core::{LimitPolicy, subjects};
+use nimbus_engine::{CompiledModule, Engine};
+use nimbus_store::Store;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Invocations run at once by this worker.
+    pub concurrency: usize,
+    /// Limits this worker accepts; requests beyond them are refused.
+    pub policy: LimitPolicy,
+    /// Load and publish precompiled native artifacts through the object
+    /// store, so a module compiled by one worker is not compiled again by the
+    /// next. Off by default: it means trusting the object store with native
+    /// code, so only enable it where NATS permissions keep users out of the
+    /// `modules` bucket (they do in deploy/nats).
+    pub share_compiled: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            policy: LimitPolicy::default(),
+            share_compiled: false,
+        }
+    }
+}
+
+/// A running worker's shared parts.
+struct Worker {
+    client: Client,
+    store: Store,
+    engine: Engine,
+    config: WorkerConfig,
+}
+
+/// Serve invocations until `shutdown` resolves, then finish the ones in
+/// flight and return.
+pub async fn run(
+    client: Client,
+    store: Store,
+    engine: Engine,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut subscription = client
+        .queue_subscribe(
+            subjects::EXECUTE_ALL,
+            subjects::WORKER_QUEUE_GROUP.to_owned(),
+        )
+        .await?;
+    // Make sure the server has the subscription before we report ready.
+    client.flush().await?;
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let worker = Arc::new(Worker {
+        client,
+        store,
+        engine,
+        config,
+    });
+    tracing::info!(concurrency = worker.config.concurrency, "worker ready");
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let message = tokio::select! {
+            _ = &mut shutdown => break,
+            message = subscription.next() => message,
+        };
+        let Some(message) = message else { break };
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            worker.handle(message).await;
+            drop(permit);
+        });
+    }
+    subscription.unsubscribe().await.ok();
+    // Wait for the invocations in flight.
+    let _all = slots
+        .acquire_many(worker.config.concurrency.max(1) as u32)
+        .await;
+    worker.client.flush().await.ok();
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+impl Worker {
+    async fn handle(&self, message: Message) {
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::warn!(subject = %message.subject, "invocation without a reply subject dropped");
+            return;
+        };
+        let reply = match serde_json::from_slice::<InvocationRequest>(&message.payload) {
+            Ok(request) => self.invoke(request).await,
+            Err(e) => InvocationReply::PlatformError(format!("malformed invocation request: {e}")),
+        };
+        let payload = serde_json::to_vec(&reply).expect("reply serialises");
+        if let Err(e) = self.client.publish(reply_to, payload.into()).await {
+            tracing::warn!(error = %e, "could not send a reply");
+        }
+    }
+
+    async fn invoke(&self, request: InvocationRequest) -> InvocationReply {
+        if let Err(e) = self.config.policy.check(&request.limits) {
+            return InvocationReply::PlatformError(format!("limits refused by this worker: {e}"));
+        }
+        let module = match self.module(&request.digest).await {
+            Ok(module) => module,
+            Err(message) => {
+                tracing::error!(function = request.function_id, digest = %request.digest, %message);
+                return InvocationReply::PlatformError(message);
+            }
+        };
+        let invocation = self
+            .engine
+            .invoke(&module, request.input.get().as_bytes(), &request.limits)
+            .await;
+        if !invocation.logs.is_empty() {
+            self.publish_logs(&request, &invocation.logs, invocation.logs_truncated)
+                .await;
+        }
+        match invocation.result {
+            Ok(output) => match String::from_utf8(output)
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+            {
+                Some(result) => InvocationReply::Ok(InvocationOutput {
+                    result,
+                    fuel_consumed: invocation.fuel_consumed,
+                    duration_us: invocation.duration.as_micros() as u64,
+                }),
+                None => {
+                    InvocationReply::PlatformError("engine produced output that is not JSON".into())
+                }
+            },
+            Err(error) => {
+                let event = serde_json::json!({
+                    "function_id": request.function_id,
+                    "caller": request.caller,
+                    "kind": error.kind,
+                    "message": error.message,
+                    "fuel_consumed": error.fuel_consumed,
+                });
+                self.client
+                    .publish(subjects::ERRORS, event.to_string().into())
+                    .await
+                    .ok();
+                InvocationReply::FunctionError(error)
+            }
+        }
+    }
+
+    /// The compiled module for `digest`: from the engine's cache, else a
+    /// shared precompiled artifact (when enabled), else compiled from the
+    /// object store's bytes, checked against the digest they are stored under.
+    async fn module(&self, digest: &str) -> Result<Arc<CompiledModule>, String> {
+        if let Some(module) = self.engine.cached(digest) {
+            return Ok(module);
+        }
+        let engine_key = self.engine.artifact_key();
+        if self.config.share_compiled
+            && let Some(module) = self.shared_artifact(digest, &engine_key).await
+        {
+            return Ok(module);
+        }
+        let bytes = self
+            .store
+            .module(digest)
+            .await
+            .map_err(|e| format!("could not fetch module {digest}: {e}"))?
+            .ok_or_else(|| format!("module {digest} is missing from the object store"))?;
+        let engine = self.engine.clone();
+        let module =
+            tokio::task::spawn_blocking(move || engine.compile(&bytes).map(|(module, _)| module))
+                .await
+                .map_err(|e| format!("compiling module {digest} panicked: {e}"))?
+                .map_err(|e| format!("stored module {digest} does not compile: {e}"))?;
+        if module.digest() != digest {
+            return Err(format!(
+                "module stored as {digest} has digest {}; refusing to run it",
+                module.digest()
+            ));
+        }
+        if self.config.share_compiled {
+            match self.engine.serialize(&module) {
+                Ok(artifact) => {
+                    if let Err(e) = self
+                        .store
+                        .put_artifact(digest, &engine_key, &artifact)
+                        .await
+                    {
+                        tracing::warn!(%digest, error = %e, "could not share the compiled artifact");
+                    }
+                }
+                Err(e) => tracing::warn!(%digest, error = %e, "could not serialise the module"),
+            }
+        }
+        Ok(module)
+    }
+
+    /// A precompiled artifact another worker shared, if there is a usable one.
+    async fn shared_artifact(&self, digest: &str, engine_key: &str) -> Option<Arc<CompiledModule>> {
+        let artifact = self.store.artifact(digest, engine_key).await.ok()??;
+        let engine = self.engine.clone();
+        let digest_owned = digest.to_owned();
+        let loaded =
+            tokio::task::spawn_blocking(move || engine.load_precompiled(&digest_owned, &artifact))
+                .await;
+        match loaded {
+            Ok(Ok(module)) => Some(module),
+            Ok(Err(e)) => {
+                tracing::warn!(%digest, error = %e, "ignoring unusable artifact");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "artifact loading panicked");
+                None
+            }
+        }
+    }
+
+    async fn publish_logs(&self, request: &InvocationRequest, logs: &[u8], truncated: bool) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nimbus-Caller", request.caller.as_str());
+        if truncated {
+            headers.insert("Nimbus-Logs-Truncated", "true");
+        }
+        let subject = subjects::logs(request.function_id);
+        if let Err(e) = self
+            .client
+            .publish_with_headers(subject, headers, logs.to_vec().into())
+            .await
+        {
+            tracing::warn!(function = request.function_id, error = %e, "could not publish logs");
+        }
+    }
+}

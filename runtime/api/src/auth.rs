@@ -1,0 +1,209 @@
+//! Registration, login and the bearer-token extractor.
+//!
+//! Passwords are bcrypt-hashed (cost configurable; hashing runs on the
+//! blocking pool so it never stalls the async workers). Tokens are HS256 JWTs
+//! carrying the username in `sub`, issued by `nimbus` and expiring; only HS256
+//! is accepted, so `alg: none` and algorithm-confusion tokens are refused.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::{Json, http::header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use nimbus_core::Username;
+use nimbus_store::UserRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::body::{Body, parse_json};
+use crate::{ApiError, AppState};
+
+/// Issuer claim of every Nimbus token.
+pub const ISSUER: &str = "nimbus";
+
+/// bcrypt only looks at the first 72 bytes; longer passwords are refused
+/// rather than silently truncated.
+const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=72;
+
+/// The claims in a Nimbus token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The username.
+    pub sub: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Always [`ISSUER`].
+    pub iss: String,
+}
+
+/// Signs and verifies tokens with one shared secret.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl JwtKeys {
+    /// Keys for `secret`, tokens valid for `ttl`.
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
+    }
+
+    /// A fresh token for `username`.
+    pub fn issue(&self, username: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let claims = Claims {
+            sub: username.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs(),
+            iss: ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The claims of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let reason = match e.kind() {
+                    ErrorKind::ExpiredSignature => "token has expired",
+                    ErrorKind::InvalidSignature => "token signature is invalid",
+                    ErrorKind::InvalidAlgorithm => "token must be signed with HS256",
+                    _ => "token is malformed or invalid",
+                };
+                ApiError::Unauthorized(reason.into())
+            })
+    }
+}
+
+/// The authenticated caller: extracted from `Authorization: Bearer <jwt>`.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <token> header".into())
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into())
+            })?;
+        let claims = state.jwt.verify(token)?;
+        Ok(Caller(claims.sub))
+    }
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn validate(credentials: &Credentials) -> Result<Username, ApiError> {
+    let username =
+        Username::parse(&credentials.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !PASSWORD_BYTES.contains(&credentials.password.len()) {
+        return Err(ApiError::BadRequest(format!(
+            "password must be {} to {} bytes long",
+            PASSWORD_BYTES.start(),
+            PASSWORD_BYTES.end()
+        )));
+    }
+    Ok(username)
+}
+
+/// `POST /auth/register`
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let credentials: Credentials = parse_json(&body)?;
+    let username = validate(&credentials)?;
+    let cost = state.config.bcrypt_cost;
+    let password = credentials.password;
+    let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await?
+        .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
+    let record = UserRecord {
+        username: username.to_string(),
+        password_hash,
+        created: crate::now_rfc3339(),
+    };
+    match state.store.create_user(&record).await {
+        Ok(()) => {}
+        Err(nimbus_store::StoreError::AlreadyExists) => {
+            return Err(ApiError::Conflict(format!(
+                "username `{username}` is already taken"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(user = %username, "registered");
+    // The seed's exact message, kept for its curl session.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"message": "Usuario registrado exitosamente"})),
+    ))
+}
+
+/// `POST /auth/login`
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let credentials: Credentials = parse_json(&body)?;
+    let denied = || ApiError::Unauthorized("invalid username or password".into());
+    let user = match Username::parse(&credentials.username) {
+        Ok(name) => state.store.user(name.as_str()).await?,
+        Err(_) => None,
+    };
+    // Unknown users are checked against a dummy hash of the same cost, so
+    // response time does not reveal which usernames exist.
+    let hash = match &user {
+        Some(user) => user.password_hash.clone(),
+        None => state.dummy_hash.clone(),
+    };
+    let password = credentials.password;
+    let matches =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await?;
+    match user {
+        Some(user) if matches => Ok(Json(json!({"token": state.jwt.issue(&user.username)}))),
+        _ => Err(denied()),
+    }
+}

@@ -1,0 +1,50 @@
+//! Request bodies, with our error format instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// The raw body, size-capped by the router's `DefaultBodyLimit`.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(
+                        "request body is larger than the server accepts".into(),
+                    )
+                } else {
+                    ApiError::BadRequest(rejection.body_text())
+                }
+            })
+    }
+}
+
+/// Parse a JSON object body, naming what is wrong with it. Only objects: serde
+/// would otherwise also accept a struct written as an array.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::BadRequest(
+                "request body is empty; a JSON object is expected".into(),
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "request body must be a JSON object".into(),
+            ));
+        }
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,351 @@
+//! Function handlers: upload, list, read, execute, delete.
+//!
+//! Upload validates and compiles the module with the engine before anything
+//! is stored, then writes the module (content addressed, so a re-upload of the
+//! same bytes stores nothing new), then the metadata. A failure at any step
+//! leaves no metadata behind, and a module without metadata is harmless.
+//!
+//! Execute looks the function up for the caller only (another user's id is a
+//! plain 404), then sends a request on `functions.execute.<id>` to the
+//! `workers` queue group and maps the reply.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use nimbus_core::wire::{InvocationReply, InvocationRequest};
+use nimbus_core::{FunctionId, FunctionMeta, Limits, LimitsRequest, Runtime, subjects};
+use nimbus_engine::CompileError;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::body::{Body, parse_json};
+use crate::{ApiError, AppState};
+
+/// JSON upload body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadRequest {
+    code: String,
+    runtime: Option<Runtime>,
+    name: Option<String>,
+    limits: Option<LimitsRequest>,
+    /// The seed's clients send the owner; accepted only when it is the caller.
+    user: Option<String>,
+}
+
+/// Query string of a raw `application/wasm` upload. The limit fields are
+/// spelled out because serde's `flatten` cannot parse numbers from a query string.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    fuel: Option<u64>,
+    memory_bytes: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_input_bytes: Option<u64>,
+    max_output_bytes: Option<u64>,
+    max_log_bytes: Option<u64>,
+}
+
+impl UploadQuery {
+    fn limits(&self) -> LimitsRequest {
+        LimitsRequest {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            timeout_ms: self.timeout_ms,
+            max_input_bytes: self.max_input_bytes,
+            max_output_bytes: self.max_output_bytes,
+            max_log_bytes: self.max_log_bytes,
+        }
+    }
+}
+
+/// What an upload answers: the id first and, for text uploads, the code
+/// echoed back as the seed did; binaries are not echoed.
+#[derive(Serialize)]
+pub struct Created {
+    id: FunctionId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    runtime: Runtime,
+    digest: String,
+    size: u64,
+    limits: Limits,
+    created: String,
+}
+
+const MAX_NAME_CHARS: usize = 64;
+
+fn check_name(name: &Option<String>) -> Result<(), ApiError> {
+    match name {
+        Some(n)
+            if n.is_empty()
+                || n.chars().count() > MAX_NAME_CHARS
+                || n.chars().any(char::is_control) =>
+        {
+            Err(ApiError::BadRequest(format!(
+                "name must be 1 to {MAX_NAME_CHARS} printable characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_id(id: &str) -> Result<FunctionId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("no function with id `{id}`")))
+}
+
+fn not_found(id: FunctionId) -> ApiError {
+    ApiError::NotFound(format!("no function with id {id}"))
+}
+
+/// `POST /functions`
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let is_wasm_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/wasm"))
+        });
+
+    let (runtime, code, name, requested, echo) = if is_wasm_body {
+        let query: UploadQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        (
+            Runtime::Wasm,
+            body.to_vec(),
+            query.name.clone(),
+            query.limits(),
+            None,
+        )
+    } else {
+        let upload: UploadRequest = parse_json(&body)?;
+        if let Some(user) = &upload.user
+            && user != &caller
+        {
+            return Err(ApiError::Forbidden(format!(
+                "cannot create a function for `{user}` while logged in as `{caller}`"
+            )));
+        }
+        let runtime = upload.runtime.unwrap_or_else(|| {
+            if upload.code.trim_start().starts_with("(module") {
+                Runtime::Wat
+            } else {
+                Runtime::Js
+            }
+        });
+        let (code, echo) = match runtime {
+            Runtime::Wasm => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(upload.code.trim())
+                    .map_err(|e| {
+                        ApiError::BadRequest(format!(
+                            "`code` must be base64 for runtime `wasm`: {e}"
+                        ))
+                    })?;
+                (bytes, None)
+            }
+            Runtime::Wat => (upload.code.clone().into_bytes(), Some(upload.code)),
+            Runtime::Js => {
+                return Err(ApiError::NotImplemented(
+                    "JavaScript functions are not supported yet; upload WAT or WebAssembly (runtime `wat` or `wasm`)".into(),
+                ));
+            }
+        };
+        (
+            runtime,
+            code,
+            upload.name,
+            upload.limits.unwrap_or_default(),
+            echo,
+        )
+    };
+    check_name(&name)?;
+    let limits = state
+        .config
+        .policy
+        .resolve(&requested)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+
+    let engine = state.engine.clone();
+    let (digest, binary) = tokio::task::spawn_blocking(move || {
+        engine
+            .compile(&code)
+            .map(|(module, binary)| (module.digest().to_owned(), binary.into_owned()))
+    })
+    .await?
+    .map_err(|e| match e {
+        CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+        other => ApiError::InvalidModule(other.to_string()),
+    })?;
+
+    state.store.put_module(&digest, &binary).await?;
+    let id = state.store.next_function_id().await?;
+    let meta = FunctionMeta {
+        id,
+        owner: caller,
+        name,
+        runtime,
+        digest,
+        size: binary.len() as u64,
+        limits,
+        created: crate::now_rfc3339(),
+    };
+    state.store.create_function(&meta).await?;
+    tracing::info!(id, owner = %meta.owner, runtime = meta.runtime.as_str(), digest = %meta.digest, "function created");
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            id,
+            code: echo,
+            name: meta.name,
+            runtime: meta.runtime,
+            digest: meta.digest,
+            size: meta.size,
+            limits: meta.limits,
+            created: meta.created,
+        }),
+    ))
+}
+
+/// `GET /functions`
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let functions = state.store.functions_of(&caller).await?;
+    Ok(Json(json!({ "functions": functions })))
+}
+
+/// `GET /functions/{id}`
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<FunctionMeta>, ApiError> {
+    let id = parse_id(&id)?;
+    let meta = state
+        .store
+        .function(&caller, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(Json(meta))
+}
+
+/// `DELETE /functions/{id}`
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    if !state.store.delete_function(&caller, id).await? {
+        return Err(not_found(id));
+    }
+    tracing::info!(id, owner = %caller, "function deleted");
+    // The seed's exact message, kept for its curl session.
+    Ok(Json(json!({"message": "Función eliminada"})))
+}
+
+#[derive(Deserialize)]
+struct ExecuteRequest {
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
+}
+
+/// What a successful execution answers.
+#[derive(Serialize)]
+pub struct Executed {
+    result: Box<RawValue>,
+    fuel_consumed: u64,
+    duration_us: u64,
+}
+
+/// `POST /functions/{id}/execute`. An empty body means `{"input": null}`.
+pub async fn execute(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Executed>, ApiError> {
+    let id = parse_id(&id)?;
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        parse_json::<ExecuteRequest>(&body)?.input
+    };
+    let input =
+        input.unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"));
+    let meta = state
+        .store
+        .function(&caller, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if input.get().len() as u64 > meta.limits.max_input_bytes {
+        return Err(ApiError::Function(nimbus_core::FunctionError::new(
+            nimbus_core::FunctionErrorKind::InvalidInput,
+            format!(
+                "input is {} bytes, this function accepts at most {}",
+                input.get().len(),
+                meta.limits.max_input_bytes
+            ),
+        )));
+    }
+
+    let request = InvocationRequest {
+        function_id: id,
+        digest: meta.digest,
+        limits: meta.limits,
+        caller,
+        input,
+    };
+    let payload = serde_json::to_vec(&request).expect("request serialises");
+    let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
+    let reply = state
+        .nats
+        .send_request(
+            subjects::execute(id),
+            async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(wait)),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => ApiError::NoWorker,
+            async_nats::RequestErrorKind::TimedOut => {
+                ApiError::WorkerTimeout(wait.as_millis() as u64)
+            }
+            async_nats::RequestErrorKind::MaxPayloadExceeded => ApiError::PayloadTooLarge(
+                "the input is larger than the NATS server's max_payload".into(),
+            ),
+            _ => ApiError::Unavailable(format!("NATS request failed: {e}")),
+        })?;
+    let reply: InvocationReply = serde_json::from_slice(&reply.payload)
+        .map_err(|e| ApiError::WorkerFailed(format!("unreadable reply: {e}")))?;
+    match reply {
+        InvocationReply::Ok(output) => Ok(Json(Executed {
+            result: output.result,
+            fuel_consumed: output.fuel_consumed,
+            duration_us: output.duration_us,
+        })),
+        InvocationReply::FunctionError(error) => Err(ApiError::Function(error)),
+        InvocationReply::PlatformError(message) => Err(ApiError::WorkerFailed(message)),
+    }
+}

@@ -1,0 +1,82 @@
+//! Running the API and the worker against a NATS URL; shared by `nimbus up`,
+//! `nimbus api`, `nimbus worker` and the end-to-end tests.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use nimbus_api::{ApiConfig, AppState};
+use nimbus_engine::{Engine, EngineConfig};
+use nimbus_store::{Store, StoreConfig};
+use nimbus_worker::WorkerConfig;
+
+/// Connect to NATS, naming the connection after the component.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// Connect and open (creating if needed) the JetStream buckets.
+pub async fn open_store(
+    url: &str,
+    name: &str,
+    config: &StoreConfig,
+) -> anyhow::Result<(async_nats::Client, Store)> {
+    let client = connect(url, name).await?;
+    let store = Store::open(client.clone(), config)
+        .await
+        .context("cannot open the JetStream buckets")?;
+    Ok((client, store))
+}
+
+/// The engine an API server validates uploads with: it compiles, never runs,
+/// so no instance pool and a small cache.
+pub fn upload_engine() -> anyhow::Result<Engine> {
+    Engine::new(EngineConfig {
+        pooling: false,
+        cache_capacity: 16,
+        max_concurrency: 1,
+        ..EngineConfig::default()
+    })
+    .map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))
+}
+
+/// The engine a worker runs functions with, sized to its concurrency.
+pub fn worker_engine(concurrency: usize) -> anyhow::Result<Engine> {
+    Engine::new(EngineConfig {
+        max_concurrency: u32::try_from(concurrency.max(1))?,
+        ..EngineConfig::default()
+    })
+    .map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))
+}
+
+/// Serve the API on `listener` until `shutdown`.
+pub async fn run_api(
+    client: async_nats::Client,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    config: ApiConfig,
+    jwt_secret: Vec<u8>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let engine = upload_engine()?;
+    let state = AppState::new(config, store, client, engine, &jwt_secret)?;
+    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    nimbus_api::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+/// Run a worker until `shutdown`.
+pub async fn run_worker(
+    client: async_nats::Client,
+    store: Store,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let engine = worker_engine(config.concurrency)?;
+    nimbus_worker::run(client, store, engine, config, shutdown).await
+}

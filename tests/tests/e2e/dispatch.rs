@@ -1,0 +1,196 @@
+//! Invocations through NATS: hostile guests, the queue group, missing
+//! workers, logs and error events.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{ADD_WAT, Platform, Setup, assert_error};
+
+const SPIN: &str = r#"(module (func (export "handle") (param i32) (result i32)
+  (loop $forever (br $forever)) i32.const 0))"#;
+
+const MEMORY_BOMB: &str = r#"(module (memory 1) (func (export "handle") (param i32) (result i32)
+  (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+  unreachable))"#;
+
+/// Logs "boom: bad input" to stderr and exits with code 3.
+const FAILS_LOUDLY: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "boom: bad input\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (call $proc_exit (i32.const 3))))"#;
+
+#[tokio::test]
+async fn hostile_functions_fail_with_their_kind_and_the_worker_keeps_serving() {
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let spin = platform
+        .upload(&token, SPIN, Some(json!({"fuel": 10_000_000})))
+        .await;
+    let slow = platform
+        .upload(
+            &token,
+            SPIN,
+            Some(json!({"fuel": 50_000_000_000u64, "timeout_ms": 300})),
+        )
+        .await;
+    let bomb = platform
+        .upload(&token, MEMORY_BOMB, Some(json!({"memory_bytes": 4 << 20})))
+        .await;
+    let loud = platform.upload(&token, FAILS_LOUDLY, None).await;
+
+    for (id, kind) in [
+        (spin, "out_of_fuel"),
+        (slow, "timeout"),
+        (bomb, "memory_limit"),
+        (loud, "exit"),
+    ] {
+        let (status, body) = platform.execute(&token, id, json!(0)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["kind"], kind, "{body}");
+        assert_eq!(body["error"]["source"], "function", "{body}");
+        // The same, single worker answers the next call correctly.
+        let (status, body) = platform.execute(&token, add, json!(10)).await;
+        assert_eq!(
+            (status, &body["result"]),
+            (StatusCode::OK, &json!(11)),
+            "after {kind}"
+        );
+    }
+    let (_, body) = platform.execute(&token, spin, json!(0)).await;
+    assert_eq!(
+        body["error"]["fuel_consumed"], 10_000_000,
+        "a failed call still reports its fuel"
+    );
+    let (_, body) = platform.execute(&token, loud, json!(0)).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("boom: bad input"),
+        "the guest's error text reaches the caller: {body}"
+    );
+}
+
+#[tokio::test]
+async fn two_workers_share_invocations_and_one_dying_leaves_the_other_serving() {
+    let mut platform = Platform::start_with(Setup {
+        workers: 2,
+        ..Setup::default()
+    })
+    .await;
+    let token = platform.user("alice").await;
+    let id = platform.upload(&token, ADD_WAT, None).await;
+    let before = [platform.worker_messages(0), platform.worker_messages(1)];
+    for i in 0..40 {
+        let (status, body) = platform.execute(&token, id, json!(i)).await;
+        assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(i + 1)));
+    }
+    let served = [
+        platform.worker_messages(0) - before[0],
+        platform.worker_messages(1) - before[1],
+    ];
+    // Each worker also receives JetStream replies (fetching the module), so
+    // the counts are at least the invocations each took.
+    assert!(served[0] + served[1] >= 40, "{served:?}");
+    assert!(
+        served[0] > 0 && served[1] > 0,
+        "both workers took invocations: {served:?}"
+    );
+
+    platform.kill_worker(0).await;
+    for i in 0..20 {
+        let (status, body) = platform.execute(&token, id, json!(i)).await;
+        assert_eq!(
+            (status, &body["result"]),
+            (StatusCode::OK, &json!(i + 1)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_worker_answers_503_promptly() {
+    let mut platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let id = platform.upload(&token, ADD_WAT, None).await;
+    platform.kill_worker(0).await;
+    let started = Instant::now();
+    let answer = platform.execute(&token, id, json!(1)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered in {:?}, not after the dispatch timeout",
+        started.elapsed()
+    );
+    assert_eq!(answer.1["error"]["source"], "platform");
+    assert_error(answer, StatusCode::SERVICE_UNAVAILABLE, "no_worker");
+}
+
+#[tokio::test]
+async fn stderr_goes_to_the_log_stream_and_failures_to_functions_error() {
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let id = platform.upload(&token, FAILS_LOUDLY, None).await;
+    let client = platform.nats_client().await;
+    let mut errors = client.subscribe("functions.error").await.unwrap();
+    client.flush().await.unwrap();
+
+    let (status, _) = platform.execute(&token, id, json!(null)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let event = tokio::time::timeout(Duration::from_secs(5), errors.next())
+        .await
+        .expect("an error event")
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(event["function_id"], id);
+    assert_eq!(event["kind"], "exit");
+    assert_eq!(event["caller"], "alice");
+
+    // The log line was kept by the FUNCTION_LOGS stream.
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("FUNCTION_LOGS").await.unwrap();
+    let message = stream
+        .get_last_raw_message_by_subject(&format!("functions.logs.{id}"))
+        .await
+        .expect("a stored log message");
+    assert_eq!(&message.payload[..], b"boom: bad input\n");
+}
+
+#[tokio::test]
+async fn workers_can_share_compiled_artifacts() {
+    let mut setup = Setup::default();
+    setup.worker.share_compiled = true;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let (status, created) = platform
+        .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_u64().unwrap();
+    let (status, _) = platform.execute(&token, id, json!(1)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let store = nimbus_store::Store::open(platform.nats_client().await, &Default::default())
+        .await
+        .unwrap();
+    let engine = nimbus_cli::platform::worker_engine(1).unwrap();
+    let digest = created["digest"].as_str().unwrap();
+    let artifact = store
+        .artifact(digest, &engine.artifact_key())
+        .await
+        .unwrap()
+        .expect("the worker published its compiled artifact");
+    let module = engine.load_precompiled(digest, &artifact).expect("loads");
+    let run = engine.invoke(&module, b"5", &Default::default()).await;
+    assert_eq!(run.result.unwrap(), b"6");
+}

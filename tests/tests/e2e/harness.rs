@@ -1,0 +1,348 @@
+//! A whole Nimbus on loopback for one test: a real nats-server on a free port
+//! with a temporary store, an API server on a free port, and workers, each
+//! with its own NATS connection (so stopping one really removes it from the
+//! queue group). Everything is torn down on drop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nimbus_api::ApiConfig;
+use nimbus_cli::nats_server::{self, NatsServer};
+use nimbus_cli::platform;
+use nimbus_store::StoreConfig;
+use nimbus_worker::WorkerConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The secret test servers sign with, so tests can forge tokens.
+pub const JWT_SECRET: &str = "nimbus-test-secret-0123456789abcdef0123456789";
+
+/// The seed's function, as WAT.
+pub const ADD_WAT: &str = r#"(module
+  (func (export "handle") (param i32) (result i32)
+    local.get 0
+    i32.const 1
+    i32.add))"#;
+
+/// A running component and the switch that stops it.
+struct Component {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    client: async_nats::Client,
+}
+
+impl Component {
+    async fn stop(self) {
+        self.stop.send(true).ok();
+        self.task
+            .await
+            .expect("component task")
+            .expect("component ran cleanly");
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// How a test platform is set up.
+#[derive(Clone)]
+pub struct Setup {
+    pub workers: usize,
+    pub worker: WorkerConfig,
+    pub api: ApiConfig,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            worker: WorkerConfig {
+                concurrency: 8,
+                ..WorkerConfig::default()
+            },
+            api: ApiConfig {
+                // The minimum cost: tests hash many passwords in debug builds.
+                bcrypt_cost: 4,
+                max_body_bytes: 2 << 20,
+                dispatch_grace: Duration::from_secs(5),
+                ..ApiConfig::default()
+            },
+        }
+    }
+}
+
+pub struct Platform {
+    pub setup: Setup,
+    nats: Option<NatsServer>,
+    nats_binary: PathBuf,
+    store_dir: tempfile::TempDir,
+    api: Option<Component>,
+    api_url: String,
+    workers: Vec<Option<Component>>,
+    pub http: reqwest::Client,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        Self::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> Self {
+        let nats_binary = nats_server::locate(
+            std::env::var_os("NIMBUS_NATS_SERVER")
+                .map(PathBuf::from)
+                .as_deref(),
+        )
+        .expect("a nats-server (run `make test`, which installs one)");
+        let store_dir = tempfile::tempdir().expect("temp dir");
+        let nats = NatsServer::start(&nats_binary, &store_dir.path().join("nats"), None)
+            .await
+            .expect("nats-server starts");
+        let mut platform = Self {
+            setup: setup.clone(),
+            nats: Some(nats),
+            nats_binary,
+            store_dir,
+            api: None,
+            api_url: String::new(),
+            workers: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        platform.start_api().await;
+        for _ in 0..setup.workers {
+            platform.add_worker().await;
+        }
+        platform
+    }
+
+    pub fn nats_url(&self) -> String {
+        self.nats.as_ref().expect("nats running").url()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api_url)
+    }
+
+    pub async fn nats_client(&self) -> async_nats::Client {
+        async_nats::connect(self.nats_url()).await.expect("connect")
+    }
+
+    async fn start_api(&mut self) {
+        let (client, store) =
+            platform::open_store(&self.nats_url(), "test-api", &StoreConfig::default())
+                .await
+                .expect("store opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        self.api_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(platform::run_api(
+            client.clone(),
+            store,
+            listener,
+            self.setup.api.clone(),
+            JWT_SECRET.as_bytes().to_vec(),
+            stopped(rx),
+        ));
+        self.api = Some(Component { stop, task, client });
+    }
+
+    /// Start one more worker; returns its index.
+    pub async fn add_worker(&mut self) -> usize {
+        let (client, store) =
+            platform::open_store(&self.nats_url(), "test-worker", &StoreConfig::default())
+                .await
+                .expect("store opens");
+        let (stop, rx) = watch::channel(false);
+        let config = self.setup.worker.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let worker_client = client.clone();
+        let task = tokio::spawn(async move {
+            let engine = platform::worker_engine(config.concurrency)?;
+            ready_tx.send(()).ok();
+            nimbus_worker::run(worker_client, store, engine, config, stopped(rx)).await
+        });
+        ready_rx.await.expect("worker engine built");
+        self.workers.push(Some(Component { stop, task, client }));
+        let index = self.workers.len() - 1;
+        self.wait_until_serving(index).await;
+        index
+    }
+
+    /// Probe the queue group until worker `i` has taken a message: then NATS
+    /// routes to it. (Probes are malformed requests; workers answer them with
+    /// a platform error.)
+    async fn wait_until_serving(&self, i: usize) {
+        let client = self.nats_client().await;
+        let before = self.worker_messages(i);
+        for _ in 0..500 {
+            let _ = client.request("functions.execute.0", "{}".into()).await;
+            if self.worker_messages(i) > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("worker {i} never received a message");
+    }
+
+    /// Messages worker `i` has received from NATS so far.
+    pub fn worker_messages(&self, i: usize) -> u64 {
+        let worker = self.workers[i].as_ref().expect("worker running");
+        worker
+            .client
+            .statistics()
+            .in_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stop worker `i` the way a crash would look to NATS: its task is gone
+    /// and its connection closed, with no goodbye.
+    pub async fn kill_worker(&mut self, i: usize) {
+        let worker = self.workers[i].take().expect("worker running");
+        worker.task.abort();
+        let _ = worker.task.await;
+        drop(worker.client);
+        drop(worker.stop);
+    }
+
+    /// Stop every component, then nats-server, gracefully; the store stays.
+    pub async fn stop_all(&mut self) {
+        for worker in self.workers.drain(..).flatten() {
+            worker.stop().await;
+        }
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        if let Some(nats) = self.nats.take() {
+            nats.stop();
+        }
+    }
+
+    /// Start nats-server again on the same store, then the API and workers.
+    pub async fn restart_all(&mut self) {
+        assert!(self.nats.is_none(), "stop_all first");
+        let nats = NatsServer::start(&self.nats_binary, &self.store_dir.path().join("nats"), None)
+            .await
+            .expect("nats-server restarts");
+        self.nats = Some(nats);
+        self.start_api().await;
+        for _ in 0..self.setup.workers {
+            self.add_worker().await;
+        }
+    }
+
+    /// Any request; the answer's status and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+        (status, json)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            token,
+            Some(("application/json", serde_json::to_vec(body).unwrap())),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Register `name` and log in; returns the token.
+    pub async fn user(&self, name: &str) -> String {
+        let credentials = json!({"username": name, "password": "password123"});
+        let (status, body) = self.post_json("/auth/register", None, &credentials).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.login(name, "password123").await
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let (status, body) = self
+            .post_json(
+                "/auth/login",
+                None,
+                &json!({"username": name, "password": password}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Upload WAT (with optional limits); returns the id.
+    pub async fn upload(&self, token: &str, wat: &str, limits: Option<Value>) -> u64 {
+        let mut body = json!({"code": wat});
+        if let Some(limits) = limits {
+            body["limits"] = limits;
+        }
+        let (status, body) = self.post_json("/functions", Some(token), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_u64().expect("numeric id")
+    }
+
+    pub async fn execute(&self, token: &str, id: u64, input: Value) -> (StatusCode, Value) {
+        self.post_json(
+            &format!("/functions/{id}/execute"),
+            Some(token),
+            &json!({"input": input}),
+        )
+        .await
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for worker in self.workers.drain(..).flatten() {
+            worker.task.abort();
+        }
+        if let Some(api) = self.api.take() {
+            api.task.abort();
+        }
+    }
+}
+
+/// Assert a JSON error body of `kind` with status `status`.
+#[track_caller]
+pub fn assert_error(actual: (StatusCode, Value), status: StatusCode, kind: &str) {
+    let (actual_status, body) = actual;
+    assert_eq!(actual_status, status, "{body}");
+    assert_eq!(body["error"]["kind"], kind, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error has a message: {body}"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: real nats-server, real HTTP, real wasm, in one binary
+//! (one link of wasmtime for the whole suite).
+
+mod harness;
+
+mod auth;
+mod dispatch;
+mod functions;
+mod seed;

@@ -1,0 +1,53 @@
+//! The seed's curl session (original design, section 4), step by step.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{ADD_WAT, Platform};
+
+#[tokio::test]
+async fn seed_session_works_as_written() {
+    let platform = Platform::start().await;
+    let credentials = json!({"username": "testuser", "password": "password123"});
+
+    let (status, body) = platform
+        .post_json("/auth/register", None, &credentials)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, json!({"message": "Usuario registrado exitosamente"}));
+
+    let (status, body) = platform.post_json("/auth/login", None, &credentials).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["token"].as_str().expect("a token").to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let (status, body) = platform
+        .post_json(
+            "/functions",
+            Some(&token),
+            &json!({"user": "testuser", "code": ADD_WAT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["id"], 1,
+        "the first function of a fresh platform is 1, as in the seed"
+    );
+    assert_eq!(body["code"], ADD_WAT);
+    assert_eq!(body["runtime"], "wat");
+
+    let (status, body) = platform
+        .post_json("/functions/1/execute", Some(&token), &json!({"input": 10}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], 11);
+    assert!(body["fuel_consumed"].as_u64().unwrap() > 0);
+    assert!(body["duration_us"].is_u64());
+
+    let (status, body) = platform.delete("/functions/1", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"message": "Función eliminada"}));
+
+    let (status, _) = platform.get("/functions/1", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
