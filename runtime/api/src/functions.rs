@@ -99,6 +99,23 @@ fn check_name(name: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// Whether untagged code is WAT: its first token, after whitespace and WAT
+/// comments (`;; line`, `(; block ;)`), is `(module`. Anything else is
+/// taken for JavaScript, as in the seed (`return input + 1;`).
+fn looks_like_wat(code: &str) -> bool {
+    let mut rest = code;
+    loop {
+        rest = rest.trim_start();
+        if let Some(comment) = rest.strip_prefix(";;") {
+            rest = comment.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(comment) = rest.strip_prefix("(;") {
+            rest = comment.split_once(";)").map_or("", |(_, after)| after);
+        } else {
+            return rest.starts_with("(module");
+        }
+    }
+}
+
 fn parse_id(id: &str) -> Result<FunctionId, ApiError> {
     id.parse()
         .map_err(|_| ApiError::NotFound(format!("no function with id `{id}`")))
@@ -145,7 +162,7 @@ pub async fn create(
             )));
         }
         let runtime = upload.runtime.unwrap_or_else(|| {
-            if upload.code.trim_start().starts_with("(module") {
+            if looks_like_wat(&upload.code) {
                 Runtime::Wat
             } else {
                 Runtime::Js
@@ -347,5 +364,23 @@ pub async fn execute(
         })),
         InvocationReply::FunctionError(error) => Err(ApiError::Function(error)),
         InvocationReply::PlatformError(message) => Err(ApiError::WorkerFailed(message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_wat;
+
+    #[test]
+    fn wat_is_recognised_after_comments_and_js_is_not_wat() {
+        assert!(looks_like_wat("(module)"));
+        assert!(looks_like_wat(
+            "  ;; adds one\n(; block ;)\n (module (func))"
+        ));
+        assert!(!looks_like_wat("return input + 1;"));
+        assert!(!looks_like_wat(
+            "// (module\nfunction handler(x) { return x }"
+        ));
+        assert!(!looks_like_wat(";; only a comment"));
     }
 }

@@ -6,109 +6,31 @@ use std::time::{Duration, Instant};
 use nimbus_core::{FunctionErrorKind, Limits};
 use nimbus_engine::{Abi, CompileError, Engine, EngineConfig, Invocation};
 
-const ADD: &str = r#"(module
-  (func (export "handle") (param i32) (result i32)
-    local.get 0
-    i32.const 1
-    i32.add))"#;
+const ADD: &str = include_str!("../fixtures/add.wat");
 
-const ECHO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $n i32)
-    (loop $more
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 60000))
-      (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
-      (local.set $n (i32.load (i32.const 16)))
-      (if (i32.gt_u (local.get $n) (i32.const 0))
-        (then
-          (i32.store (i32.const 4) (local.get $n))
-          (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))
-          (br $more))))))"#;
+const ECHO: &str = include_str!("../fixtures/echo.wat");
 
-const SPIN: &str = r#"(module
-  (func (export "handle") (param i32) (result i32)
-    (loop $forever (br $forever))
-    i32.const 0))"#;
+const SPIN: &str = include_str!("../fixtures/spin.wat");
 
-const MEMORY_BOMB: &str = r#"(module
-  (memory 1)
-  (func (export "handle") (param i32) (result i32)
-    (loop $grow
-      (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
-    unreachable))"#;
+const MEMORY_BOMB: &str = include_str!("../fixtures/memory_bomb.wat");
 
-const RECURSE: &str = r#"(module
-  (func $f (export "handle") (param i32) (result i32)
-    (call $f (i32.add (local.get 0) (i32.const 1)))))"#;
+const RECURSE: &str = include_str!("../fixtures/recurse.wat");
 
-const STDOUT_FLOOD: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 1024))
-    (i32.store (i32.const 4) (i32.const 65536))
-    (loop $flood
-      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
-      (br $flood))))"#;
+const STDOUT_FLOOD: &str = include_str!("../fixtures/stdout_flood.wat");
 
-const UNREACHABLE: &str = r#"(module
-  (func (export "handle") (param i32) (result i32)
-    unreachable))"#;
+const UNREACHABLE: &str = include_str!("../fixtures/unreachable.wat");
 
 /// Writes "boom: bad input\n" to stderr, then exits with code 3.
-const EXIT_3: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "boom: bad input\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 16))
-    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (call $proc_exit (i32.const 3))))"#;
+const EXIT_3: &str = include_str!("../fixtures/exit_3.wat");
 
 /// Sums 0..n the slow way: fuel grows with the input.
-const SUM_LOOP: &str = r#"(module
-  (func (export "handle") (param $n i32) (result i64)
-    (local $i i32) (local $acc i64)
-    (block $done
-      (loop $next
-        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $acc (i64.add (local.get $acc) (i64.extend_i32_u (local.get $i))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $next)))
-    local.get $acc))"#;
+const SUM_LOOP: &str = include_str!("../fixtures/sum_loop.wat");
 
 /// Writes a fixed text to stdout: not JSON.
-const NOT_JSON: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "hello, world")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 12))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+const NOT_JSON: &str = include_str!("../fixtures/not_json.wat");
 
 /// Logs 64 KiB to stderr per call in a loop 32 times, then answers 7.
-const CHATTY: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 64) "7")
-  (func (export "_start")
-    (local $i i32)
-    (i32.store (i32.const 0) (i32.const 1024))
-    (i32.store (i32.const 4) (i32.const 65536))
-    (loop $again
-      (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $again (i32.lt_u (local.get $i) (i32.const 32))))
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 1))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+const CHATTY: &str = include_str!("../fixtures/chatty.wat");
 
 fn engine() -> Engine {
     Engine::new(EngineConfig {

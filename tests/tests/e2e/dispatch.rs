@@ -9,24 +9,11 @@ use serde_json::json;
 
 use crate::harness::{ADD_WAT, Platform, Setup, assert_error};
 
-const SPIN: &str = r#"(module (func (export "handle") (param i32) (result i32)
-  (loop $forever (br $forever)) i32.const 0))"#;
+const SPIN: &str = include_str!("../../../runtime/engine/fixtures/spin.wat");
 
-const MEMORY_BOMB: &str = r#"(module (memory 1) (func (export "handle") (param i32) (result i32)
-  (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
-  unreachable))"#;
+const MEMORY_BOMB: &str = include_str!("../../../runtime/engine/fixtures/memory_bomb.wat");
 
-/// Logs "boom: bad input" to stderr and exits with code 3.
-const FAILS_LOUDLY: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "boom: bad input\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 16))
-    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (call $proc_exit (i32.const 3))))"#;
+const FAILS_LOUDLY: &str = include_str!("../../../runtime/engine/fixtures/exit_3.wat");
 
 #[tokio::test]
 async fn hostile_functions_fail_with_their_kind_and_the_worker_keeps_serving() {

@@ -20,11 +20,7 @@ use tokio::task::JoinHandle;
 pub const JWT_SECRET: &str = "nimbus-test-secret-0123456789abcdef0123456789";
 
 /// The seed's function, as WAT.
-pub const ADD_WAT: &str = r#"(module
-  (func (export "handle") (param i32) (result i32)
-    local.get 0
-    i32.const 1
-    i32.add))"#;
+pub const ADD_WAT: &str = include_str!("../../../runtime/engine/fixtures/add.wat");
 
 /// A running component and the switch that stops it.
 struct Component {
