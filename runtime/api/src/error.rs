@@ -39,9 +39,9 @@ pub enum ApiError {
     /// The uploaded module was refused by the engine.
     #[error("{0}")]
     InvalidModule(String),
-    /// A runtime the platform does not run yet.
+    /// JavaScript source that does not parse or fails while loading.
     #[error("{0}")]
-    NotImplemented(String),
+    InvalidSource(String),
     /// The function failed.
     #[error("{0}")]
     Function(FunctionError),
@@ -73,7 +73,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidModule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_module"),
-            Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported_runtime"),
+            Self::InvalidSource(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_source"),
             Self::Function(e) if e.kind == FunctionErrorKind::InvalidInput => {
                 (StatusCode::BAD_REQUEST, e.kind.as_str())
             }

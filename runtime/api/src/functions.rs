@@ -181,9 +181,12 @@ pub async fn create(
             }
             Runtime::Wat => (upload.code.clone().into_bytes(), Some(upload.code)),
             Runtime::Js => {
-                return Err(ApiError::NotImplemented(
-                    "JavaScript functions are not supported yet; upload WAT or WebAssembly (runtime `wat` or `wasm`)".into(),
-                ));
+                let js = state.js().await?;
+                let wasm = js.compile(&upload.code).await.map_err(|e| match e {
+                    nimbus_js::JsError::Internal(_) => ApiError::Internal(e.to_string()),
+                    other => ApiError::InvalidSource(other.to_string()),
+                })?;
+                (wasm, Some(upload.code))
             }
         };
         (

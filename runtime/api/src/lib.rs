@@ -61,6 +61,8 @@ pub struct AppState {
     store: Store,
     nats: async_nats::Client,
     engine: Engine,
+    /// Built on the first JavaScript upload: it compiles the QuickJS shim.
+    js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
     jwt: JwtKeys,
     /// A bcrypt hash of a random password at the configured cost; logins for
     /// unknown users are checked against it to take the same time.
@@ -68,6 +70,21 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The JavaScript compiler, built on first use.
+    async fn js(&self) -> Result<Arc<nimbus_js::JsCompiler>, ApiError> {
+        self.js
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| {
+                    nimbus_js::JsCompiler::new(nimbus_js::InitLimits::default())
+                })
+                .await?
+                .map(Arc::new)
+                .map_err(|e| ApiError::Internal(e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+
     /// Build the state. `engine` is used to validate and compile uploads; it
     /// runs nothing, so it needs no pooling.
     pub fn new(
@@ -91,6 +108,7 @@ impl AppState {
             store,
             nats,
             engine,
+            js: tokio::sync::OnceCell::new(),
             dummy_hash,
         })
     }

@@ -139,9 +139,14 @@ async fn bad_uploads_are_refused_and_store_nothing() {
             "invalid_request",
         ),
         (
-            json!({"code": "return input + 1;"}),
-            StatusCode::NOT_IMPLEMENTED,
-            "unsupported_runtime",
+            json!({"code": "return input +;"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_source",
+        ),
+        (
+            json!({"code": "while (true) {}\nfunction handler() {}"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_source",
         ),
     ];
     for (body, status, kind) in cases {

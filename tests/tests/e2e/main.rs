@@ -6,4 +6,5 @@ mod harness;
 mod auth;
 mod dispatch;
 mod functions;
+mod js;
 mod seed;

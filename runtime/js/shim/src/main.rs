@@ -1,0 +1,325 @@
+//! The QuickJS shim: the guest program that turns JavaScript source into a
+//! Nimbus function. Built for `wasm32-wasip1` by `runtime/js/build.rs`.
+//!
+//! Two entry points:
+//! - `wizer-initialize`, run once at upload under wasmtime-wizer: reads the
+//!   function's source from stdin, evaluates it in a fresh QuickJS context and
+//!   keeps its handler. Wizer then snapshots linear memory, so the resulting
+//!   module starts with the source already parsed and evaluated. A syntax or
+//!   evaluation error is written to stderr and the shim exits with code 1.
+//! - `_start` (`main`), run per invocation: input JSON on stdin, the handler's
+//!   result as JSON on stdout (a returned Promise is awaited), `console.*` to
+//!   stderr; an uncaught error goes to stderr with its stack and exits 1.
+//!
+//! Source forms, decided from the source text (comments and strings ignored):
+//! an ES module when it uses `export` (handler = export `handler` or the
+//! default export); a script when it declares `handler` (function
+//! declaration, or `handler =` / `const|let|var handler`); otherwise a function
+//! body run with `input` bound, as in the seed: `return input + 1;`.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+
+use rquickjs::{
+    CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise,
+    Runtime, Value, context::EvalOptions,
+};
+
+/// What the snapshot keeps between initialisation and invocations.
+struct State {
+    context: Context,
+    handler: Persistent<Function<'static>>,
+    /// Sets the seed of `Math.random`; called with fresh host randomness per invocation.
+    seed_random: Persistent<Function<'static>>,
+    /// Kept alive with the context; never used after initialisation.
+    _runtime: Runtime,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// Name the source is evaluated under; error positions refer to it.
+const FILENAME: &str = "function.js";
+
+#[unsafe(export_name = "wizer-initialize")]
+pub extern "C" fn initialize() {
+    let mut source = String::new();
+    if std::io::stdin().read_to_string(&mut source).is_err() {
+        fail("the source is not valid UTF-8");
+    }
+    match load(&source) {
+        Ok(state) => STATE.with(|slot| *slot.borrow_mut() = Some(state)),
+        Err(message) => fail(&message),
+    }
+}
+
+fn main() {
+    let mut input = String::new();
+    if std::io::stdin().read_to_string(&mut input).is_err() {
+        fail("the input is not valid UTF-8");
+    }
+    let output = STATE.with(|slot| {
+        let slot = slot.borrow();
+        let Some(state) = slot.as_ref() else {
+            fail("the shim was not pre-initialised with a function");
+        };
+        state.context.with(|ctx| invoke(&ctx, state, &input))
+    });
+    match output {
+        Ok(json) => {
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(json.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                std::process::exit(2);
+            }
+        }
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{message}");
+    let _ = stderr.flush();
+    std::process::exit(1)
+}
+
+fn load(source: &str) -> Result<State, String> {
+    let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
+    let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
+    let (handler, seed_random) = context.with(|ctx| -> Result<_, String> {
+        install_console(&ctx).map_err(|e| format!("cannot install console: {e}"))?;
+        let seed_random =
+            install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
+        let handler = match form(source) {
+            Form::Module => module_handler(&ctx, source)?,
+            Form::Script => script_handler(&ctx, source)?,
+            Form::Body => body_handler(&ctx, source)?,
+        };
+        Ok((Persistent::save(&ctx, handler), Persistent::save(&ctx, seed_random)))
+    })?;
+    Ok(State {
+        context,
+        handler,
+        seed_random,
+        _runtime: runtime,
+    })
+}
+
+fn eval_options() -> EvalOptions {
+    let mut options = EvalOptions::default();
+    options.filename = Some(FILENAME.to_owned());
+    options.strict = false;
+    options
+}
+
+fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
+    let declared = Module::declare(ctx.clone(), FILENAME, source)
+        .catch(ctx)
+        .map_err(describe)?;
+    let (module, promise) = declared.eval().catch(ctx).map_err(describe)?;
+    promise.finish::<()>().catch(ctx).map_err(describe)?;
+    let namespace = module.namespace().catch(ctx).map_err(describe)?;
+    for name in ["handler", "default"] {
+        if let Ok(function) = namespace.get::<_, Function>(name) {
+            return Ok(function);
+        }
+    }
+    Err("the module must export a function named `handler` or a default function".into())
+}
+
+fn script_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
+    ctx.eval_with_options::<(), _>(source, eval_options())
+        .catch(ctx)
+        .map_err(describe)?;
+    // `const handler = ...` is not a property of globalThis; look it up by name.
+    ctx.eval::<Value, _>("typeof handler === 'function' ? handler : undefined")
+        .catch(ctx)
+        .map_err(describe)?
+        .into_function()
+        .ok_or_else(|| "`handler` must be a function".to_owned())
+}
+
+fn body_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
+    // The wrapper shares the first line with the source, so line numbers in
+    // errors match the uploaded text.
+    let wrapped = format!("(function (input) {{{source}\n}})");
+    ctx.eval_with_options::<Function, _>(wrapped, eval_options())
+        .catch(ctx)
+        .map_err(describe)
+}
+
+fn invoke(ctx: &Ctx<'_>, state: &State, input: &str) -> Result<String, String> {
+    let seed_random = state.seed_random.clone().restore(ctx).map_err(|e| e.to_string())?;
+    seed_random
+        .call::<_, ()>((host_random_i32(),))
+        .map_err(|e| format!("cannot seed Math.random: {e}"))?;
+    let handler = state.handler.clone().restore(ctx).map_err(|e| e.to_string())?;
+    let input = ctx.json_parse(input).catch(ctx).map_err(describe)?;
+    let mut result: Value = handler.call((input,)).catch(ctx).map_err(uncaught)?;
+    if let Some(promise) = result.clone().into_promise() {
+        result = settle(ctx, promise)?;
+    }
+    let json = ctx.json_stringify(result).catch(ctx).map_err(uncaught)?;
+    match json {
+        Some(text) => text.to_string().map_err(|e| e.to_string()),
+        // `undefined`, functions and symbols have no JSON form.
+        None => Ok("null".to_owned()),
+    }
+}
+
+fn settle<'js>(ctx: &Ctx<'js>, promise: Promise<'js>) -> Result<Value<'js>, String> {
+    match promise.finish::<Value>() {
+        Err(rquickjs::Error::WouldBlock) => {
+            Err("the handler returned a Promise that never settles".to_owned())
+        }
+        other => other.catch(ctx).map_err(uncaught),
+    }
+}
+
+fn uncaught(error: CaughtError<'_>) -> String {
+    format!("Uncaught {}", describe(error))
+}
+
+/// `Name: message` and, when there is one, the JS stack.
+fn describe(error: CaughtError<'_>) -> String {
+    match error {
+        CaughtError::Exception(exception) => {
+            let name = exception
+                .get::<_, String>("name")
+                .unwrap_or_else(|_| "Error".to_owned());
+            let message = exception.message().unwrap_or_default();
+            match exception.stack().filter(|s| !s.trim().is_empty()) {
+                Some(stack) => format!("{name}: {message}\n{}", stack.trim_end()),
+                None => format!("{name}: {message}"),
+            }
+        }
+        CaughtError::Value(value) => format!("a non-Error value was thrown: {value:?}"),
+        CaughtError::Error(error) => error.to_string(),
+    }
+}
+
+/// `console.log/info/warn/error/debug` write one line each to stderr, which
+/// the platform keeps as the function's log.
+fn install_console(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    let write = Function::new(ctx.clone(), |line: String| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{line}");
+    })?;
+    ctx.globals().set("__nimbus_write_log", write)?;
+    ctx.eval::<(), _>(
+        r#"(() => {
+            const write = globalThis.__nimbus_write_log;
+            delete globalThis.__nimbus_write_log;
+            const show = (value) => {
+                if (typeof value === 'string') return value;
+                if (value instanceof Error) return value.stack ? `${value}\n${value.stack}` : String(value);
+                try {
+                    const json = JSON.stringify(value);
+                    return json === undefined ? String(value) : json;
+                } catch (_) {
+                    return String(value);
+                }
+            };
+            const line = (...values) => write(values.map(show).join(' '));
+            globalThis.console = { log: line, info: line, warn: line, error: line, debug: line };
+        })();"#,
+    )
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+unsafe extern "C" {
+    #[link_name = "random_get"]
+    fn wasi_random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// The snapshot would freeze QuickJS's random state, so `Math.random` is
+/// replaced at initialisation by a small xorshift generator whose seed is set
+/// from host randomness at every invocation. Seeding is a call with a number,
+/// not parsed source, so it costs the same fuel whatever the seed.
+fn install_random<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    ctx.eval(
+        r#"(() => {
+            let s = 1;
+            Math.random = () => {
+                s ^= s << 13; s >>>= 0;
+                s ^= s >>> 17;
+                s ^= s << 5; s >>>= 0;
+                return s / 4294967296;
+            };
+            return (seed) => { s = seed | 1; };
+        })()"#,
+    )
+}
+
+/// An `i32`, so QuickJS always receives a small integer and never a float:
+/// the two take different paths, which would make fuel depend on the seed.
+fn host_random_i32() -> i32 {
+    let mut seed = [0u8; 4];
+    // SAFETY: `seed` is a valid, writable buffer of the length passed.
+    unsafe { wasi_random_get(seed.as_mut_ptr(), seed.len()) };
+    i32::from_le_bytes(seed)
+}
+
+#[derive(Debug, PartialEq)]
+enum Form {
+    Module,
+    Script,
+    Body,
+}
+
+/// Decide the source form from its code tokens (comments and string
+/// contents blanked out first).
+fn form(source: &str) -> Form {
+    let code = blank_comments_and_strings(source);
+    let words: Vec<&str> = code
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '='))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.contains(&"export") {
+        return Form::Module;
+    }
+    let declares_handler = words.windows(2).any(|pair| {
+        matches!(pair, ["function" | "const" | "let" | "var", "handler"])
+            || (pair[0] == "handler" && pair[1].starts_with('=') && !pair[1].starts_with("=="))
+    }) || words
+        .iter()
+        .any(|w| w.starts_with("handler=") && !w.starts_with("handler=="));
+    if declares_handler { Form::Script } else { Form::Body }
+}
+
+fn blank_comments_and_strings(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+            out.push(' ');
+        } else if c == '"' || c == '\'' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
