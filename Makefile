@@ -7,10 +7,14 @@ export NIMBUS_NATS_SERVER := $(TOOLS)/bin/nats-server
 
 .PHONY: up test lint bench setup
 
-## setup: the wasm32-wasip1 target and nats-server (>= 2.11) into .tools/
+# Debian packages the QuickJS shim (runtime/js/shim) is compiled with.
+APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32
+
+## setup: the wasm32-wasip1 target, the shim's C toolchain, nats-server (>= 2.11) into .tools/
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+	@scripts/install-apt-packages.sh $(APT_PACKAGES)
 	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) >/dev/null
 
 ## up: run nats-server, one API server and one worker on loopback
