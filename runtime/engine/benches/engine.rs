@@ -1,5 +1,7 @@
 //! Engine benchmarks: the cost of one invocation (instantiate + run) for the
-//! two ABIs, and the overhead of fuel metering on a compute loop.
+//! two ABIs and for a pre-initialised JavaScript function, the overhead of
+//! fuel metering on a compute loop, and the upload-time cost of turning a
+//! small JavaScript source into a module.
 //!
 //! Run with `make bench`; figures are recorded in docs/benchmarks.md.
 
@@ -69,5 +71,54 @@ fn fuel_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, invocations, fuel_overhead);
+const JS_ADD: &str = "return input + 1;";
+
+fn javascript(c: &mut Criterion) {
+    let rt = runtime();
+    let engine = engine(true);
+    let limits = Limits::DEFAULT;
+    let compiler = nimbus_js::JsCompiler::new(nimbus_js::InitLimits::default()).expect("shim");
+    let wasm = rt.block_on(compiler.compile(JS_ADD)).expect("compiles");
+    let (module, _) = engine.compile(&wasm).expect("snapshot compiles");
+
+    let mut group = c.benchmark_group("invoke");
+    group.bench_function("js_add_snapshot", |b| {
+        b.to_async(&rt).iter(|| async {
+            let run = engine.invoke(&module, b"10", &limits).await;
+            assert_eq!(run.result.unwrap(), b"11");
+        })
+    });
+    group.finish();
+
+    // Upload: evaluate + snapshot (wizer), then validate + compile (Cranelift).
+    let mut group = c.benchmark_group("js_upload");
+    group.sample_size(10);
+    group.bench_function("snapshot", |b| {
+        b.to_async(&rt)
+            .iter(|| async { compiler.compile(JS_ADD).await.unwrap() })
+    });
+    let uncached = Engine::new(EngineConfig {
+        pooling: false,
+        cache_capacity: 1,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    group.bench_function("snapshot_and_compile", |b| {
+        b.to_async(&rt).iter(|| async {
+            // A distinct source each time, so the compile cache cannot help.
+            let source = format!("return input + {};", next_suffix());
+            let wasm = compiler.compile(&source).await.unwrap();
+            uncached.compile(&wasm).unwrap();
+        })
+    });
+    group.finish();
+}
+
+fn next_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+criterion_group!(benches, invocations, fuel_overhead, javascript);
 criterion_main!(benches);
