@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod dispatch;
+mod examples;
 mod functions;
 mod js;
 mod seed;
