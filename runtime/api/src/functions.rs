@@ -285,6 +285,33 @@ pub async fn delete(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    limit: Option<usize>,
+}
+
+/// Entries `GET /functions/{id}/logs` answers by default, and at most.
+const LOG_LIMIT: (usize, usize) = (100, 1000);
+
+/// `GET /functions/{id}/logs?limit=N`: the newest log entries, oldest first.
+pub async fn logs(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let query: LogsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
+    if state.store.function(&caller, id).await?.is_none() {
+        return Err(not_found(id));
+    }
+    let logs = state.store.logs(id, limit).await?;
+    Ok(Json(json!({ "logs": logs })))
+}
+
+#[derive(Deserialize)]
 struct ExecuteRequest {
     #[serde(default)]
     input: Option<Box<RawValue>>,

@@ -127,6 +127,7 @@ pub fn app(state: AppState) -> Router {
             get(functions::get).delete(functions::delete),
         )
         .route("/functions/{id}/execute", post(functions::execute))
+        .route("/functions/{id}/logs", get(functions::logs))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,6 +1,9 @@
-//! Process plumbing shared by the `nimbus` binary and the end-to-end tests:
-//! finding and running a nats-server, and running the API and the worker
-//! against a NATS URL.
+//! The `nimbus` binary's library: process plumbing shared with the
+//! end-to-end tests (finding and running a nats-server, running the API and
+//! the worker against a NATS URL), the HTTP client behind the client
+//! commands, and the load generator behind `nimbus bench`.
 
+pub mod bench;
+pub mod client;
 pub mod nats_server;
 pub mod platform;

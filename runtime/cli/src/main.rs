@@ -1,8 +1,9 @@
-//! `nimbus`: run the platform (`up`, `api`, `worker`).
+//! `nimbus`: run the platform (`up`, `api`, `worker`) and use it (`register`,
+//! `login`, `deploy`, `invoke`, `ls`, `rm`, `logs`, `bench`).
 //!
-//! `main` only parses flags and wires components together; each component's
-//! behaviour lives in its own crate. Every flag can also be set through the
-//! environment variable named in its help.
+//! `main` only parses flags and wires components together; behaviour lives in
+//! the library crates. Every flag can also be set through the environment
+//! variable named in its help.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use nimbus_api::ApiConfig;
 use nimbus_cli::nats_server::{self, NatsServer};
-use nimbus_cli::platform;
+use nimbus_cli::{bench, client, platform};
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
 use tokio::sync::watch;
@@ -36,6 +37,151 @@ enum Command {
     Api(ApiArgs),
     /// Run a worker against an existing NATS.
     Worker(WorkerArgs),
+    /// Create an account.
+    Register(CredentialArgs),
+    /// Log in and remember the token and URL for the other commands.
+    Login(CredentialArgs),
+    /// Upload a function: FILE is .wasm, .wat or .js. Prints its id.
+    Deploy(DeployArgs),
+    /// Run a function and print its result.
+    Invoke(InvokeArgs),
+    /// List your functions.
+    Ls(ClientArgs),
+    /// Delete a function.
+    Rm(IdArgs),
+    /// Show a function's recent log output.
+    Logs(LogsArgs),
+    /// Load-test a function over HTTP and report throughput, latency and fuel.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// API URL (default: the one saved by `login`, else http://127.0.0.1:8080).
+    #[arg(long, env = "NIMBUS_URL")]
+    url: Option<String>,
+    /// Bearer token (default: the one saved by `login`).
+    #[arg(long, env = "NIMBUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> client::Client {
+        let saved = client::Config::load();
+        let url = self
+            .url
+            .clone()
+            .or(saved.url)
+            .unwrap_or_else(|| client::DEFAULT_URL.to_owned());
+        client::Client::new(&url, self.token.clone().or(saved.token))
+    }
+}
+
+#[derive(Args)]
+struct CredentialArgs {
+    /// Username.
+    username: String,
+    /// Password (default: read one line from stdin).
+    #[arg(long, env = "NIMBUS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl CredentialArgs {
+    fn password(&self) -> anyhow::Result<String> {
+        if let Some(password) = &self.password {
+            return Ok(password.clone());
+        }
+        eprint!("password for {}: ", self.username);
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// The module or source: .wasm, .wat or .js.
+    file: PathBuf,
+    /// A name for the function.
+    #[arg(long)]
+    name: Option<String>,
+    /// Fuel budget per invocation.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap per invocation, bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// Deadline per invocation, milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Largest input, bytes.
+    #[arg(long)]
+    max_input_bytes: Option<u64>,
+    /// Largest output, bytes.
+    #[arg(long)]
+    max_output_bytes: Option<u64>,
+    /// Log bytes kept per invocation.
+    #[arg(long)]
+    max_log_bytes: Option<u64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct InvokeArgs {
+    /// Function id.
+    id: u64,
+    /// Input JSON (default: null; `-` reads it from stdin).
+    input: Option<String>,
+    /// Also print fuel consumed and duration (to stderr).
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct IdArgs {
+    /// Function id.
+    id: u64,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// Function id.
+    id: u64,
+    /// How many recent entries.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Function id.
+    id: u64,
+    /// Requests in flight at once.
+    #[arg(short, long, default_value_t = 16)]
+    concurrency: usize,
+    /// Run for this many seconds.
+    #[arg(short, long, default_value_t = 10.0, conflicts_with = "requests")]
+    duration: f64,
+    /// Send exactly this many requests instead.
+    #[arg(short = 'n', long)]
+    requests: Option<u64>,
+    /// Input JSON sent with every request.
+    #[arg(long, default_value = "null")]
+    input: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -121,18 +267,177 @@ struct WorkerArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    let command = Cli::parse().command;
+    let serving = matches!(
+        command,
+        Command::Up(_) | Command::Api(_) | Command::Worker(_)
+    );
+    let default_filter = if serving {
+        "info,async_nats=warn"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let outcome = match command {
         Command::Up(args) => up(args).await,
         Command::Api(args) => api(args).await,
         Command::Worker(args) => worker(args).await,
+        Command::Register(args) => register(args).await,
+        Command::Login(args) => login(args).await,
+        Command::Deploy(args) => deploy(args).await,
+        Command::Invoke(args) => invoke(args).await,
+        Command::Ls(args) => list(args).await,
+        Command::Rm(args) => remove(args).await,
+        Command::Logs(args) => logs(args).await,
+        Command::Bench(args) => run_bench(args).await,
+    };
+    if let Err(error) = outcome {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
     }
+}
+
+async fn register(args: CredentialArgs) -> anyhow::Result<()> {
+    let client = args.client.client();
+    let answer = client.register(&args.username, &args.password()?).await?;
+    println!("{}", answer["message"].as_str().unwrap_or("registered"));
+    Ok(())
+}
+
+async fn login(args: CredentialArgs) -> anyhow::Result<()> {
+    let client = args.client.client();
+    let token = client.login(&args.username, &args.password()?).await?;
+    let path = client::Config {
+        url: Some(client.url().to_owned()),
+        token: Some(token),
+    }
+    .save()?;
+    println!(
+        "logged in as {} at {} (token saved in {})",
+        args.username,
+        client.url(),
+        path.display()
+    );
+    Ok(())
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let limits = client::DeployLimits {
+        fuel: args.fuel,
+        memory_bytes: args.memory_bytes,
+        timeout_ms: args.timeout_ms,
+        max_input_bytes: args.max_input_bytes,
+        max_output_bytes: args.max_output_bytes,
+        max_log_bytes: args.max_log_bytes,
+    };
+    let created = args
+        .client
+        .client()
+        .deploy(&args.file, args.name.as_deref(), &limits)
+        .await?;
+    eprintln!(
+        "deployed {} as function {} ({}, {} bytes, sha256 {})",
+        args.file.display(),
+        created["id"],
+        created["runtime"].as_str().unwrap_or("?"),
+        created["size"],
+        created["digest"].as_str().unwrap_or("?"),
+    );
+    println!("{}", created["id"]);
+    Ok(())
+}
+
+fn parse_input(text: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let text = match text {
+        None => return Ok(serde_json::Value::Null),
+        Some("-") => std::io::read_to_string(std::io::stdin())?,
+        Some(text) => text.to_owned(),
+    };
+    serde_json::from_str(&text).with_context(|| format!("the input is not JSON: {text:?}"))
+}
+
+async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
+    let input = parse_input(args.input.as_deref())?;
+    let answer = args.client.client().invoke(args.id, &input).await?;
+    println!("{}", answer["result"]);
+    if args.verbose {
+        eprintln!(
+            "fuel {}  duration {} us",
+            answer["fuel_consumed"], answer["duration_us"]
+        );
+    }
+    Ok(())
+}
+
+async fn list(args: ClientArgs) -> anyhow::Result<()> {
+    let functions = args.client().list().await?;
+    println!(
+        "{:>6}  {:<20}  {:<7}  {:>9}  CREATED",
+        "ID", "NAME", "RUNTIME", "SIZE"
+    );
+    for f in functions {
+        println!(
+            "{:>6}  {:<20}  {:<7}  {:>9}  {}",
+            f["id"],
+            f["name"].as_str().unwrap_or("-"),
+            f["runtime"].as_str().unwrap_or("?"),
+            f["size"],
+            f["created"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+async fn remove(args: IdArgs) -> anyhow::Result<()> {
+    args.client.client().remove(args.id).await?;
+    println!("deleted function {}", args.id);
+    Ok(())
+}
+
+async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    for entry in args.client.client().logs(args.id, args.limit).await? {
+        let text = entry["text"].as_str().unwrap_or_default();
+        let truncated = if entry["truncated"] == true {
+            " [truncated]"
+        } else {
+            ""
+        };
+        for line in text.lines() {
+            println!(
+                "{} {}{truncated}",
+                entry["time"].as_str().unwrap_or("?"),
+                line
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let config = bench::BenchConfig {
+        id: args.id,
+        concurrency: args.concurrency,
+        stop: match args.requests {
+            Some(n) => bench::Stop::Requests(n),
+            None => bench::Stop::After(Duration::from_secs_f64(args.duration)),
+        },
+        input: parse_input(Some(&args.input))?,
+        progress: !args.json,
+    };
+    let report = bench::run(&args.client.client(), &config).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 impl ApiFlags {

@@ -41,6 +41,19 @@ pub struct UserRecord {
     pub created: String,
 }
 
+/// One invocation's log output, as kept by the log stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// RFC 3339 time the worker published it.
+    pub time: String,
+    /// Who invoked the function.
+    pub caller: String,
+    /// The text the guest wrote to stderr (lossily decoded as UTF-8).
+    pub text: String,
+    /// Whether the guest wrote more than its log cap.
+    pub truncated: bool,
+}
+
 /// Store settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -89,6 +102,7 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     client: async_nats::Client,
+    logs: jetstream::stream::Stream,
     users: kv::Store,
     functions: kv::Store,
     modules: ObjectStore,
@@ -148,8 +162,13 @@ impl Store {
         })
         .await
         .map_err(unavailable)?;
+        let logs = js
+            .get_stream(subjects::LOGS_STREAM)
+            .await
+            .map_err(unavailable)?;
         Ok(Self {
             client,
+            logs,
             users,
             functions,
             modules,
@@ -291,6 +310,56 @@ impl Store {
             .await
             .map_err(unavailable)?;
         Ok(true)
+    }
+
+    /// The last `limit` log entries of function `id`, oldest first.
+    ///
+    /// Reads the function's subject of the log stream from the start of its
+    /// retention (the stream's limits bound that), keeping the newest entries.
+    pub async fn logs(&self, id: FunctionId, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let consumer = self
+            .logs
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: subjects::logs(id),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut entries = std::collections::VecDeque::with_capacity(limit.min(1024));
+        if consumer.cached_info().num_pending == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(unavailable)?;
+            let info = message.info().map_err(unavailable)?;
+            let pending = info.pending;
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            if entries.len() == limit {
+                entries.pop_front();
+            }
+            entries.push_back(LogEntry {
+                time: info
+                    .published
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                caller: header("Nimbus-Caller").unwrap_or_default(),
+                text: String::from_utf8_lossy(&message.payload).into_owned(),
+                truncated: header("Nimbus-Logs-Truncated").is_some(),
+            });
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(entries.into())
     }
 
     /// Store module bytes under `digest` unless an object of that name exists

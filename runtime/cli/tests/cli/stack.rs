@@ -1,0 +1,79 @@
+//! A real `nimbus up` process for the CLI tests.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Up {
+    child: Child,
+    pub url: String,
+}
+
+impl Up {
+    pub async fn start(data_dir: &Path) -> Self {
+        let port = nimbus_cli::nats_server::free_port().unwrap();
+        let nats_port = nimbus_cli::nats_server::free_port().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["up", "--bcrypt-cost", "4", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--nats-port", &nats_port.to_string()])
+            .env_remove("NIMBUS_JWT_SECRET")
+            .env_remove("NIMBUS_NATS_URL")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("nimbus up starts");
+        let up = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = reqwest::get(format!("{}/healthz", up.url)).await
+                && response.status().is_success()
+            {
+                return up;
+            }
+            assert!(Instant::now() < deadline, "nimbus up never became healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// SIGTERM, then the process must exit cleanly and promptly.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "nimbus up exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nimbus up did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
