@@ -31,6 +31,6 @@ lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: engine benchmarks (criterion)
+## bench: engine benchmarks + end-to-end runs against `nimbus up`; writes docs/benchmarks.md
 bench: setup
-	$(CARGO) bench -p nimbus-engine --bench engine
+	scripts/bench.sh

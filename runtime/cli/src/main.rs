@@ -220,6 +220,10 @@ struct WorkerFlags {
     /// Share compiled native artifacts through the object store (trusts it with native code).
     #[arg(long, env = "NIMBUS_SHARE_COMPILED")]
     share_compiled: bool,
+    /// Benchmarking only: answer every invocation with its input without
+    /// running it, to measure the platform's own round trip.
+    #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
+    benchmark_floor: bool,
 }
 
 #[derive(Args)]
@@ -455,6 +459,7 @@ impl WorkerFlags {
         WorkerConfig {
             concurrency: self.concurrency,
             share_compiled: self.share_compiled,
+            benchmark_floor: self.benchmark_floor,
             ..WorkerConfig::default()
         }
     }

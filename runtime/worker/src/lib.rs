@@ -35,6 +35,11 @@ pub struct WorkerConfig {
     /// code, so only enable it where NATS permissions keep users out of the
     /// `modules` bucket (they do in deploy/nats).
     pub share_compiled: bool,
+    /// Benchmarking only: answer every invocation with its input, without
+    /// fetching or running the module. Measures the platform's own round
+    /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
+    /// `make bench` compares real functions against.
+    pub benchmark_floor: bool,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +48,7 @@ impl Default for WorkerConfig {
             concurrency: 32,
             policy: LimitPolicy::default(),
             share_compiled: false,
+            benchmark_floor: false,
         }
     }
 }
@@ -126,6 +132,13 @@ impl Worker {
     async fn invoke(&self, request: InvocationRequest) -> InvocationReply {
         if let Err(e) = self.config.policy.check(&request.limits) {
             return InvocationReply::PlatformError(format!("limits refused by this worker: {e}"));
+        }
+        if self.config.benchmark_floor {
+            return InvocationReply::Ok(InvocationOutput {
+                result: request.input,
+                fuel_consumed: 0,
+                duration_us: 0,
+            });
         }
         let module = match self.module(&request.digest).await {
             Ok(module) => module,

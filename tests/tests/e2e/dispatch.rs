@@ -181,3 +181,20 @@ async fn workers_can_share_compiled_artifacts() {
     let run = engine.invoke(&module, b"5", &Default::default()).await;
     assert_eq!(run.result.unwrap(), b"6");
 }
+
+#[tokio::test]
+async fn the_benchmark_floor_answers_without_running_the_function() {
+    let mut setup = Setup::default();
+    setup.worker.benchmark_floor = true;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let spin = platform
+        .upload(&token, SPIN, Some(json!({"fuel": 1000})))
+        .await;
+    let (status, body) = platform
+        .execute(&token, spin, json!({"echo": [1, 2]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], json!({"echo": [1, 2]}));
+    assert_eq!(body["fuel_consumed"], 0);
+}

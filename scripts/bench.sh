@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make bench`: engine benchmarks (criterion), then end-to-end runs of
+# `nimbus bench` against `nimbus up` on loopback for the WAT add, the Rust JSON
+# transform example and the JS add, side by side with the floor (the same
+# HTTP -> API -> NATS -> worker round trip, answered without running wasm).
+# Writes docs/benchmarks.md.
+#
+# Settings: BENCH_SECONDS (default 10), BENCH_CONCURRENCY (default 16).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+seconds=${BENCH_SECONDS:-10}
+concurrency=${BENCH_CONCURRENCY:-16}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== engine benchmarks" >&2
+cargo bench -p nimbus-engine --bench engine -- --noplot >&2
+
+echo "== building release binaries and the examples" >&2
+cargo build --release -p nimbus-cli >&2
+(cd examples/functions && cargo build --release --locked >&2)
+nimbus=$root/target/release/nimbus
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_stack NAME [extra nimbus up flags...] -> sets $url
+start_stack() {
+    local name=$1; shift
+    local port; port=$(free_port)
+    RUST_LOG=warn "$nimbus" up --data-dir "$work/$name" --listen "127.0.0.1:$port" \
+        --bcrypt-cost 4 "$@" >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    url="http://127.0.0.1:$port"
+    for _ in $(seq 1 200); do
+        curl -fsS "$url/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "nimbus up ($name) did not start; log:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+}
+
+client() { NIMBUS_CONFIG_DIR="$work/config" "$nimbus" "$@"; }
+
+run_bench() { # NAME ID INPUT
+    echo "== $1: ${seconds}s at concurrency $concurrency" >&2
+    client bench "$2" --duration "$seconds" --concurrency "$concurrency" --input "$3" --json \
+        >"$work/e2e-$1.json"
+}
+
+start_stack functions
+client register bench --password benchpassword --url "$url" >/dev/null
+client login bench --password benchpassword --url "$url" >/dev/null
+add=$(client deploy examples/functions/add.wat --name add)
+transform=$(client deploy examples/functions/target/wasm32-wasip1/release/transform.wasm --name transform)
+add_js=$(client deploy examples/functions/add.js --name add-js)
+order='{"customer":"ada","discount_percent":10,"items":[{"sku":"tea","price_cents":250,"quantity":2},{"sku":"cake","price_cents":400,"quantity":1}]}'
+run_bench wat-add "$add" 10
+run_bench rust-transform "$transform" "$order"
+run_bench js-add "$add_js" 10
+
+start_stack floor --benchmark-floor
+client register bench --password benchpassword --url "$url" >/dev/null
+client login bench --password benchpassword --url "$url" >/dev/null
+floor=$(client deploy examples/functions/add.wat --name floor)
+run_bench floor "$floor" 10
+
+python3 scripts/bench-report.py "$work" > docs/benchmarks.md
+echo "wrote docs/benchmarks.md" >&2
