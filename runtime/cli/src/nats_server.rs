@@ -5,7 +5,6 @@
 //! `nimbus up` uses it to run the platform locally and the tests use it to get
 //! a real server on a free port.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +81,20 @@ pub fn free_port() -> std::io::Result<u16> {
 pub struct NatsServer {
     child: Child,
     port: u16,
+    log_path: PathBuf,
+}
+
+/// One node's place in a JetStream cluster on loopback.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// Cluster name, the same on every node.
+    pub cluster: String,
+    /// This node's unique server name.
+    pub server_name: String,
+    /// This node's route port.
+    pub route_port: u16,
+    /// Route ports of all nodes (this one included is fine).
+    pub routes: Vec<u16>,
 }
 
 impl NatsServer {
@@ -95,7 +108,14 @@ impl NatsServer {
                 Some(p) => p,
                 None => free_port()?,
             };
-            match Self::start_on(binary, store_dir, port).await {
+            let started = match Self::spawn(binary, store_dir, port, None) {
+                Ok(mut server) => server
+                    .wait_ready(Duration::from_secs(15))
+                    .await
+                    .map(|()| server),
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(server) => return Ok(server),
                 Err(e) => last_error = Some(e),
             }
@@ -103,49 +123,110 @@ impl NatsServer {
         Err(last_error.expect("at least one attempt"))
     }
 
-    async fn start_on(binary: &Path, store_dir: &Path, port: u16) -> anyhow::Result<Self> {
+    /// Write the config for a node (standalone, or `cluster` member) next to
+    /// `store_dir` and start it, without waiting for it to be ready: cluster
+    /// nodes only become ready once a quorum of them runs.
+    pub fn spawn(
+        binary: &Path,
+        store_dir: &Path,
+        port: u16,
+        cluster: Option<&ClusterNode>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(store_dir)
             .with_context(|| format!("cannot create {}", store_dir.display()))?;
-        let config_path = store_dir.with_extension("conf");
-        let log_path = store_dir.with_extension("log");
-        let mut config = std::fs::File::create(&config_path)?;
-        write!(
-            config,
+        let mut config = format!(
             "# Written by nimbus; rewritten at every start.\n\
              listen: \"127.0.0.1:{port}\"\n\
              max_payload: 8MB\n\
              jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n",
             store = store_dir.display().to_string(),
-        )?;
-        let log = std::fs::File::create(&log_path)?;
+        );
+        if let Some(node) = cluster {
+            let routes: Vec<String> = node
+                .routes
+                .iter()
+                .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                .collect();
+            config.push_str(&format!(
+                "server_name: {:?}\ncluster {{\n  name: {:?}\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}\n",
+                node.server_name,
+                node.cluster,
+                node.route_port,
+                routes.join(", ")
+            ));
+        }
+        let config_path = store_dir.with_extension("conf");
+        std::fs::write(&config_path, config)?;
+        Self::spawn_with_config(binary, &config_path, port, &store_dir.with_extension("log"))
+    }
+
+    /// Start `binary -c config_path`, whose config must listen on `port`.
+    pub fn spawn_with_config(
+        binary: &Path,
+        config_path: &Path,
+        port: u16,
+        log_path: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(log_path)?;
         let child = Command::new(binary)
             .arg("-c")
-            .arg(&config_path)
+            .arg(config_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        Ok(Self {
+            child,
+            port,
+            log_path: log_path.to_owned(),
+        })
+    }
+
+    /// Wait until the server accepts clients and answers JetStream requests
+    /// (for a cluster node: until the cluster has a meta leader).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_ready_as(None, timeout).await
+    }
+
+    /// [`Self::wait_ready`], connecting with `user:password` credentials.
+    pub async fn wait_ready_as(
+        &mut self,
+        credentials: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = server.child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
                 bail!("nats-server exited with {status} during start-up:\n{log}");
             }
-            if let Ok(client) = async_nats::connect(server.url()).await
+            let mut options = async_nats::ConnectOptions::new();
+            if let Some((user, password)) = credentials {
+                options = options.user_and_password(user.into(), password.into());
+            }
+            if let Ok(client) = options.connect(self.url()).await
                 && async_nats::jetstream::new(client)
                     .query_account()
                     .await
                     .is_ok()
             {
-                return Ok(server);
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("nats-server on port {port} did not become ready in time");
+                bail!(
+                    "nats-server on port {} did not become ready in time",
+                    self.port
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Kill it outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `nats://127.0.0.1:<port>`.

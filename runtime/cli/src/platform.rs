@@ -10,14 +10,21 @@ use nimbus_engine::{Engine, EngineConfig};
 use nimbus_store::{Store, StoreConfig};
 use nimbus_worker::WorkerConfig;
 
-/// Connect to NATS, naming the connection after the component.
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+/// Connect to NATS, naming the connection after the component. `urls` may
+/// list several servers of a cluster, comma-separated; the client fails over
+/// between them (and learns the rest of the cluster from the server).
+pub async fn connect(urls: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = urls
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("invalid NATS URL list {urls:?}"))?;
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(servers)
         .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))
+        .with_context(|| format!("cannot connect to NATS at {urls}"))
 }
 
 /// Connect and open (creating if needed) the JetStream buckets.
