@@ -173,7 +173,6 @@ async fn a_three_node_cluster_survives_losing_a_node() {
     cluster.nodes[0].take().unwrap().kill();
 
     let invoke_ok = |id: u64| {
-        let post = post.clone();
         let token = token.clone();
         async move {
             let (status, body) = post(
@@ -218,7 +217,6 @@ async fn a_three_node_cluster_survives_losing_a_node() {
         .unwrap();
     assert_eq!(status, StatusCode::OK, "users survived");
     let new_id = eventually("an upload after the crash", Duration::from_secs(60), || {
-        let post = post.clone();
         let token = token.clone();
         async move {
             let (status, body) =
