@@ -157,20 +157,29 @@ impl NatsServer {
         }
         let config_path = store_dir.with_extension("conf");
         std::fs::write(&config_path, config)?;
-        Self::spawn_with_config(binary, &config_path, port, &store_dir.with_extension("log"))
+        Self::spawn_with_config(
+            binary,
+            &config_path,
+            port,
+            &store_dir.with_extension("log"),
+            &[],
+        )
     }
 
-    /// Start `binary -c config_path`, whose config must listen on `port`.
+    /// Start `binary -c config_path`, whose config must listen on `port`, with
+    /// `env` set (nats-server substitutes `$VARIABLES` in its config).
     pub fn spawn_with_config(
         binary: &Path,
         config_path: &Path,
         port: u16,
         log_path: &Path,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(log_path)?;
         let child = Command::new(binary)
             .arg("-c")
             .arg(config_path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

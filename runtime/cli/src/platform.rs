@@ -13,18 +13,41 @@ use nimbus_worker::WorkerConfig;
 /// Connect to NATS, naming the connection after the component. `urls` may
 /// list several servers of a cluster, comma-separated; the client fails over
 /// between them (and learns the rest of the cluster from the server).
+/// Credentials go in the URL (`nats://user:password@host:4222`, URL-safe
+/// characters only): async-nats 0.51 does not read them from there itself.
 pub async fn connect(urls: &str, name: &str) -> anyhow::Result<async_nats::Client> {
     let servers = urls
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("invalid NATS URL list {urls:?}"))?;
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(server) = servers.iter().find(|s| s.has_user_pass()) {
+        let user = server.username().unwrap_or_default().to_owned();
+        let password = server.password().unwrap_or_default().to_owned();
+        options = options.user_and_password(user, password);
+    }
+    options
         .connect(servers)
         .await
-        .with_context(|| format!("cannot connect to NATS at {urls}"))
+        .with_context(|| format!("cannot connect to NATS at {}", redact(urls)))
+}
+
+/// `urls` with passwords replaced, for messages and logs.
+fn redact(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let credentials = &url[scheme + 3..at];
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Connect and open (creating if needed) the JetStream buckets.

@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod cluster;
+mod deploy;
 mod dispatch;
 mod examples;
 mod functions;
