@@ -7,8 +7,11 @@ export NIMBUS_NATS_SERVER := $(TOOLS)/bin/nats-server
 
 .PHONY: up test lint bench setup
 
-# Debian packages the QuickJS shim (runtime/js/shim) is compiled with.
-APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32
+# Debian packages: the C toolchain the QuickJS shim (runtime/js/shim) is
+# compiled with, and nginx + lua-nginx-module, which run the APISIX gateway
+# plugin in its tests (APISIX itself cannot be installed here).
+APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
+	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml
 
 ## setup: the wasm32-wasip1 target, the shim's C toolchain, nats-server (>= 2.11) into .tools/
 setup:

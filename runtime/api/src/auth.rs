@@ -21,6 +21,9 @@ use serde_json::{Value, json};
 use crate::body::{Body, parse_json};
 use crate::{ApiError, AppState};
 
+/// Header the gateway plugin forwards the verified user in.
+pub const IDENTITY_HEADER: &str = "x-nimbus-user";
+
 /// Issuer claim of every Nimbus token.
 pub const ISSUER: &str = "nimbus";
 
@@ -124,6 +127,16 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 ApiError::Unauthorized("Authorization header must be `Bearer <token>`".into())
             })?;
         let claims = state.jwt.verify(token)?;
+        // Behind the gateway, nimbus-auth forwards the user it verified. The
+        // API checks the token itself anyway; a forwarded identity that
+        // disagrees with it means something between them is wrong.
+        if let Some(forwarded) = parts.headers.get(IDENTITY_HEADER)
+            && forwarded.as_bytes() != claims.sub.as_bytes()
+        {
+            return Err(ApiError::Unauthorized(format!(
+                "{IDENTITY_HEADER} does not match the token"
+            )));
+        }
         Ok(Caller(claims.sub))
     }
 }

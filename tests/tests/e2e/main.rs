@@ -9,5 +9,6 @@ mod deploy;
 mod dispatch;
 mod examples;
 mod functions;
+mod gateway;
 mod js;
 mod seed;
