@@ -265,3 +265,155 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         unexpected.join("\n")
     );
 }
+
+/// The deployment files hang together: every YAML parses, compose and the
+/// Kubernetes manifests only set variables `nimbus` reads and only mount
+/// files that exist, APISIX loads the plugin from where it is mounted, and
+/// the Helm values grant exactly the permissions nats.conf does (the test
+/// above runs Nimbus under those).
+#[test]
+fn deployment_files_are_consistent() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let read = |path: &str| std::fs::read_to_string(deploy.join(path)).unwrap();
+    let yaml = |path: &str| -> Vec<serde_yaml::Value> {
+        let text = read(path);
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| {
+                serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
+            .collect()
+    };
+    let cli_source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/cli/src/main.rs"),
+    )
+    .unwrap();
+    let known_env =
+        |name: &str| name == "RUST_LOG" || cli_source.contains(&format!("env = \"{name}\""));
+
+    // docker-compose.yaml
+    let compose = &yaml("docker-compose.yaml")[0];
+    let services = compose["services"].as_mapping().unwrap();
+    for name in ["nats", "api-1", "api-2", "worker-1", "worker-2", "apisix"] {
+        assert!(services.contains_key(name), "compose service {name}");
+    }
+    for name in ["api-1", "worker-1"] {
+        let service = &services[name];
+        assert!(["api", "worker"].contains(&service["command"][0].as_str().unwrap()));
+        for (key, _) in service["environment"].as_mapping().unwrap() {
+            let key = key.as_str().unwrap();
+            assert!(
+                known_env(key),
+                "compose sets {key}, which nimbus does not read"
+            );
+        }
+    }
+    for (_, service) in services {
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with('.') {
+                assert!(
+                    deploy.join(source).exists(),
+                    "compose mounts {source}, which does not exist"
+                );
+            }
+        }
+    }
+    assert!(deploy.join("../Dockerfile").exists());
+
+    // APISIX: the plugin is enabled and found under extra_lua_path as mounted.
+    let apisix = &yaml("apisix/config.yaml")[0];
+    let plugins: Vec<&str> = apisix["plugins"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(plugins.contains(&"nimbus-auth"));
+    let lua_path = apisix["apisix"]["extra_lua_path"].as_str().unwrap();
+    let mount = services["apisix"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .find(|v| v.contains("gateway-plugin"))
+        .unwrap();
+    let (source, target) = mount.split_once(':').unwrap();
+    let target = target.trim_end_matches(":ro");
+    assert_eq!(lua_path, format!("{target}/?.lua"));
+    assert!(
+        deploy
+            .join(source)
+            .join("apisix/plugins/nimbus-auth.lua")
+            .exists()
+    );
+    let routes = read("apisix/apisix.yaml");
+    assert!(
+        routes.trim_end().ends_with("#END"),
+        "APISIX only loads apisix.yaml ending with #END"
+    );
+    let routes = &yaml("apisix/apisix.yaml")[0];
+    let route_plugins = &routes["routes"][1]["plugins"];
+    assert!(
+        route_plugins.get("nimbus-auth").is_some(),
+        "/functions routes use nimbus-auth"
+    );
+
+    // Kubernetes manifests.
+    for doc in yaml("k8s/nimbus.yaml") {
+        assert!(
+            doc["apiVersion"].is_string()
+                && doc["kind"].is_string()
+                && doc["metadata"]["name"].is_string()
+        );
+        if doc["kind"] == "Deployment" {
+            let container = &doc["spec"]["template"]["spec"]["containers"][0];
+            assert!(["api", "worker"].contains(&container["args"][0].as_str().unwrap()));
+            for var in container["env"].as_sequence().unwrap() {
+                let name = var["name"].as_str().unwrap();
+                assert!(
+                    known_env(name),
+                    "k8s sets {name}, which nimbus does not read"
+                );
+            }
+        }
+    }
+
+    // The Helm values grant what nats.conf grants, user by user.
+    let values = &yaml("k8s/nats-values.yaml")[0];
+    let users = values["config"]["merge"]["authorization"]["users"]
+        .as_sequence()
+        .unwrap();
+    for user in users {
+        let name = user["user"].as_str().unwrap();
+        let mut helm: Vec<String> = ["publish", "subscribe"]
+            .iter()
+            .flat_map(|dir| {
+                user["permissions"][*dir]["allow"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+            })
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        helm.sort();
+        let mut conf = subjects_of_user(NATS_CONF, name);
+        conf.sort();
+        assert_eq!(
+            helm, conf,
+            "permissions of `{name}` differ between nats.conf and nats-values.yaml"
+        );
+    }
+}
+
+/// The quoted subjects in `user`'s block of nats.conf.
+fn subjects_of_user(config: &str, user: &str) -> Vec<String> {
+    let start = config.find(&format!("user: {user}")).unwrap();
+    let rest = &config[start + 1..];
+    let end = rest.find("user: ").unwrap_or(rest.len());
+    rest[..end]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
