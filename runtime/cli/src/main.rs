@@ -16,7 +16,6 @@ use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::{bench, client, platform};
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
-use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -520,33 +519,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         (None, Some(server)) => server.url(),
         (None, None) => unreachable!("a server was started when no URL was given"),
     };
-    let store_config = args.store.config();
-    let (api_client, api_store) =
-        platform::open_store(&nats_url, "nimbus-api", &store_config).await?;
-    let (worker_client, worker_store) =
-        platform::open_store(&nats_url, "nimbus-worker", &store_config).await?;
     let listener = tokio::net::TcpListener::bind(args.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.api.listen))?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let api = tokio::spawn(platform::run_api(
-        api_client,
-        api_store,
+    let components = platform::Components::start(platform::ComponentSettings {
+        api_nats_url: nats_url.clone(),
+        worker_nats_url: nats_url.clone(),
+        store: args.store.config(),
         listener,
-        args.api.config(),
-        secret.into_bytes(),
-        stopped(stop_rx.clone()),
-    ));
-    let worker = tokio::spawn(platform::run_worker(
-        worker_client,
-        worker_store,
-        args.worker.config(),
-        stopped(stop_rx),
-    ));
+        api: args.api.config(),
+        jwt_secret: secret.into_bytes(),
+        worker: args.worker.config(),
+    })
+    .await?;
     println!("Nimbus is up");
     println!("  API   http://{}", args.api.listen);
     println!("  NATS  {nats_url}");
@@ -555,14 +540,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
-    stop_tx.send(true).ok();
-    let (api, worker) = tokio::join!(api, worker);
+    let stopped = components.stop().await;
     if let Some(server) = nats {
         server.stop();
     }
-    api??;
-    worker??;
-    Ok(())
+    stopped
 }
 
 /// The secret `up` signs tokens with when none is given: generated once and

@@ -110,3 +110,75 @@ pub async fn run_worker(
     let engine = worker_engine(config.concurrency)?;
     nimbus_worker::run(client, store, engine, config, shutdown).await
 }
+
+/// What [`Components::start`] runs.
+pub struct ComponentSettings {
+    /// NATS URL(s) of the API server (with its credentials).
+    pub api_nats_url: String,
+    /// NATS URL(s) of the worker (with its credentials).
+    pub worker_nats_url: String,
+    /// Bucket settings.
+    pub store: StoreConfig,
+    /// Where the API listens.
+    pub listener: tokio::net::TcpListener,
+    /// API settings.
+    pub api: ApiConfig,
+    /// JWT secret.
+    pub jwt_secret: Vec<u8>,
+    /// Worker settings.
+    pub worker: WorkerConfig,
+}
+
+/// An API server and a worker running as tasks of this process, each with its
+/// own NATS connection: what `nimbus up` runs, and what tests start.
+pub struct Components {
+    stop: tokio::sync::watch::Sender<bool>,
+    api: tokio::task::JoinHandle<anyhow::Result<()>>,
+    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The API's address.
+    pub api_addr: std::net::SocketAddr,
+}
+
+impl Components {
+    /// Connect both, open the buckets and start serving.
+    pub async fn start(settings: ComponentSettings) -> anyhow::Result<Self> {
+        let (api_client, api_store) =
+            open_store(&settings.api_nats_url, "nimbus-api", &settings.store).await?;
+        let (worker_client, worker_store) =
+            open_store(&settings.worker_nats_url, "nimbus-worker", &settings.store).await?;
+        let api_addr = settings.listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let api = tokio::spawn(run_api(
+            api_client,
+            api_store,
+            settings.listener,
+            settings.api,
+            settings.jwt_secret,
+            until_stopped(stopped.clone()),
+        ));
+        let worker = tokio::spawn(run_worker(
+            worker_client,
+            worker_store,
+            settings.worker,
+            until_stopped(stopped),
+        ));
+        Ok(Self {
+            stop,
+            api,
+            worker,
+            api_addr,
+        })
+    }
+
+    /// Stop both gracefully (requests and invocations in flight finish).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send(true).ok();
+        let (api, worker) = tokio::join!(self.api, self.worker);
+        api??;
+        worker??;
+        Ok(())
+    }
+}

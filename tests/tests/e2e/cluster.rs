@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use nimbus_api::ApiConfig;
 use nimbus_cli::nats_server::{self, ClusterNode, NatsServer};
-use nimbus_cli::platform;
+use nimbus_cli::platform::{ComponentSettings, Components};
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::harness::{ADD_WAT, JWT_SECRET};
 
@@ -98,40 +97,24 @@ where
 async fn a_three_node_cluster_survives_losing_a_node() {
     let mut cluster = Cluster::start().await;
     let urls = cluster.urls();
-    let store_config = StoreConfig {
-        replicas: 3,
-        ..StoreConfig::default()
-    };
-    let (api_client, api_store) = platform::open_store(&urls, "cluster-api", &store_config)
-        .await
-        .unwrap();
-    let (worker_client, worker_store) =
-        platform::open_store(&urls, "cluster-worker", &store_config)
-            .await
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = watch::channel(false);
-    let shutdown = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let api = tokio::spawn(platform::run_api(
-        api_client,
-        api_store,
-        listener,
-        ApiConfig {
+    let components = Components::start(ComponentSettings {
+        api_nats_url: urls.clone(),
+        worker_nats_url: urls.clone(),
+        store: StoreConfig {
+            replicas: 3,
+            ..StoreConfig::default()
+        },
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: ApiConfig {
             bcrypt_cost: 4,
             ..ApiConfig::default()
         },
-        JWT_SECRET.as_bytes().to_vec(),
-        shutdown(stopped.clone()),
-    ));
-    let worker = tokio::spawn(platform::run_worker(
-        worker_client,
-        worker_store,
-        WorkerConfig::default(),
-        shutdown(stopped),
-    ));
+        jwt_secret: JWT_SECRET.as_bytes().to_vec(),
+        worker: WorkerConfig::default(),
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", components.api_addr);
 
     let http = reqwest::Client::new();
     let post = |path: String, token: Option<String>, body: Value| {
@@ -256,7 +239,5 @@ async fn a_three_node_cluster_survives_losing_a_node() {
     )
     .await;
 
-    stop.send(true).unwrap();
-    api.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    components.stop().await.unwrap();
 }

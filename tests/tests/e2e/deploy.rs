@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use nimbus_api::ApiConfig;
 use nimbus_cli::nats_server::{self, NatsServer};
-use nimbus_cli::platform;
+use nimbus_cli::platform::{self, ComponentSettings, Components};
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use crate::harness::{ADD_WAT, JWT_SECRET};
 
@@ -82,46 +81,24 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         .await
         .unwrap();
 
-    let (api_client, api_store) = platform::open_store(
-        &url("api", API_PASSWORD, port),
-        "api",
-        &StoreConfig::default(),
-    )
-    .await
-    .expect("the api user can bootstrap and open the buckets");
-    let (worker_client, worker_store) = platform::open_store(
-        &url("worker", WORKER_PASSWORD, port),
-        "worker",
-        &StoreConfig::default(),
-    )
-    .await
-    .expect("the worker user can open the buckets");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = watch::channel(false);
-    let shutdown = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let api = tokio::spawn(platform::run_api(
-        api_client,
-        api_store,
-        listener,
-        ApiConfig {
+    let components = Components::start(ComponentSettings {
+        api_nats_url: url("api", API_PASSWORD, port),
+        worker_nats_url: url("worker", WORKER_PASSWORD, port),
+        store: StoreConfig::default(),
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        api: ApiConfig {
             bcrypt_cost: 4,
             ..ApiConfig::default()
         },
-        JWT_SECRET.as_bytes().to_vec(),
-        shutdown(stopped.clone()),
-    ));
-    let worker = tokio::spawn(platform::run_worker(
-        worker_client,
-        worker_store,
-        WorkerConfig {
+        jwt_secret: JWT_SECRET.as_bytes().to_vec(),
+        worker: WorkerConfig {
             share_compiled: true,
             ..WorkerConfig::default()
         },
-        shutdown(stopped),
-    ));
+    })
+    .await
+    .expect("the api and worker users can open what they need");
+    let base = format!("http://{}", components.api_addr);
 
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>| {
@@ -246,9 +223,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         "the api user must not receive invocations"
     );
 
-    stop.send(true).unwrap();
-    api.await.unwrap().unwrap();
-    worker.await.unwrap().unwrap();
+    components.stop().await.unwrap();
     let log = std::fs::read_to_string(dir.path().join("nats.log")).unwrap();
     let unexpected: Vec<&str> = log
         .lines()
