@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 TOOLS := $(CURDIR)/.tools
-export NIMBUS_NATS_SERVER := $(TOOLS)/bin/nats-server
+# setup records which nats-server it found or installed; tests and `up` use it.
+NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
 
 .PHONY: up test lint bench setup
 
@@ -18,16 +19,17 @@ setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 	@scripts/install-apt-packages.sh $(APT_PACKAGES)
-	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) >/dev/null
+	@mkdir -p $(TOOLS)
+	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) > $(TOOLS)/nats-server-path
 
 ## up: run nats-server, one API server and one worker on loopback
 up: setup
 	$(CARGO) build --release -p nimbus-cli
-	target/release/nimbus up
+	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) target/release/nimbus up
 
 ## test: every test of the workspace, against a real nats-server
 test: setup
-	$(CARGO) test --workspace
+	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) $(CARGO) test --workspace
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: setup
@@ -36,4 +38,4 @@ lint: setup
 
 ## bench: engine benchmarks + end-to-end runs against `nimbus up`; writes docs/benchmarks.md
 bench: setup
-	scripts/bench.sh
+	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) scripts/bench.sh

@@ -41,6 +41,14 @@ enum Command {
     /// Log in and remember the token and URL for the other commands.
     Login(CredentialArgs),
     /// Upload a function: FILE is .wasm, .wat or .js. Prints its id.
+    ///
+    /// .wasm: a WASI command (`_start`: JSON on stdin, JSON on stdout) or a
+    /// module exporting a numeric `handle`. .wat: the same, as text.
+    /// .js: a function body with `input` bound (`return input + 1;`), a script
+    /// defining `handler(input)`, or an ES module exporting `handler` or a
+    /// default function; the return value (a Promise is awaited) is the
+    /// JSON result, console.* goes to the logs, a thrown error fails the call,
+    /// and a syntax error is refused at upload with its line and column.
     Deploy(DeployArgs),
     /// Run a function and print its result.
     Invoke(InvokeArgs),
