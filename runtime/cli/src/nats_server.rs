@@ -243,11 +243,6 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// The client port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Stop gracefully (SIGTERM, so JetStream flushes its store), waiting up
     /// to five seconds before killing it.
     pub fn stop(mut self) {

@@ -200,11 +200,6 @@ impl Engine {
         })
     }
 
-    /// The configuration this engine was built with.
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
-    }
-
     /// Validate and compile `source` (wasm binary or WAT text). Returns the
     /// module and its binary form, which is what gets stored and digested.
     ///
