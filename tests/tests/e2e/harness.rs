@@ -203,6 +203,34 @@ impl Platform {
         let _ = worker.task.await;
         drop(worker.client);
         drop(worker.stop);
+        self.wait_until_gone().await;
+    }
+
+    /// After a kill, the server drops the dead connection's subscription as
+    /// soon as it sees the socket close; until then a request routed to it
+    /// would go unanswered. Probe until ten in a row are answered (or meet
+    /// no responders at all).
+    async fn wait_until_gone(&self) {
+        let client = self.nats_client().await;
+        let mut answered_in_a_row = 0;
+        for _ in 0..200 {
+            let probe = client.send_request(
+                "functions.execute.0",
+                async_nats::Request::new()
+                    .payload("{}".into())
+                    .timeout(Some(Duration::from_millis(200))),
+            );
+            match probe.await {
+                Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                    answered_in_a_row = 0
+                }
+                _ => answered_in_a_row += 1,
+            }
+            if answered_in_a_row == 10 {
+                return;
+            }
+        }
+        panic!("the killed worker's subscription never went away");
     }
 
     /// Stop every component, then nats-server, gracefully; the store stays.
