@@ -169,6 +169,7 @@ pub async fn register(
     let username = validate(&credentials)?;
     let cost = state.config.bcrypt_cost;
     let password = credentials.password;
+    let _slot = state.cpu_slot().await;
     let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
         .await?
         .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
@@ -212,6 +213,7 @@ pub async fn login(
         None => state.dummy_hash.clone(),
     };
     let password = credentials.password;
+    let _slot = state.cpu_slot().await;
     let matches =
         tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await?;

@@ -48,3 +48,24 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
+
+/// A function id from the path. Anything that is not a number names no
+/// function: 404, in our error format (axum's own rejection is plain text).
+pub struct FunctionIdPath(pub nimbus_core::FunctionId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FunctionIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("no such function".into()))?;
+        raw.parse()
+            .map(FunctionIdPath)
+            .map_err(|_| ApiError::NotFound(format!("no function with id `{raw}`")))
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use nimbus_core::wire::{InvocationReply, InvocationRequest};
@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::{Body, parse_json};
+use crate::body::{Body, FunctionIdPath, parse_json};
 use crate::{ApiError, AppState};
 
 /// JSON upload body.
@@ -116,11 +116,6 @@ fn looks_like_wat(code: &str) -> bool {
     }
 }
 
-fn parse_id(id: &str) -> Result<FunctionId, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("no function with id `{id}`")))
-}
-
 fn not_found(id: FunctionId) -> ApiError {
     ApiError::NotFound(format!("no function with id {id}"))
 }
@@ -182,6 +177,7 @@ pub async fn create(
             Runtime::Wat => (upload.code.clone().into_bytes(), Some(upload.code)),
             Runtime::Js => {
                 let js = state.js().await?;
+                let _slot = state.cpu_slot().await;
                 let wasm = js.compile(&upload.code).await.map_err(|e| match e {
                     nimbus_js::JsError::Internal(_) => ApiError::Internal(e.to_string()),
                     other => ApiError::InvalidSource(other.to_string()),
@@ -205,16 +201,18 @@ pub async fn create(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
     let engine = state.engine.clone();
+    let slot = state.cpu_slot().await;
     let (digest, binary) = tokio::task::spawn_blocking(move || {
-        engine
-            .compile(&code)
-            .map(|(module, binary)| (module.digest().to_owned(), binary.into_owned()))
+        let (module, binary) = engine.compile(&code)?;
+        engine.check_limits(&module, &limits)?;
+        Ok((module.digest().to_owned(), binary.into_owned()))
     })
     .await?
     .map_err(|e| match e {
         CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
         other => ApiError::InvalidModule(other.to_string()),
     })?;
+    drop(slot);
 
     state.store.put_module(&digest, &binary).await?;
     let id = state.store.next_function_id().await?;
@@ -258,9 +256,8 @@ pub async fn list(
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<FunctionMeta>, ApiError> {
-    let id = parse_id(&id)?;
     let meta = state
         .store
         .function(&caller, id)
@@ -273,9 +270,8 @@ pub async fn get(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     if !state.store.delete_function(&caller, id).await? {
         return Err(not_found(id));
     }
@@ -292,22 +288,23 @@ struct LogsQuery {
 
 /// Entries `GET /functions/{id}/logs` answers by default, and at most.
 const LOG_LIMIT: (usize, usize) = (100, 1000);
+/// Log text one answer carries at most; older entries are left out.
+const LOG_MAX_BYTES: usize = 4 << 20;
 
 /// `GET /functions/{id}/logs?limit=N`: the newest log entries, oldest first.
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    FunctionIdPath(id): FunctionIdPath,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     let query: LogsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
     let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
     if state.store.function(&caller, id).await?.is_none() {
         return Err(not_found(id));
     }
-    let logs = state.store.logs(id, limit).await?;
+    let logs = state.store.logs(id, limit, LOG_MAX_BYTES).await?;
     Ok(Json(json!({ "logs": logs })))
 }
 
@@ -329,10 +326,9 @@ pub struct Executed {
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    FunctionIdPath(id): FunctionIdPath,
     Body(body): Body,
 ) -> Result<Json<Executed>, ApiError> {
-    let id = parse_id(&id)?;
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {

@@ -64,12 +64,24 @@ pub struct AppState {
     /// Built on the first JavaScript upload: it compiles the QuickJS shim.
     js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
     jwt: JwtKeys,
+    /// Bounds CPU-heavy work requests can start (bcrypt, compiling modules,
+    /// evaluating JavaScript) to the number of cores, so a burst of logins
+    /// or uploads queues instead of starving everything else.
+    cpu_slots: tokio::sync::Semaphore,
     /// A bcrypt hash of a random password at the configured cost; logins for
     /// unknown users are checked against it to take the same time.
     dummy_hash: String,
 }
 
 impl AppState {
+    /// Wait for a CPU slot (see `cpu_slots`).
+    async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.cpu_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
     /// The JavaScript compiler, built on first use.
     async fn js(&self) -> Result<Arc<nimbus_js::JsCompiler>, ApiError> {
         self.js
@@ -109,6 +121,9 @@ impl AppState {
             nats,
             engine,
             js: tokio::sync::OnceCell::new(),
+            cpu_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             dummy_hash,
         })
     }

@@ -59,6 +59,8 @@ impl Config {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        // `mode` only applies to a new file; tighten an existing one too.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(&serde_json::to_vec_pretty(self)?)?;
         Ok(path)
     }

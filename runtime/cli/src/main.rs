@@ -437,7 +437,12 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         stop: match args.requests {
             Some(n) => bench::Stop::Requests(n),
-            None => bench::Stop::After(Duration::from_secs_f64(args.duration)),
+            None => bench::Stop::After(
+                Duration::try_from_secs_f64(args.duration)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .context("--duration must be a positive number of seconds")?,
+            ),
         },
         input: parse_input(Some(&args.input))?,
         progress: !args.json,
@@ -578,6 +583,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // `mode` only applies to a new file; tighten an existing one too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(contents.as_bytes())
 }
 

@@ -63,11 +63,12 @@ pub async fn open_store(
     Ok((client, store))
 }
 
-/// The engine an API server validates uploads with: it compiles, never runs,
-/// so no instance pool and a small cache.
+/// The engine an API server validates uploads with. It compiles and never
+/// runs, but it is configured like a worker's (pooling allocator included,
+/// with one slot), because wasmtime checks a module against the pool's limits
+/// when compiling it: what the API accepts, every worker can run.
 pub fn upload_engine() -> anyhow::Result<Engine> {
     Engine::new(EngineConfig {
-        pooling: false,
         cache_capacity: 16,
         max_concurrency: 1,
         ..EngineConfig::default()

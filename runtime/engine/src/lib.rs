@@ -105,6 +105,9 @@ pub enum CompileError {
     /// No entry point the platform knows how to call.
     #[error("no entry point: {0}")]
     NoEntryPoint(String),
+    /// Could never run under the limits it would get.
+    #[error("the module cannot run within its limits: {0}")]
+    ExceedsLimits(String),
     /// A precompiled artifact this engine cannot load.
     #[error("unusable precompiled artifact: {0}")]
     Artifact(String),
@@ -132,8 +135,14 @@ pub struct Host {
     limiter: Limiter,
 }
 
+/// Largest `random_get` a guest may ask for in one call.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
 /// Memory and table bytes per pooled slot kept resident between instances.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
+/// Bytes in a WebAssembly page.
+const WASM_PAGE_BYTES: u64 = 64 << 10;
 
 /// Fuel between two yields of a running guest: about 0.1 ms of compute,
 /// short enough for fairness, long enough that yielding costs little.
@@ -301,6 +310,28 @@ impl Engine {
         Ok(compiled)
     }
 
+    /// Refuse, at upload, a module that could never start under `limits`:
+    /// its initial memory is above the function's memory cap.
+    pub fn check_limits(
+        &self,
+        module: &CompiledModule,
+        limits: &Limits,
+    ) -> Result<(), CompileError> {
+        let resources = module.module.resources_required();
+        let initial = resources
+            .max_initial_memory_size
+            .unwrap_or(0)
+            .saturating_mul(WASM_PAGE_BYTES)
+            .saturating_mul(u64::from(resources.num_memories));
+        if initial > limits.memory_bytes {
+            return Err(CompileError::ExceedsLimits(format!(
+                "its initial linear memory is {initial} bytes, above the function's memory_bytes limit of {}",
+                limits.memory_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// Run `module` once on `input` (JSON text) under `limits`.
     pub async fn invoke(
         &self,
@@ -342,7 +373,11 @@ impl Engine {
         let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
         let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            // `random_get` fills its buffer on the host, outside the memory
+            // limiter: keep each call small.
+            .max_random_size(MAX_RANDOM_BYTES);
         if params.is_none() {
             wasi.stdin(MemoryInputPipe::new(input.to_vec()));
         }
@@ -352,11 +387,13 @@ impl Engine {
         };
         let mut store = Store::new(&self.inner.wasmtime, host);
         store.limiter(|host| &mut host.limiter);
-        // Guests yield to the scheduler every FUEL_YIELD_INTERVAL units of
-        // fuel rather than at epoch ticks: a fuel yield also writes the
-        // guest's fuel counter back to the store, while an epoch check does
-        // not, so a guest stopped by its deadline still reports (to within one
-        // interval) the fuel it burned. Epochs then only enforce the deadline.
+        // Guests yield to the scheduler at every epoch tick, so neither a
+        // busy loop nor a guest spending its time in host calls (which cost
+        // almost no fuel) can hold a tokio thread. They also yield every
+        // FUEL_YIELD_INTERVAL units of fuel: only a fuel yield writes the
+        // guest's fuel counter back to the store (an epoch check does not),
+        // so a guest stopped by its deadline still reports, to within one
+        // interval, the fuel it burned.
         let metered = self.inner.config.consume_fuel;
         if metered {
             store.set_fuel(limits.fuel).expect("fuel is enabled");
@@ -371,8 +408,6 @@ impl Engine {
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Err(DeadlineExceeded.into())
-            } else if metered {
-                Ok(UpdateDeadline::Continue(1))
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }

@@ -39,9 +39,16 @@ impl wasmtime::ResourceLimiter for Limiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.memory_used - current.min(self.memory_used) + desired;
+        // Past the memory's own declared maximum the grow fails with -1, as
+        // the spec says; that is the guest's business, not our limit, and it
+        // must not count against the cap.
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        let others = self.memory_used.saturating_sub(current);
+        let total = others.saturating_add(desired);
         if total > self.memory_cap {
             return Err(LimitExceeded {
                 what: "linear memory",
@@ -52,6 +59,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         }
         self.memory_used = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Approved above but refused by wasmtime (out of address space in
+        // the slot): nothing was allocated, and the guest sees -1.
+        Ok(())
     }
 
     fn table_growing(

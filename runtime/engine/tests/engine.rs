@@ -436,3 +436,64 @@ async fn precompiled_artifacts_load_in_another_engine() {
         Err(CompileError::Artifact(_))
     ));
 }
+
+#[tokio::test]
+async fn growing_past_a_memorys_own_maximum_fails_without_counting_against_the_cap() {
+    let engine = engine();
+    // Declares at most 2 pages; asks for one more page a thousand times.
+    let capped = r#"(module (memory 1 2)
+      (func (export "handle") (param i32) (result i32)
+        (local $i i32)
+        (loop $again
+          (drop (memory.grow (i32.const 1)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+        memory.size))"#;
+    let limits = Limits {
+        memory_bytes: 1 << 20,
+        ..Limits::DEFAULT
+    };
+    let invocation = run(&engine, capped, "0", &limits).await;
+    assert_eq!(ok_text(&invocation), "2");
+}
+
+#[tokio::test]
+async fn huge_random_requests_are_refused_not_served() {
+    let engine = engine();
+    let greedy = r#"(module
+      (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+      (memory (export "memory") 256)
+      (func (export "handle") (param i32) (result i32)
+        (call $random_get (i32.const 0) (i32.const 16777216))))"#;
+    let invocation = run(&engine, greedy, "0", &Limits::DEFAULT).await;
+    match &invocation.result {
+        Ok(errno) => assert_ne!(errno, b"0", "a 16 MiB random_get must not succeed"),
+        Err(e) => assert_eq!(e.kind, FunctionErrorKind::Trap, "{e}"),
+    }
+    let small = r#"(module
+      (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "handle") (param i32) (result i32)
+        (call $random_get (i32.const 0) (i32.const 32))))"#;
+    assert_eq!(
+        ok_text(&run(&engine, small, "0", &Limits::DEFAULT).await),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn modules_whose_initial_memory_exceeds_the_limit_are_refused_up_front() {
+    let engine = engine();
+    let (module, _) = engine
+        .compile(br#"(module (memory 100) (func (export "handle") (param i32) (result i32) local.get 0))"#)
+        .unwrap();
+    let small = Limits {
+        memory_bytes: 1 << 20,
+        ..Limits::DEFAULT
+    };
+    assert!(matches!(
+        engine.check_limits(&module, &small),
+        Err(CompileError::ExceedsLimits(_))
+    ));
+    assert!(engine.check_limits(&module, &Limits::DEFAULT).is_ok());
+}

@@ -42,7 +42,9 @@ impl Default for InitLimits {
     fn default() -> Self {
         Self {
             fuel: 5_000_000_000,
-            memory_bytes: 256 << 20,
+            // The snapshot is as large as the memory the source fills, and a
+            // module must stay under 8 MiB; this is plenty for that.
+            memory_bytes: 64 << 20,
             timeout: Duration::from_secs(10),
             max_source_bytes: 1 << 20,
         }

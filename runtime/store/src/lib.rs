@@ -63,6 +63,9 @@ pub struct StoreConfig {
     pub log_retention: Duration,
     /// Cap on the log stream's size, in bytes.
     pub log_max_bytes: i64,
+    /// Log messages kept per function: one function's logs can neither
+    /// crowd out everyone else's nor make a log read long.
+    pub log_max_per_function: i64,
 }
 
 impl Default for StoreConfig {
@@ -71,6 +74,7 @@ impl Default for StoreConfig {
             replicas: 1,
             log_retention: Duration::from_secs(24 * 3600),
             log_max_bytes: 256 << 20,
+            log_max_per_function: 1000,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Store {
             discard: DiscardPolicy::Old,
             max_age: config.log_retention,
             max_bytes: config.log_max_bytes,
+            max_messages_per_subject: config.log_max_per_function,
             num_replicas: config.replicas,
             ..Default::default()
         })
@@ -312,11 +317,17 @@ impl Store {
         Ok(true)
     }
 
-    /// The last `limit` log entries of function `id`, oldest first.
+    /// The newest log entries of function `id`, oldest first: at most
+    /// `limit` of them and `max_bytes` of text.
     ///
     /// Reads the function's subject of the log stream from the start of its
-    /// retention (the stream's limits bound that), keeping the newest entries.
-    pub async fn logs(&self, id: FunctionId, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+    /// retention, which the stream bounds to `log_max_per_function` messages.
+    pub async fn logs(
+        &self,
+        id: FunctionId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
         let consumer = self
             .logs
             .create_consumer(OrderedConfig {
@@ -327,7 +338,9 @@ impl Store {
             })
             .await
             .map_err(unavailable)?;
-        let mut entries = std::collections::VecDeque::with_capacity(limit.min(1024));
+        let mut entries: std::collections::VecDeque<LogEntry> =
+            std::collections::VecDeque::with_capacity(limit.min(1024));
+        let mut entry_bytes = 0usize;
         if consumer.cached_info().num_pending == 0 || limit == 0 {
             return Ok(Vec::new());
         }
@@ -346,15 +359,22 @@ impl Store {
             if entries.len() == limit {
                 entries.pop_front();
             }
+            let text = String::from_utf8_lossy(&message.payload).into_owned();
+            entry_bytes += text.len();
             entries.push_back(LogEntry {
                 time: info
                     .published
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
                 caller: header("Nimbus-Caller").unwrap_or_default(),
-                text: String::from_utf8_lossy(&message.payload).into_owned(),
+                text,
                 truncated: header("Nimbus-Logs-Truncated").is_some(),
             });
+            while entry_bytes > max_bytes
+                && let Some(oldest) = entries.pop_front()
+            {
+                entry_bytes -= oldest.text.len();
+            }
             if pending == 0 {
                 break;
             }

@@ -139,6 +139,16 @@ async fn bad_uploads_are_refused_and_store_nothing() {
             "invalid_request",
         ),
         (
+            json!({"code": "(module (memory 100) (func (export \"handle\") (param i32) (result i32) local.get 0))", "limits": {"memory_bytes": 1048576}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_module",
+        ),
+        (
+            json!({"code": "(module (memory 1) (memory 1) (func (export \"_start\")))"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_module",
+        ),
+        (
             json!({"code": "return input +;"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_source",
@@ -251,6 +261,11 @@ async fn execute_and_delete_errors() {
     };
     assert_error(
         platform.execute(&token, 999, json!(1)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        platform.get("/functions/%FF", Some(&token)).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );

@@ -149,6 +149,10 @@ async fn every_client_command_works_against_nimbus_up() {
     );
     assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
 
+    assert!(
+        cli.fails(&["bench", add, "--duration=-1"])
+            .contains("positive")
+    );
     assert!(cli.ok(&["rm", add]).contains("deleted"));
     assert!(cli.fails(&["invoke", add, "10"]).contains("not_found"));
     assert!(cli.fails(&["invoke", "999"]).contains("not_found"));
