@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 NOTES = """
 ## Notes
 
-- The trivial invocation (1.9 µs) and the fuel overhead (none measurable on
+- The trivial invocation and the fuel overhead (none measurable on
   this loop: fuel is checked at loop headers, the same places the epoch
   deadline is) meet their goals. End to end, the WAT add is within 1.3x of the
   floor's p50 and 0.8x of its throughput: running the function is a small
