@@ -8,7 +8,8 @@
 //!
 //! Per invocation it also publishes the guest's stderr on
 //! `functions.logs.<id>` (kept by the log stream) and, when the function
-//! failed, an event on `functions.error`.
+//! failed, an event on `functions.error`. Stopping drains: invocations
+//! already delivered are still answered.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,14 +88,36 @@ pub async fn run(
     });
     tracing::info!(concurrency = worker.config.concurrency, "worker ready");
     tokio::pin!(shutdown);
+    // On shutdown the subscription is drained, not dropped: the server stops
+    // sending, and the invocations already delivered to this worker (queued
+    // in its subscription) are still run and answered.
+    let mut draining = false;
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let message = tokio::select! {
-            _ = &mut shutdown => break,
-            message = subscription.next() => message,
+        let permit = slots.clone().acquire_owned();
+        let permit = if draining {
+            permit.await
+        } else {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    draining = true;
+                    subscription.drain().await.ok();
+                    continue;
+                }
+                permit = permit => permit,
+            }
+        }
+        .expect("semaphore never closed");
+        let message = if draining {
+            subscription.next().await
+        } else {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    draining = true;
+                    subscription.drain().await.ok();
+                    subscription.next().await
+                }
+                message = subscription.next() => message,
+            }
         };
         let Some(message) = message else { break };
         let worker = worker.clone();
@@ -103,7 +126,6 @@ pub async fn run(
             drop(permit);
         });
     }
-    subscription.unsubscribe().await.ok();
     // Wait for the invocations in flight.
     let _all = slots
         .acquire_many(worker.config.concurrency.max(1) as u32)

@@ -198,3 +198,48 @@ async fn the_benchmark_floor_answers_without_running_the_function() {
     assert_eq!(body["result"], json!({"echo": [1, 2]}));
     assert_eq!(body["fuel_consumed"], 0);
 }
+
+#[tokio::test]
+async fn a_stopping_worker_answers_the_invocations_it_already_received() {
+    let mut setup = Setup::default();
+    setup.worker.concurrency = 1;
+    let mut platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    // Each call spins until its 300 ms deadline; with one slot, the worker
+    // runs one and holds the others in its subscription.
+    let slow = platform
+        .upload(
+            &token,
+            SPIN,
+            Some(json!({"fuel": 50_000_000_000u64, "timeout_ms": 300})),
+        )
+        .await;
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let http = platform.http.clone();
+            let url = platform.url(&format!("/functions/{slow}/execute"));
+            let token = token.clone();
+            tokio::spawn(async move {
+                let response = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"input": 0}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    platform.stop_worker(0).await;
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            body["error"]["kind"], "timeout",
+            "answered by the function, not the platform: {body}"
+        );
+    }
+}

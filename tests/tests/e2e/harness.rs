@@ -195,6 +195,11 @@ impl Platform {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Stop worker `i` gracefully (what SIGTERM does to `nimbus worker`).
+    pub async fn stop_worker(&mut self, i: usize) {
+        self.workers[i].take().expect("worker running").stop().await;
+    }
+
     /// Stop worker `i` the way a crash would look to NATS: its task is gone
     /// and its connection closed, with no goodbye.
     pub async fn kill_worker(&mut self, i: usize) {
