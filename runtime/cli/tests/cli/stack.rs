@@ -72,7 +72,17 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// After a failed assertion: SIGTERM first, so `nimbus up` stops its
+    /// nats-server child too, and SIGKILL only if it does not exit.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
