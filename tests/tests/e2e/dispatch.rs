@@ -15,6 +15,11 @@ const MEMORY_BOMB: &str = include_str!("../../../runtime/engine/fixtures/memory_
 
 const FAILS_LOUDLY: &str = include_str!("../../../runtime/engine/fixtures/exit_3.wat");
 
+/// Limits under which SPIN is stopped by its 300 ms deadline, not its fuel.
+fn stopped_by_deadline() -> serde_json::Value {
+    json!({"fuel": 50_000_000_000u64, "timeout_ms": 300})
+}
+
 #[tokio::test]
 async fn hostile_functions_fail_with_their_kind_and_the_worker_keeps_serving() {
     let platform = Platform::start().await;
@@ -24,11 +29,7 @@ async fn hostile_functions_fail_with_their_kind_and_the_worker_keeps_serving() {
         .upload(&token, SPIN, Some(json!({"fuel": 10_000_000})))
         .await;
     let slow = platform
-        .upload(
-            &token,
-            SPIN,
-            Some(json!({"fuel": 50_000_000_000u64, "timeout_ms": 300})),
-        )
+        .upload(&token, SPIN, Some(stopped_by_deadline()))
         .await;
     let bomb = platform
         .upload(&token, MEMORY_BOMB, Some(json!({"memory_bytes": 4 << 20})))
@@ -208,11 +209,7 @@ async fn a_stopping_worker_answers_the_invocations_it_already_received() {
     // Each call spins until its 300 ms deadline; with one slot, the worker
     // runs one and holds the others in its subscription.
     let slow = platform
-        .upload(
-            &token,
-            SPIN,
-            Some(json!({"fuel": 50_000_000_000u64, "timeout_ms": 300})),
-        )
+        .upload(&token, SPIN, Some(stopped_by_deadline()))
         .await;
     let calls: Vec<_> = (0..3)
         .map(|_| {
