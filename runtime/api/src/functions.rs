@@ -99,23 +99,6 @@ fn check_name(name: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-/// Whether untagged code is WAT: its first token, after whitespace and WAT
-/// comments (`;; line`, `(; block ;)`), is `(module`. Anything else is
-/// taken for JavaScript, as in the seed (`return input + 1;`).
-fn looks_like_wat(code: &str) -> bool {
-    let mut rest = code;
-    loop {
-        rest = rest.trim_start();
-        if let Some(comment) = rest.strip_prefix(";;") {
-            rest = comment.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(comment) = rest.strip_prefix("(;") {
-            rest = comment.split_once(";)").map_or("", |(_, after)| after);
-        } else {
-            return rest.starts_with("(module");
-        }
-    }
-}
-
 fn not_found(id: FunctionId) -> ApiError {
     ApiError::NotFound(format!("no function with id {id}"))
 }
@@ -156,13 +139,9 @@ pub async fn create(
                 "cannot create a function for `{user}` while logged in as `{caller}`"
             )));
         }
-        let runtime = upload.runtime.unwrap_or_else(|| {
-            if looks_like_wat(&upload.code) {
-                Runtime::Wat
-            } else {
-                Runtime::Js
-            }
-        });
+        let runtime = upload
+            .runtime
+            .unwrap_or_else(|| Runtime::detect(&upload.code));
         let (code, echo) = match runtime {
             Runtime::Wasm => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -390,23 +369,5 @@ pub async fn execute(
         })),
         InvocationReply::FunctionError(error) => Err(ApiError::Function(error)),
         InvocationReply::PlatformError(message) => Err(ApiError::WorkerFailed(message)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::looks_like_wat;
-
-    #[test]
-    fn wat_is_recognised_after_comments_and_js_is_not_wat() {
-        assert!(looks_like_wat("(module)"));
-        assert!(looks_like_wat(
-            "  ;; adds one\n(; block ;)\n (module (func))"
-        ));
-        assert!(!looks_like_wat("return input + 1;"));
-        assert!(!looks_like_wat(
-            "// (module\nfunction handler(x) { return x }"
-        ));
-        assert!(!looks_like_wat(";; only a comment"));
     }
 }

@@ -31,6 +31,25 @@ impl Runtime {
             Self::Js => "js",
         }
     }
+
+    /// The runtime of code uploaded without one: WAT when its first token,
+    /// after whitespace and WAT comments (`;; line`, `(; block ;)`), is
+    /// `(module`; JavaScript otherwise, as in the seed (`return input + 1;`).
+    pub fn detect(code: &str) -> Self {
+        let mut rest = code;
+        loop {
+            rest = rest.trim_start();
+            if let Some(comment) = rest.strip_prefix(";;") {
+                rest = comment.split_once('\n').map_or("", |(_, after)| after);
+            } else if let Some(comment) = rest.strip_prefix("(;") {
+                rest = comment.split_once(";)").map_or("", |(_, after)| after);
+            } else if rest.starts_with("(module") {
+                return Self::Wat;
+            } else {
+                return Self::Js;
+            }
+        }
+    }
 }
 
 /// Everything the platform knows about a function, stored in the `functions` bucket.
@@ -117,6 +136,21 @@ impl fmt::Display for Username {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wat_is_recognised_after_comments_and_js_is_not_wat() {
+        assert_eq!(Runtime::detect("(module)"), Runtime::Wat);
+        assert_eq!(
+            Runtime::detect("  ;; adds one\n(; block ;)\n (module (func))"),
+            Runtime::Wat
+        );
+        assert_eq!(Runtime::detect("return input + 1;"), Runtime::Js);
+        assert_eq!(
+            Runtime::detect("// (module\nfunction handler(x) { return x }"),
+            Runtime::Js
+        );
+        assert_eq!(Runtime::detect(";; only a comment"), Runtime::Js);
+    }
 
     #[test]
     fn usernames_that_are_not_subject_safe_are_refused() {
