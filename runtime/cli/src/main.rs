@@ -231,6 +231,10 @@ struct WorkerFlags {
     /// running it, to measure the platform's own round trip.
     #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
     benchmark_floor: bool,
+    /// MiB of compiled modules a worker keeps in memory (least recently
+    /// used dropped first).
+    #[arg(long, env = "NIMBUS_MODULE_CACHE_MB", default_value_t = 1024)]
+    module_cache_mb: u64,
 }
 
 #[derive(Args)]
@@ -472,6 +476,7 @@ impl WorkerFlags {
             concurrency: self.concurrency,
             share_compiled: self.share_compiled,
             benchmark_floor: self.benchmark_floor,
+            module_cache_bytes: self.module_cache_mb.saturating_mul(1 << 20),
             ..WorkerConfig::default()
         }
     }

@@ -76,10 +76,12 @@ pub fn upload_engine() -> anyhow::Result<Engine> {
     .map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))
 }
 
-/// The engine a worker runs functions with, sized to its concurrency.
-pub fn worker_engine(concurrency: usize) -> anyhow::Result<Engine> {
+/// The engine a worker runs functions with, sized to its concurrency and
+/// its module cache budget.
+pub fn worker_engine(config: &WorkerConfig) -> anyhow::Result<Engine> {
     Engine::new(EngineConfig {
-        max_concurrency: u32::try_from(concurrency.max(1))?,
+        max_concurrency: u32::try_from(config.concurrency.max(1))?,
+        cache_bytes: config.module_cache_bytes,
         ..EngineConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))
@@ -108,7 +110,7 @@ pub async fn run_worker(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let engine = worker_engine(config.concurrency)?;
+    let engine = worker_engine(&config)?;
     nimbus_worker::run(client, store, engine, config, shutdown).await
 }
 

@@ -97,20 +97,33 @@ fn javascript(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { compiler.compile(JS_ADD).await.unwrap() })
     });
-    let uncached = Engine::new(EngineConfig {
-        pooling: false,
-        cache_capacity: 1,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    group.bench_function("snapshot_and_compile", |b| {
-        b.to_async(&rt).iter(|| async {
-            // A distinct source each time, so the compile cache cannot help.
-            let source = format!("return input + {};", next_suffix());
-            let wasm = compiler.compile(&source).await.unwrap();
-            uncached.compile(&wasm).unwrap();
+    // Compile with and without the code cache. A distinct source each time,
+    // so the compiled-module cache cannot help; with the code cache on, the
+    // shim's functions are reused from earlier compiles (the steady state of
+    // a platform that has seen one JS function), with it off every compile
+    // starts from nothing (the first JS upload after a restart).
+    for (name, code_cache_bytes) in [
+        ("snapshot_and_compile_cold", 0),
+        (
+            "snapshot_and_compile",
+            EngineConfig::default().code_cache_bytes,
+        ),
+    ] {
+        let uncached = Engine::new(EngineConfig {
+            pooling: false,
+            cache_capacity: 1,
+            code_cache_bytes,
+            ..EngineConfig::default()
         })
-    });
+        .unwrap();
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let source = format!("return input + {};", next_suffix());
+                let wasm = compiler.compile(&source).await.unwrap();
+                uncached.compile(&wasm).unwrap();
+            })
+        });
+    }
     group.finish();
 }
 

@@ -20,6 +20,7 @@
 //! The engine knows nothing about NATS or HTTP.
 #![deny(missing_docs)]
 
+mod code_cache;
 mod limiter;
 mod module;
 mod pipe;
@@ -41,6 +42,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+pub use code_cache::CodeCacheStats;
 pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
 
 use limiter::{LimitExceeded, Limiter};
@@ -51,8 +53,13 @@ use pipe::{CappedPipe, OutputOverflow, Overflow};
 pub struct EngineConfig {
     /// Largest module accepted, in bytes (binary or WAT text).
     pub max_module_bytes: usize,
-    /// Compiled modules kept in memory.
+    /// Compiled modules kept in memory, at most.
     pub cache_capacity: usize,
+    /// Bytes of compiled modules kept in memory, at most: the size of each
+    /// module's loaded image (machine code plus its data segments). The
+    /// least recently used modules are dropped first; a module larger than
+    /// the whole budget is still returned to its caller, just not kept.
+    pub cache_bytes: u64,
     /// Invocations running at once; also the number of pooled instance slots.
     pub max_concurrency: u32,
     /// Use the pooling instance allocator (fast instantiation, reserves
@@ -66,6 +73,11 @@ pub struct EngineConfig {
     /// Meter fuel. Only benchmarks turn this off, to measure its overhead;
     /// without it fuel limits are not enforced and `fuel_consumed` is 0.
     pub consume_fuel: bool,
+    /// Bytes of machine code kept for reuse across compiles (Cranelift's
+    /// incremental cache, see `code_cache.rs`); 0 turns it off. Every JS
+    /// function shares the QuickJS shim's code, so this is what makes the
+    /// second and later JS compiles cheap.
+    pub code_cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -73,11 +85,13 @@ impl Default for EngineConfig {
         Self {
             max_module_bytes: 8 << 20,
             cache_capacity: 256,
+            cache_bytes: 1 << 30,
             max_concurrency: 64,
             pooling: true,
             max_memory_bytes: Limits::MAXIMUM.memory_bytes,
             epoch_tick: Duration::from_millis(1),
             consume_fuel: true,
+            code_cache_bytes: 64 << 20,
         }
     }
 }
@@ -163,6 +177,7 @@ struct Inner {
     wasmtime: wasmtime::Engine,
     linker: Linker<Host>,
     cache: Mutex<ModuleCache>,
+    code_cache: Option<Arc<code_cache::CodeCache>>,
     slots: tokio::sync::Semaphore,
     config: EngineConfig,
     _ticker: Ticker,
@@ -193,6 +208,11 @@ impl Engine {
                 .pagemap_scan(wasmtime::Enabled::Auto);
             wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
+        let code_cache = (config.code_cache_bytes > 0)
+            .then(|| Arc::new(code_cache::CodeCache::new(config.code_cache_bytes)));
+        if let Some(cache) = &code_cache {
+            wasm_config.enable_incremental_compilation(cache.clone())?;
+        }
         let wasmtime = wasmtime::Engine::new(&wasm_config)?;
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)?;
@@ -201,7 +221,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 wasmtime,
                 linker,
-                cache: Mutex::new(ModuleCache::new(config.cache_capacity)),
+                cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
+                code_cache,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),
                 config,
                 _ticker: ticker,
@@ -243,6 +264,20 @@ impl Engine {
     /// Number of compiled modules held.
     pub fn cached_modules(&self) -> usize {
         self.inner.cache.lock().expect("cache lock").entries.len()
+    }
+
+    /// Bytes of compiled modules held (see [`EngineConfig::cache_bytes`]).
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.cache.lock().expect("cache lock").bytes
+    }
+
+    /// How often compiles reused machine code (zero when the cache is off).
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.inner
+            .code_cache
+            .as_ref()
+            .map(|cache| cache.stats())
+            .unwrap_or_default()
     }
 
     /// A native artifact of `module` that another engine with the same
@@ -582,14 +617,24 @@ fn clamp_usize(n: u64) -> usize {
 /// of entries), so eviction scans instead of keeping a linked list.
 struct ModuleCache {
     capacity: usize,
+    max_bytes: u64,
+    bytes: u64,
     clock: u64,
-    entries: HashMap<String, (Arc<CompiledModule>, u64)>,
+    entries: HashMap<String, CacheEntry>,
+}
+
+struct CacheEntry {
+    module: Arc<CompiledModule>,
+    bytes: u64,
+    used: u64,
 }
 
 impl ModuleCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, max_bytes: u64) -> Self {
         Self {
             capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
             clock: 0,
             entries: HashMap::new(),
         }
@@ -598,25 +643,42 @@ impl ModuleCache {
     fn get(&mut self, digest: &str) -> Option<Arc<CompiledModule>> {
         self.clock += 1;
         let clock = self.clock;
-        self.entries.get_mut(digest).map(|(module, used)| {
-            *used = clock;
-            module.clone()
+        self.entries.get_mut(digest).map(|entry| {
+            entry.used = clock;
+            entry.module.clone()
         })
     }
 
     fn insert(&mut self, digest: String, module: Arc<CompiledModule>) {
-        if !self.entries.contains_key(&digest) && self.entries.len() >= self.capacity {
+        let bytes = module.image_bytes();
+        if bytes > self.max_bytes {
+            return;
+        }
+        if let Some(old) = self.entries.remove(&digest) {
+            self.bytes -= old.bytes;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.capacity || self.bytes + bytes > self.max_bytes)
+        {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(digest, _)| digest.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
+                .min_by_key(|(_, entry)| entry.used)
+                .map(|(digest, _)| digest.clone())
+                .expect("not empty");
+            let evicted = self.entries.remove(&oldest).expect("present");
+            self.bytes -= evicted.bytes;
         }
         self.clock += 1;
-        self.entries.insert(digest, (module, self.clock));
+        self.bytes += bytes;
+        self.entries.insert(
+            digest,
+            CacheEntry {
+                module,
+                bytes,
+                used: self.clock,
+            },
+        );
     }
 }
 

@@ -64,6 +64,13 @@ impl CompiledModule {
         &self.digest
     }
 
+    /// Bytes of the loaded module image: machine code, metadata and the
+    /// data segments its memory is initialised from.
+    pub fn image_bytes(&self) -> u64 {
+        let range = self.module.image_range();
+        (range.end.addr() - range.start.addr()) as u64
+    }
+
     /// The ABI the module was recognised as.
     pub fn abi(&self) -> &Abi {
         &self.abi

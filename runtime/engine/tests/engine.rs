@@ -419,6 +419,65 @@ async fn cache_is_bounded() {
     assert_eq!(engine.cached_modules(), 4);
 }
 
+/// A module with a `kib` KiB data segment (distinct per `tag`).
+fn module_with_data(tag: u32, kib: usize) -> String {
+    format!(
+        r#"(module (memory {}) (data (i32.const 0) "{}")
+            (func (export "handle") (param i32) (result i32) i32.const {tag}))"#,
+        kib / 64 + 1,
+        "\\2a".repeat(kib << 10)
+    )
+}
+
+#[tokio::test]
+async fn cache_is_bounded_in_bytes_and_keeps_what_is_used() {
+    let sizes = Engine::new(EngineConfig {
+        pooling: false,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let (probe, _) = sizes.compile(module_with_data(0, 64).as_bytes()).unwrap();
+    let one = probe.image_bytes();
+    assert!(one > 64 << 10, "the image holds the data segment: {one}");
+
+    // Room for three such modules, not four.
+    let budget = one * 3 + one / 2;
+    let engine = Engine::new(EngineConfig {
+        pooling: false,
+        cache_bytes: budget,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let (hot, _) = engine.compile(module_with_data(1, 64).as_bytes()).unwrap();
+    for tag in 2..10 {
+        engine
+            .compile(module_with_data(tag, 64).as_bytes())
+            .unwrap();
+        // Used between compiles: it must never be the one dropped.
+        assert!(engine.cached(hot.digest()).is_some(), "lost at {tag}");
+        assert!(
+            engine.cached_bytes() <= budget,
+            "{} > {budget}",
+            engine.cached_bytes()
+        );
+    }
+    assert_eq!(engine.cached_modules(), 3);
+
+    // Larger than the whole budget: usable, but not kept, and nothing evicted.
+    let (big, _) = engine
+        .compile(module_with_data(99, 1024).as_bytes())
+        .unwrap();
+    assert!(
+        big.image_bytes() > budget,
+        "{} <= {budget}",
+        big.image_bytes()
+    );
+    assert!(engine.cached(big.digest()).is_none());
+    assert_eq!(engine.cached_modules(), 3);
+    let run = engine.invoke(&big, b"0", &Limits::DEFAULT).await;
+    assert_eq!(ok_text(&run), "99");
+}
+
 #[tokio::test]
 async fn precompiled_artifacts_load_in_another_engine() {
     let compiler = engine();

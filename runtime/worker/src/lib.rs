@@ -41,6 +41,9 @@ pub struct WorkerConfig {
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
     /// `make bench` compares real functions against.
     pub benchmark_floor: bool,
+    /// Bytes of compiled modules kept in memory (see
+    /// `nimbus_engine::EngineConfig::cache_bytes`).
+    pub module_cache_bytes: u64,
 }
 
 impl Default for WorkerConfig {
@@ -50,6 +53,7 @@ impl Default for WorkerConfig {
             policy: LimitPolicy::default(),
             share_compiled: false,
             benchmark_floor: false,
+            module_cache_bytes: 1 << 30,
         }
     }
 }

@@ -171,7 +171,7 @@ async fn workers_can_share_compiled_artifacts() {
     let store = nimbus_store::Store::open(platform.nats_client().await, &Default::default())
         .await
         .unwrap();
-    let engine = nimbus_cli::platform::worker_engine(1).unwrap();
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
     let digest = created["digest"].as_str().unwrap();
     let artifact = store
         .artifact(digest, &engine.artifact_key())

@@ -158,7 +158,7 @@ impl Platform {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let worker_client = client.clone();
         let task = tokio::spawn(async move {
-            let engine = platform::worker_engine(config.concurrency)?;
+            let engine = platform::worker_engine(&config)?;
             ready_tx.send(()).ok();
             nimbus_worker::run(worker_client, store, engine, config, stopped(rx)).await
         });

@@ -214,3 +214,59 @@ async fn json_edge_cases_round_trip() {
     let nothing = build("function handler() {}").await;
     assert_eq!(output(&call(&nothing, "1").await), "null");
 }
+
+/// Every JS function is the same shim with a different snapshot, so after the
+/// first one, compiles reuse the shim's machine code (Cranelift's incremental
+/// cache). Reused code must behave exactly like freshly compiled code.
+#[tokio::test]
+async fn later_js_compiles_reuse_the_shims_machine_code() {
+    let fresh_engine = |code_cache_bytes| {
+        Engine::new(EngineConfig {
+            max_concurrency: 2,
+            code_cache_bytes,
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let compile = |engine: Engine, wasm: Vec<u8>| async move {
+        tokio::task::spawn_blocking(move || engine.compile(&wasm).map(|(m, _)| m))
+            .await
+            .unwrap()
+            .expect("snapshot is a valid module")
+    };
+    let first = compiler().await.compile("return input * 2;").await.unwrap();
+    let second = compiler()
+        .await
+        .compile("function handler(input) { return [input, input.length]; }")
+        .await
+        .unwrap();
+
+    let cached = fresh_engine(EngineConfig::default().code_cache_bytes);
+    compile(cached.clone(), first).await;
+    let after_first = cached.code_cache_stats();
+    assert!(after_first.misses > 100, "{after_first:?}");
+    let reused = compile(cached.clone(), second.clone()).await;
+    let after_second = cached.code_cache_stats();
+    let (hits, misses) = (
+        after_second.hits - after_first.hits,
+        after_second.misses - after_first.misses,
+    );
+    assert!(
+        hits * 10 >= (hits + misses) * 9,
+        "the second JS function should reuse nearly all of the shim's code: {hits} hits, {misses} misses"
+    );
+
+    let uncached = fresh_engine(0);
+    let compiled = compile(uncached.clone(), second).await;
+    assert_eq!(uncached.code_cache_stats(), Default::default());
+    for input in [r#""abc""#, "[1,2,3]"] {
+        let a = cached
+            .invoke(&reused, input.as_bytes(), &Limits::DEFAULT)
+            .await;
+        let b = uncached
+            .invoke(&compiled, input.as_bytes(), &Limits::DEFAULT)
+            .await;
+        assert_eq!(output(&a), output(&b));
+        assert_eq!(a.fuel_consumed, b.fuel_consumed, "{input}");
+    }
+}
