@@ -51,6 +51,9 @@ pub enum ApiError {
     /// No worker answered in time.
     #[error("no worker answered within {0} ms")]
     WorkerTimeout(u64),
+    /// The worker that got the request was at capacity with a full queue.
+    #[error("workers are overloaded: {0}")]
+    Overloaded(String),
     /// A worker could not run the function.
     #[error("worker failed: {0}")]
     WorkerFailed(String),
@@ -80,6 +83,7 @@ impl ApiError {
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
             Self::NoWorker => (StatusCode::SERVICE_UNAVAILABLE, "no_worker"),
             Self::WorkerTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "worker_timeout"),
+            Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::WorkerFailed(_) => (StatusCode::BAD_GATEWAY, "worker_failed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -99,6 +103,7 @@ impl IntoResponse for ApiError {
             }}),
             Self::NoWorker
             | Self::WorkerTimeout(_)
+            | Self::Overloaded(_)
             | Self::WorkerFailed(_)
             | Self::Unavailable(_) => {
                 tracing::warn!(error = %self, "platform failure");
@@ -111,6 +116,11 @@ impl IntoResponse for ApiError {
             _ => json!({"error": {"kind": kind, "message": self.to_string()}}),
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, Self::Overloaded(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -331,15 +331,16 @@ pub async fn execute(
         )));
     }
 
+    let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let request = InvocationRequest {
         function_id: id,
         digest: meta.digest,
         limits: meta.limits,
         caller,
         input,
+        wait_ms: wait.as_millis() as u64,
     };
     let payload = serde_json::to_vec(&request).expect("request serialises");
-    let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let reply = state
         .nats
         .send_request(
@@ -369,5 +370,6 @@ pub async fn execute(
         })),
         InvocationReply::FunctionError(error) => Err(ApiError::Function(error)),
         InvocationReply::PlatformError(message) => Err(ApiError::WorkerFailed(message)),
+        InvocationReply::Overloaded(message) => Err(ApiError::Overloaded(message)),
     }
 }

@@ -224,6 +224,14 @@ struct WorkerFlags {
         default_value_t = 32
     )]
     concurrency: usize,
+    /// Invocations one worker holds waiting for a slot; past that it answers
+    /// new ones `overloaded` (HTTP 503 with Retry-After) at once.
+    #[arg(
+        long = "worker-queue",
+        env = "NIMBUS_WORKER_QUEUE",
+        default_value_t = 256
+    )]
+    queue_capacity: usize,
     /// Share compiled native artifacts through the object store (trusts it with native code).
     #[arg(long, env = "NIMBUS_SHARE_COMPILED")]
     share_compiled: bool,
@@ -474,6 +482,7 @@ impl WorkerFlags {
     fn config(&self) -> WorkerConfig {
         WorkerConfig {
             concurrency: self.concurrency,
+            queue_capacity: self.queue_capacity,
             share_compiled: self.share_compiled,
             benchmark_floor: self.benchmark_floor,
             module_cache_bytes: self.module_cache_mb.saturating_mul(1 << 20),

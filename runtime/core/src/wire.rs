@@ -21,6 +21,11 @@ pub struct InvocationRequest {
     pub caller: String,
     /// The input JSON document.
     pub input: Box<RawValue>,
+    /// How long the requester waits for the reply, in milliseconds (0:
+    /// unknown). A worker that only gets to the request after this long
+    /// skips it: nobody is waiting for the answer any more.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 /// A worker's answer.
@@ -33,6 +38,9 @@ pub enum InvocationReply {
     FunctionError(FunctionError),
     /// The worker could not run it (module missing, store unreachable...).
     PlatformError(String),
+    /// The worker is at capacity with a full queue and did not take the
+    /// request; trying again later (or another worker) may succeed.
+    Overloaded(String),
 }
 
 /// A successful run.

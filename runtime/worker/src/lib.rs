@@ -3,8 +3,19 @@
 //!
 //! Workers hold no state but caches, so any number can join the queue group
 //! and NATS spreads invocations among them; a worker that dies simply stops
-//! receiving. Each worker bounds how many invocations it runs at once; past
-//! that it stops pulling messages and they wait in its subscription.
+//! receiving. Each worker bounds how many invocations it runs at once and
+//! how many wait for a slot (its queue). It takes requests off its
+//! subscription as they arrive, so it knows how long each has waited:
+//! - a request that arrives with the queue full is answered at once with
+//!   `Overloaded` (the API answers 503 with `Retry-After`), instead of waiting
+//!   where nobody can see it;
+//! - a request that waited longer than its requester waits for the answer
+//!   (`wait_ms`) is skipped rather than run for nobody. Under overload this
+//!   keeps a worker's capacity for requests that can still be answered.
+//!
+//! NATS queue groups pick a member at random, without regard to load, so a
+//! busy worker can shed a request while another is idle; the queue is sized
+//! (default 256) so that this happens only under real overload.
 //!
 //! Per invocation it also publishes the guest's stderr on
 //! `functions.logs.<id>` (kept by the log stream) and, when the function
@@ -13,6 +24,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, HeaderMap, Message};
 use futures::StreamExt;
@@ -21,13 +33,16 @@ use nimbus_core::{LimitPolicy, subjects};
 use nimbus_engine::{CompiledModule, Engine};
 use nimbus_store::Store;
 use serde_json::value::RawValue;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Invocations run at once by this worker.
     pub concurrency: usize,
+    /// Invocations that may wait for a slot; past that, new ones are
+    /// answered `Overloaded` at once.
+    pub queue_capacity: usize,
     /// Limits this worker accepts; requests beyond them are refused.
     pub policy: LimitPolicy,
     /// Load and publish precompiled native artifacts through the object
@@ -50,6 +65,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 32,
+            queue_capacity: 256,
             policy: LimitPolicy::default(),
             share_compiled: false,
             benchmark_floor: false,
@@ -83,73 +99,127 @@ pub async fn run(
         .await?;
     // Make sure the server has the subscription before we report ready.
     client.flush().await?;
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let concurrency = config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let (queue, mut queued) = mpsc::channel::<Queued>(config.queue_capacity.max(1));
     let worker = Arc::new(Worker {
         client,
         store,
         engine,
         config,
     });
-    tracing::info!(concurrency = worker.config.concurrency, "worker ready");
-    tokio::pin!(shutdown);
-    // On shutdown the subscription is drained, not dropped: the server stops
-    // sending, and the invocations already delivered to this worker (queued
-    // in its subscription) are still run and answered.
-    let mut draining = false;
-    loop {
-        let permit = slots.clone().acquire_owned();
-        let permit = if draining {
-            permit.await
-        } else {
-            tokio::select! {
-                _ = &mut shutdown => {
-                    draining = true;
-                    subscription.drain().await.ok();
-                    continue;
-                }
-                permit = permit => permit,
-            }
-        }
-        .expect("semaphore never closed");
-        let message = if draining {
-            subscription.next().await
-        } else {
-            tokio::select! {
-                _ = &mut shutdown => {
-                    draining = true;
-                    subscription.drain().await.ok();
-                    subscription.next().await
-                }
-                message = subscription.next() => message,
-            }
-        };
-        let Some(message) = message else { break };
+    tracing::info!(
+        concurrency,
+        queue = worker.config.queue_capacity,
+        "worker ready"
+    );
+
+    // Intake: every request is taken off the subscription as it arrives and
+    // stamped with its arrival time. On shutdown the subscription is drained,
+    // not dropped: the server stops sending, and what was already delivered
+    // is still queued, run and answered.
+    let intake = {
         let worker = worker.clone();
-        tokio::spawn(async move {
-            worker.handle(message).await;
-            drop(permit);
-        });
-    }
+        async move {
+            tokio::pin!(shutdown);
+            let mut draining = false;
+            loop {
+                let message = if draining {
+                    subscription.next().await
+                } else {
+                    tokio::select! {
+                        _ = &mut shutdown => {
+                            draining = true;
+                            subscription.drain().await.ok();
+                            continue;
+                        }
+                        message = subscription.next() => message,
+                    }
+                };
+                let Some(message) = message else { break };
+                let request = Queued {
+                    message,
+                    received: Instant::now(),
+                };
+                if let Err(mpsc::error::TrySendError::Full(request)) = queue.try_send(request) {
+                    worker.shed(request.message).await;
+                }
+            }
+            // Closing the queue lets the executor finish what it holds, then stop.
+            drop(queue);
+        }
+    };
+    // Executor: a slot first, then the next queued request, so that exactly
+    // `concurrency` run and up to `queue_capacity` wait.
+    let execute = async {
+        loop {
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let Some(request) = queued.recv().await else {
+                break;
+            };
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.handle(request).await;
+                drop(permit);
+            });
+        }
+    };
+    tokio::join!(intake, execute);
     // Wait for the invocations in flight.
-    let _all = slots
-        .acquire_many(worker.config.concurrency.max(1) as u32)
-        .await;
+    let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();
     tracing::info!("worker stopped");
     Ok(())
 }
 
+/// A request taken off the subscription, waiting for a slot.
+struct Queued {
+    message: Message,
+    received: Instant,
+}
+
 impl Worker {
-    async fn handle(&self, message: Message) {
+    async fn handle(&self, queued: Queued) {
+        let Queued { message, received } = queued;
+        let reply = match serde_json::from_slice::<InvocationRequest>(&message.payload) {
+            Ok(request) => {
+                let waited = received.elapsed();
+                if request.wait_ms > 0 && waited >= Duration::from_millis(request.wait_ms) {
+                    tracing::debug!(
+                        function = request.function_id,
+                        waited_ms = waited.as_millis() as u64,
+                        "skipped an invocation nobody waits for any more"
+                    );
+                    return;
+                }
+                self.invoke(request).await
+            }
+            Err(e) => InvocationReply::PlatformError(format!("malformed invocation request: {e}")),
+        };
+        self.reply(&message, &reply).await;
+    }
+
+    /// Answer a request that arrived with the queue full.
+    async fn shed(&self, message: Message) {
+        tracing::debug!(subject = %message.subject, "queue full: request shed");
+        let reply = InvocationReply::Overloaded(format!(
+            "a worker had {} invocations running and {} waiting",
+            self.config.concurrency.max(1),
+            self.config.queue_capacity.max(1)
+        ));
+        self.reply(&message, &reply).await;
+    }
+
+    async fn reply(&self, message: &Message, reply: &InvocationReply) {
         let Some(reply_to) = message.reply.clone() else {
             tracing::warn!(subject = %message.subject, "invocation without a reply subject dropped");
             return;
         };
-        let reply = match serde_json::from_slice::<InvocationRequest>(&message.payload) {
-            Ok(request) => self.invoke(request).await,
-            Err(e) => InvocationReply::PlatformError(format!("malformed invocation request: {e}")),
-        };
-        let payload = serde_json::to_vec(&reply).expect("reply serialises");
+        let payload = serde_json::to_vec(reply).expect("reply serialises");
         if let Err(e) = self.client.publish(reply_to, payload.into()).await {
             tracing::warn!(error = %e, "could not send a reply");
         }

@@ -240,3 +240,124 @@ async fn a_stopping_worker_answers_the_invocations_it_already_received() {
         );
     }
 }
+
+/// `n` concurrent calls of function `id`; each answers (status, Retry-After, body, elapsed).
+async fn concurrent_calls(
+    platform: &Platform,
+    token: &str,
+    id: u64,
+    n: usize,
+) -> Vec<(StatusCode, Option<String>, serde_json::Value, Duration)> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let request = platform
+                .http
+                .post(platform.url(&format!("/functions/{id}/execute")))
+                .bearer_auth(token)
+                .json(&json!({"input": 0}));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let body = response.json::<serde_json::Value>().await.unwrap();
+                (status, retry_after, body, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_worker_with_a_full_queue_sheds_requests_at_once() {
+    let mut setup = Setup::default();
+    setup.worker.concurrency = 1;
+    setup.worker.queue_capacity = 1;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let slow = platform
+        .upload(&token, SPIN, Some(stopped_by_deadline()))
+        .await;
+
+    let answers = concurrent_calls(&platform, &token, slow, 6).await;
+    let (ran, shed): (Vec<_>, Vec<_>) = answers
+        .iter()
+        .partition(|(status, ..)| *status == StatusCode::UNPROCESSABLE_ENTITY);
+    for (_, _, body, _) in &ran {
+        assert_eq!(body["error"]["kind"], "timeout", "{body}");
+    }
+    // One runs and one waits; a request can also sit between the two for a
+    // moment, so at most three run. The rest are refused, not left waiting.
+    assert!((1..=3).contains(&ran.len()), "{answers:?}");
+    for (status, retry_after, body, elapsed) in &shed {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["kind"], "overloaded", "{body}");
+        assert_eq!(body["error"]["source"], "platform", "{body}");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        // Answered while the first call still spins (300 ms), not after it.
+        assert!(*elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    }
+    assert!(shed.len() >= 3, "{answers:?}");
+
+    // Once the burst is over, the worker serves again.
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let (status, body) = platform.execute(&token, add, json!(41)).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(42)));
+}
+
+#[tokio::test]
+async fn requests_nobody_waits_for_any_more_are_skipped() {
+    let mut setup = Setup::default();
+    setup.worker.concurrency = 1;
+    // The API waits 300 ms (the deadline) + 100 ms for an answer.
+    setup.api.dispatch_grace = Duration::from_millis(100);
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let slow = platform
+        .upload(&token, SPIN, Some(stopped_by_deadline()))
+        .await;
+    let client = platform.nats_client().await;
+    let mut errors = client.subscribe("functions.error").await.unwrap();
+    client.flush().await.unwrap();
+
+    // Six calls, one slot, 300 ms each: the first runs at once, the second
+    // after 300 ms of waiting. The others would start after 600 ms or more,
+    // when the API has stopped waiting (400 ms): they are skipped.
+    let started = Instant::now();
+    let answers = concurrent_calls(&platform, &token, slow, 6).await;
+    let statuses: Vec<_> = answers.iter().map(|(status, ..)| *status).collect();
+    assert!(
+        statuses.contains(&StatusCode::UNPROCESSABLE_ENTITY),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::GATEWAY_TIMEOUT)
+            .count()
+            >= 4,
+        "{statuses:?}"
+    );
+
+    // Every invocation that ran ended in a timeout, which publishes an error
+    // event. Run one by one, all six would take 1.8 s: count the events
+    // until well past that.
+    let mut ran = 0;
+    let until = started + Duration::from_millis(3000);
+    while let Ok(Some(_)) = tokio::time::timeout_at(until.into(), errors.next()).await {
+        ran += 1;
+    }
+    assert!((1..=2).contains(&ran), "{ran} of 6 invocations ran");
+
+    // And the worker is free at once for the next request.
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let (status, body) = platform.execute(&token, add, json!(1)).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(2)));
+}
