@@ -7,16 +7,22 @@
 //!
 //! Execute looks the function up for the caller only (another user's id is a
 //! plain 404), then sends a request on `functions.execute.<id>` to the
-//! `workers` queue group and maps the reply.
+//! `workers` queue group and maps the reply. With `?async=true` (or
+//! `Prefer: respond-async`) it instead records the invocation in the
+//! `invocations` bucket, queues a job on `functions.jobs.<id>` and answers
+//! 202 with the record; `GET /invocations/{id}` follows it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use nimbus_core::wire::{InvocationReply, InvocationRequest};
+use nimbus_core::wire::{
+    InvocationRecord, InvocationReply, InvocationRequest, InvocationStatus, Job,
+};
 use nimbus_core::{FunctionId, FunctionMeta, Limits, LimitsRequest, Runtime, subjects};
 use nimbus_engine::CompileError;
 use serde::{Deserialize, Serialize};
@@ -301,13 +307,33 @@ pub struct Executed {
     duration_us: u64,
 }
 
+/// Query string of `POST /functions/{id}/execute`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteQuery {
+    #[serde(default, rename = "async")]
+    run_async: Option<bool>,
+}
+
 /// `POST /functions/{id}/execute`. An empty body means `{"input": null}`.
+/// Synchronous unless `?async=true` or `Prefer: respond-async` asks otherwise.
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
     Body(body): Body,
-) -> Result<Json<Executed>, ApiError> {
+) -> Result<Response, ApiError> {
+    let query: ExecuteQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let prefer_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    let run_async = query.run_async.unwrap_or(prefer_async);
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -329,6 +355,18 @@ pub async fn execute(
                 meta.limits.max_input_bytes
             ),
         )));
+    }
+
+    if run_async {
+        let request = InvocationRequest {
+            function_id: id,
+            digest: meta.digest,
+            limits: meta.limits,
+            caller: caller.clone(),
+            input,
+            wait_ms: 0,
+        };
+        return enqueue(&state, caller, request).await;
     }
 
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
@@ -367,9 +405,64 @@ pub async fn execute(
             result: output.result,
             fuel_consumed: output.fuel_consumed,
             duration_us: output.duration_us,
-        })),
+        })
+        .into_response()),
         InvocationReply::FunctionError(error) => Err(ApiError::Function(error)),
         InvocationReply::PlatformError(message) => Err(ApiError::WorkerFailed(message)),
         InvocationReply::Overloaded(message) => Err(ApiError::Overloaded(message)),
     }
+}
+
+/// Record an asynchronous invocation as queued, then queue its job. The
+/// record is written first, so an accepted id can always be looked up.
+async fn enqueue(
+    state: &AppState,
+    caller: String,
+    request: InvocationRequest,
+) -> Result<Response, ApiError> {
+    let now = crate::now_rfc3339();
+    let record = InvocationRecord {
+        id: format!("{:032x}", rand::random::<u128>()),
+        function_id: request.function_id,
+        owner: caller,
+        status: InvocationStatus::Queued,
+        result: None,
+        error: None,
+        fuel_consumed: None,
+        duration_us: None,
+        attempts: 0,
+        created: now.clone(),
+        updated: now,
+    };
+    state.store.put_invocation(&record).await?;
+    let job = Job {
+        record: record.clone(),
+        request,
+    };
+    state.store.enqueue_job(&job).await?;
+    let location = format!("/invocations/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(record),
+    )
+        .into_response())
+}
+
+/// `GET /invocations/{id}`: the caller's asynchronous invocation.
+pub async fn invocation(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<InvocationRecord>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no invocation with id {id}"));
+    if !nimbus_core::wire::is_invocation_id(&id) {
+        return Err(not_found());
+    }
+    let record = state
+        .store
+        .invocation(&caller, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(record))
 }

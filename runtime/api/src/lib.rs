@@ -143,6 +143,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/functions/{id}/execute", post(functions::execute))
         .route("/functions/{id}/logs", get(functions::logs))
+        .route("/invocations/{id}", get(functions::invocation))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -239,6 +239,21 @@ impl Client {
         self.send(request).await
     }
 
+    /// `POST /functions/{id}/execute?async=true`; the queued invocation's record.
+    pub async fn invoke_async(&self, id: u64, input: &Value) -> anyhow::Result<Value> {
+        let request = self
+            .authed(reqwest::Method::POST, &format!("/functions/{id}/execute"))?
+            .query(&[("async", "true")])
+            .json(&json!({ "input": input }));
+        self.send(request).await
+    }
+
+    /// `GET /invocations/{id}`
+    pub async fn invocation(&self, id: &str) -> anyhow::Result<Value> {
+        self.send(self.authed(reqwest::Method::GET, &format!("/invocations/{id}"))?)
+            .await
+    }
+
     /// `GET /functions`
     pub async fn list(&self) -> anyhow::Result<Vec<Value>> {
         let body = self

@@ -52,6 +52,8 @@ enum Command {
     Deploy(DeployArgs),
     /// Run a function and print its result.
     Invoke(InvokeArgs),
+    /// Show an asynchronous invocation (from `invoke --async`).
+    Invocation(InvocationArgs),
     /// List your functions.
     Ls(ClientArgs),
     /// Delete a function.
@@ -145,6 +147,24 @@ struct InvokeArgs {
     /// Also print fuel consumed and duration (to stderr).
     #[arg(short, long)]
     verbose: bool,
+    /// Queue the invocation and print its id instead of waiting for the
+    /// result; follow it with `nimbus invocation <id>`.
+    #[arg(long = "async")]
+    run_async: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct InvocationArgs {
+    /// Invocation id, as printed by `invoke --async`.
+    id: String,
+    /// Wait until it has finished, then print its result (or fail with its error).
+    #[arg(short, long)]
+    wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -316,6 +336,7 @@ async fn main() {
         Command::Login(args) => login(args).await,
         Command::Deploy(args) => deploy(args).await,
         Command::Invoke(args) => invoke(args).await,
+        Command::Invocation(args) => invocation(args).await,
         Command::Ls(args) => list(args).await,
         Command::Rm(args) => remove(args).await,
         Command::Logs(args) => logs(args).await,
@@ -388,6 +409,11 @@ fn parse_input(text: Option<&str>) -> anyhow::Result<serde_json::Value> {
 
 async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
     let input = parse_input(args.input.as_deref())?;
+    if args.run_async {
+        let record = args.client.client().invoke_async(args.id, &input).await?;
+        println!("{}", record["id"].as_str().unwrap_or_default());
+        return Ok(());
+    }
     let answer = args.client.client().invoke(args.id, &input).await?;
     println!("{}", answer["result"]);
     if args.verbose {
@@ -397,6 +423,36 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn invocation(args: InvocationArgs) -> anyhow::Result<()> {
+    let client = args.client.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        let record = client.invocation(&args.id).await?;
+        let status = record["status"].as_str().unwrap_or_default();
+        let finished = status == "succeeded" || status == "failed";
+        if !args.wait {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            return Ok(());
+        }
+        if finished {
+            if status == "failed" {
+                anyhow::bail!(
+                    "invocation failed ({} {}): {}",
+                    record["error"]["source"].as_str().unwrap_or_default(),
+                    record["error"]["kind"].as_str().unwrap_or_default(),
+                    record["error"]["message"].as_str().unwrap_or_default()
+                );
+            }
+            println!("{}", record["result"]);
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("invocation still {status} after {} s", args.timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn list(args: ClientArgs) -> anyhow::Result<()> {

@@ -14,6 +14,15 @@ pub const LOGS_STREAM: &str = "FUNCTION_LOGS";
 /// Wildcard covering every function's logs.
 pub const LOGS_ALL: &str = "functions.logs.*";
 
+/// Work-queue stream of asynchronous invocations (jobs).
+pub const JOBS_STREAM: &str = "FUNCTION_JOBS";
+/// Wildcard covering every function's jobs.
+pub const JOBS_ALL: &str = "functions.jobs.*";
+/// The durable pull consumer all workers share to take jobs.
+pub const JOBS_CONSUMER: &str = "workers";
+/// KV bucket of asynchronous invocation records (with a TTL).
+pub const INVOCATIONS_BUCKET: &str = "invocations";
+
 /// KV bucket of users.
 pub const USERS_BUCKET: &str = "users";
 /// KV bucket of function metadata.
@@ -29,4 +38,15 @@ pub fn execute(id: FunctionId) -> String {
 /// Subject `id`'s log lines are published on.
 pub fn logs(id: FunctionId) -> String {
     format!("functions.logs.{id}")
+}
+
+/// Subject an asynchronous invocation of `id` is queued on.
+pub fn jobs(id: FunctionId) -> String {
+    format!("functions.jobs.{id}")
+}
+
+/// Subject the final record of asynchronous invocation `invocation` is
+/// published on.
+pub fn result(invocation: &str) -> String {
+    format!("functions.result.{invocation}")
 }

@@ -1,6 +1,7 @@
 //! Nimbus's state in NATS JetStream: users and function metadata in KV
 //! buckets, module bytes in a content-addressed object store, function logs in
-//! a limits stream.
+//! a limits stream; asynchronous invocations as jobs in a work-queue stream
+//! and their records in a KV bucket with a TTL.
 //!
 //! JetStream is the database on purpose: it replicates (R3 on a cluster), it
 //! is already there for messaging, and API servers and workers stay stateless.
@@ -23,6 +24,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use nimbus_core::wire::{InvocationRecord, Job};
 use nimbus_core::{FunctionId, FunctionMeta, subjects};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
@@ -66,6 +68,8 @@ pub struct StoreConfig {
     /// Log messages kept per function: one function's logs can neither
     /// crowd out everyone else's nor make a log read long.
     pub log_max_per_function: i64,
+    /// How long asynchronous invocation records (and unstarted jobs) are kept.
+    pub invocation_retention: Duration,
 }
 
 impl Default for StoreConfig {
@@ -75,6 +79,7 @@ impl Default for StoreConfig {
             log_retention: Duration::from_secs(24 * 3600),
             log_max_bytes: 256 << 20,
             log_max_per_function: 1000,
+            invocation_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -109,7 +114,10 @@ pub struct Store {
     logs: jetstream::stream::Stream,
     users: kv::Store,
     functions: kv::Store,
+    invocations: kv::Store,
+    jobs: jetstream::stream::Stream,
     modules: ObjectStore,
+    js: jetstream::Context,
 }
 
 impl Store {
@@ -138,6 +146,17 @@ impl Store {
                 "Nimbus function metadata",
                 1,
             ))
+            .await
+            .map_err(unavailable)?;
+        let invocations = js
+            .create_or_update_key_value(kv::Config {
+                max_age: config.invocation_retention,
+                ..kv_config(
+                    subjects::INVOCATIONS_BUCKET,
+                    "Nimbus asynchronous invocations",
+                    1,
+                )
+            })
             .await
             .map_err(unavailable)?;
         let modules = match js.get_object_store(subjects::MODULES_BUCKET).await {
@@ -171,12 +190,31 @@ impl Store {
             .get_stream(subjects::LOGS_STREAM)
             .await
             .map_err(unavailable)?;
+        // Each job is taken by exactly one worker and removed once acked.
+        js.create_or_update_stream(stream::Config {
+            name: subjects::JOBS_STREAM.to_owned(),
+            description: Some("Nimbus asynchronous invocations".to_owned()),
+            subjects: vec![subjects::JOBS_ALL.to_owned()],
+            retention: RetentionPolicy::WorkQueue,
+            max_age: config.invocation_retention,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+        let jobs = js
+            .get_stream(subjects::JOBS_STREAM)
+            .await
+            .map_err(unavailable)?;
         Ok(Self {
             client,
             logs,
             users,
             functions,
+            invocations,
+            jobs,
             modules,
+            js,
         })
     }
 
@@ -382,6 +420,69 @@ impl Store {
         Ok(entries.into())
     }
 
+    /// Record an asynchronous invocation's state (created or updated).
+    pub async fn put_invocation(&self, record: &InvocationRecord) -> Result<(), StoreError> {
+        self.invocations
+            .put(invocation_key(&record.owner, &record.id), encode(record))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// `owner`'s invocation `id`; `None` if unknown, expired or someone else's.
+    pub async fn invocation(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<InvocationRecord>, StoreError> {
+        let key = invocation_key(owner, id);
+        let value = self.invocations.get(&key).await.map_err(unavailable)?;
+        value.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Queue `job` and wait until JetStream has stored it. The invocation id
+    /// is the message id, so a retried enqueue is not queued twice.
+    pub async fn enqueue_job(&self, job: &Job) -> Result<(), StoreError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", job.record.id.as_str());
+        self.js
+            .publish_with_headers(
+                subjects::jobs(job.request.function_id),
+                headers,
+                encode(job),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The pull consumer every worker shares to take jobs: a job not acked
+    /// within `ack_wait` is delivered again, at most `max_deliver` times.
+    pub async fn jobs_consumer(
+        &self,
+        ack_wait: Duration,
+        max_deliver: i64,
+    ) -> Result<jetstream::consumer::PullConsumer, StoreError> {
+        let config = jetstream::consumer::pull::Config {
+            durable_name: Some(subjects::JOBS_CONSUMER.to_owned()),
+            description: Some("Nimbus workers".to_owned()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_deliver,
+            ..Default::default()
+        };
+        match self
+            .jobs
+            .get_consumer::<jetstream::consumer::pull::Config>(subjects::JOBS_CONSUMER)
+            .await
+        {
+            Ok(consumer) => Ok(consumer),
+            Err(_) => self.jobs.create_consumer(config).await.map_err(unavailable),
+        }
+    }
+
     /// Store module bytes under `digest` unless an object of that name exists
     /// already (same digest, same bytes).
     pub async fn put_module(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -438,6 +539,10 @@ impl Store {
 }
 
 fn function_key(owner: &str, id: FunctionId) -> String {
+    format!("{owner}.{id}")
+}
+
+fn invocation_key(owner: &str, id: &str) -> String {
     format!("{owner}.{id}")
 }
 

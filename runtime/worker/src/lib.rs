@@ -13,6 +13,17 @@
 //!   (`wait_ms`) is skipped rather than run for nobody. Under overload this
 //!   keeps a worker's capacity for requests that can still be answered.
 //!
+//! Asynchronous invocations come from the `FUNCTION_JOBS` work-queue stream
+//! through one durable pull consumer that all workers share. A worker pulls a
+//! job only when it has a free slot (the same slots as synchronous calls), so
+//! jobs go to workers with capacity: real backpressure. A job's record in the
+//! `invocations` bucket follows it (running, then succeeded or failed) and
+//! the final record is also published on `functions.result.<invocation>`.
+//! Delivery is at least once: a job whose worker dies before acking is run
+//! again after [`JOB_ACK_WAIT`]. A platform failure (module missing, store
+//! unreachable) is retried up to [`JOB_MAX_DELIVER`] attempts; a function
+//! failure is a result, not retried.
+//!
 //! NATS queue groups pick a member at random, without regard to load, so a
 //! busy worker can shed a request while another is idle; the queue is sized
 //! (default 256) so that this happens only under real overload.
@@ -26,14 +37,26 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::{self, AckKind};
 use async_nats::{Client, HeaderMap, Message};
 use futures::StreamExt;
 use nimbus_core::wire::{InvocationOutput, InvocationReply, InvocationRequest};
+use nimbus_core::wire::{InvocationRecord, InvocationStatus, Job, RecordedError};
 use nimbus_core::{LimitPolicy, subjects};
 use nimbus_engine::{CompiledModule, Engine};
 use nimbus_store::Store;
 use serde_json::value::RawValue;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// How long a worker may hold a job before JetStream hands it to another:
+/// above the longest deadline a function may have (60 s), plus fetching and
+/// compiling its module.
+pub const JOB_ACK_WAIT: Duration = Duration::from_secs(120);
+/// Attempts at a job whose runs fail for platform reasons.
+pub const JOB_MAX_DELIVER: i64 = 3;
+/// How long an idle worker's pull for a job waits before it asks again (and
+/// notices a shutdown).
+const JOB_POLL: Duration = Duration::from_secs(1);
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -118,6 +141,7 @@ pub async fn run(
     // stamped with its arrival time. On shutdown the subscription is drained,
     // not dropped: the server stops sending, and what was already delivered
     // is still queued, run and answered.
+    let (stopping, stop) = watch::channel(false);
     let intake = {
         let worker = worker.clone();
         async move {
@@ -130,6 +154,7 @@ pub async fn run(
                     tokio::select! {
                         _ = &mut shutdown => {
                             draining = true;
+                            stopping.send(true).ok();
                             subscription.drain().await.ok();
                             continue;
                         }
@@ -145,7 +170,10 @@ pub async fn run(
                     worker.shed(request.message).await;
                 }
             }
-            // Closing the queue lets the executor finish what it holds, then stop.
+            // The subscription is over (drained, or the connection closed):
+            // stop taking jobs too. Closing the queue lets the executor finish
+            // what it holds, then stop.
+            stopping.send(true).ok();
             drop(queue);
         }
     };
@@ -168,12 +196,77 @@ pub async fn run(
             });
         }
     };
-    tokio::join!(intake, execute);
+    let jobs = take_jobs(worker.clone(), slots.clone(), stop);
+    tokio::join!(intake, execute, jobs);
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Pull jobs, one per free slot, until `stop` turns true.
+async fn take_jobs(worker: Arc<Worker>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+    let consumer = match worker
+        .store
+        .jobs_consumer(JOB_ACK_WAIT, JOB_MAX_DELIVER)
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            tracing::error!(error = %e, "no jobs consumer: this worker serves synchronous invocations only");
+            return;
+        }
+    };
+    while !*stop.borrow() {
+        // Pull only when a slot is free, but do not hold the slot while the
+        // pull waits for a job: synchronous calls must not wait behind it.
+        // (A synchronous call may still take the slot in between; the job
+        // then waits here for the next one.)
+        tokio::select! {
+            _ = stop.changed() => continue,
+            permit = slots.acquire() => drop(permit),
+        };
+        // A short pull, not cancelled midway: a job handed to this worker is
+        // always run, even when the worker is stopping.
+        let batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(JOB_POLL)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull jobs");
+                tokio::time::sleep(JOB_POLL).await;
+                continue;
+            }
+        };
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => {
+                    let worker = worker.clone();
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
+                    tokio::spawn(async move {
+                        worker.run_job(message).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot pull jobs"),
+            }
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// A request taken off the subscription, waiting for a slot.
@@ -201,6 +294,82 @@ impl Worker {
             Err(e) => InvocationReply::PlatformError(format!("malformed invocation request: {e}")),
         };
         self.reply(&message, &reply).await;
+    }
+
+    /// Run one job and record how it went; ack it once the record is final.
+    async fn run_job(&self, message: jetstream::Message) {
+        let job = match serde_json::from_slice::<Job>(&message.payload) {
+            Ok(job) if nimbus_core::wire::is_invocation_id(&job.record.id) => job,
+            Ok(_) | Err(_) => {
+                tracing::error!(subject = %message.subject, "malformed job dropped");
+                message.ack_with(AckKind::Term).await.ok();
+                return;
+            }
+        };
+        let attempt = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or(1)
+            .max(1) as u64;
+        let mut record = InvocationRecord {
+            status: InvocationStatus::Running,
+            attempts: attempt,
+            updated: now_rfc3339(),
+            ..job.record
+        };
+        if let Err(e) = self.store.put_invocation(&record).await {
+            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job; retrying it later");
+            message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
+            return;
+        }
+        let reply = self.invoke(job.request).await;
+        record.updated = now_rfc3339();
+        match reply {
+            InvocationReply::Ok(output) => {
+                record.status = InvocationStatus::Succeeded;
+                record.result = Some(output.result);
+                record.error = None;
+                record.fuel_consumed = Some(output.fuel_consumed);
+                record.duration_us = Some(output.duration_us);
+            }
+            InvocationReply::FunctionError(error) => {
+                record.status = InvocationStatus::Failed;
+                record.fuel_consumed = Some(error.fuel_consumed);
+                record.error = Some(RecordedError {
+                    kind: error.kind.as_str().to_owned(),
+                    message: error.message,
+                    source: "function".to_owned(),
+                });
+            }
+            InvocationReply::PlatformError(message_text)
+            | InvocationReply::Overloaded(message_text) => {
+                record.error = Some(RecordedError {
+                    kind: "worker_failed".to_owned(),
+                    message: message_text,
+                    source: "platform".to_owned(),
+                });
+                if attempt < JOB_MAX_DELIVER as u64 {
+                    record.status = InvocationStatus::Queued;
+                    self.store.put_invocation(&record).await.ok();
+                    message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
+                    return;
+                }
+                record.status = InvocationStatus::Failed;
+            }
+        }
+        if let Err(e) = self.store.put_invocation(&record).await {
+            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result; it will run again");
+            message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
+            return;
+        }
+        let payload = serde_json::to_vec(&record).expect("record serialises");
+        self.client
+            .publish(subjects::result(&record.id), payload.into())
+            .await
+            .ok();
+        if let Err(e) = message.ack().await {
+            tracing::warn!(invocation = %record.id, error = %e, "cannot ack a finished job");
+        }
     }
 
     /// Answer a request that arrived with the queue full.

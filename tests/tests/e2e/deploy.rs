@@ -150,6 +150,31 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
             "{body}"
         );
     }
+    // An asynchronous invocation: the API queues a job and records it, the
+    // worker pulls it, runs it and records the result.
+    let (status, queued) = call(
+        Method::POST,
+        &format!("/functions/{id}/execute?async=true"),
+        Some(token),
+        Some(json!({"input": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let record_path = format!("/invocations/{}", queued["id"].as_str().unwrap());
+    let started = std::time::Instant::now();
+    loop {
+        let (status, record) = call(Method::GET, &record_path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        if record["status"] == "succeeded" {
+            assert_eq!(record["result"], 3);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "async invocation stuck: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, listing) = call(Method::GET, "/functions", Some(token), None).await;
     assert_eq!(status, StatusCode::OK, "{listing}");
     assert_eq!(listing["functions"][0]["id"], id);

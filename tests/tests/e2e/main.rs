@@ -10,5 +10,6 @@ mod dispatch;
 mod examples;
 mod functions;
 mod gateway;
+mod jobs;
 mod js;
 mod seed;

@@ -105,6 +105,18 @@ async fn every_client_command_works_against_nimbus_up() {
     assert_eq!(String::from_utf8_lossy(&verbose.stdout).trim(), "42");
     assert!(String::from_utf8_lossy(&verbose.stderr).contains("fuel"));
 
+    // Asynchronous: queue, then follow the invocation.
+    let invocation = cli.ok(&["invoke", "--async", add, "99"]);
+    let invocation = invocation.trim();
+    assert_eq!(invocation.len(), 32, "{invocation}");
+    assert_eq!(cli.ok(&["invocation", "--wait", invocation]).trim(), "100");
+    let record: Value = serde_json::from_str(&cli.ok(&["invocation", invocation])).unwrap();
+    assert_eq!(record["status"], "succeeded");
+    assert!(
+        cli.fails(&["invocation", "0123456789abcdef0123456789abcdef"])
+            .contains("not_found")
+    );
+
     let wasm = data.path().join("echo.wasm");
     write_echo_wasm(&wasm);
     let echo = cli.ok(&[

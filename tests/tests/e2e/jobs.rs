@@ -1,0 +1,226 @@
+//! Asynchronous invocations: queued in the FUNCTION_JOBS work queue, pulled
+//! by workers with a free slot, followed through `GET /invocations/{id}`.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{ADD_WAT, Platform, Setup, assert_error};
+
+const FAILS_LOUDLY: &str = include_str!("../../../runtime/engine/fixtures/exit_3.wat");
+
+/// Queue an invocation with `?async=true`; returns the 202 body.
+async fn submit(platform: &Platform, token: &str, id: u64, input: Value) -> Value {
+    let response = platform
+        .http
+        .post(platform.url(&format!("/functions/{id}/execute?async=true")))
+        .bearer_auth(token)
+        .json(&json!({"input": input}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(record["status"], "queued", "{record}");
+    assert_eq!(record["function_id"], id);
+    let invocation = record["id"].as_str().unwrap();
+    assert_eq!(location, format!("/invocations/{invocation}"));
+    record
+}
+
+/// Poll the record until it is final (or `within` passes).
+async fn settled(platform: &Platform, token: &str, invocation: &str, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, record) = platform
+            .get(&format!("/invocations/{invocation}"), Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{record}");
+        if record["status"] == "succeeded" || record["status"] == "failed" {
+            return record;
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {} after {within:?}",
+            record["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn async_invocations_run_and_are_recorded_for_their_owner_only() {
+    let platform = Platform::start().await;
+    let alice = platform.user("alice").await;
+    let add = platform.upload(&alice, ADD_WAT, None).await;
+    let client = platform.nats_client().await;
+    let mut results = client.subscribe("functions.result.*").await.unwrap();
+    client.flush().await.unwrap();
+
+    let queued = submit(&platform, &alice, add, json!(41)).await;
+    let invocation = queued["id"].as_str().unwrap();
+    assert_eq!(invocation.len(), 32);
+    let record = settled(&platform, &alice, invocation, Duration::from_secs(10)).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["result"], 42);
+    assert_eq!(record["attempts"], 1);
+    assert!(record["fuel_consumed"].as_u64().unwrap() > 0, "{record}");
+    assert!(record.get("error").is_none(), "{record}");
+
+    // The final record is also published for whoever listens.
+    let published = tokio::time::timeout(Duration::from_secs(5), results.next())
+        .await
+        .expect("a result message")
+        .unwrap();
+    assert_eq!(
+        published.subject.as_str(),
+        format!("functions.result.{invocation}")
+    );
+    let published: Value = serde_json::from_slice(&published.payload).unwrap();
+    assert_eq!(published["result"], 42);
+
+    // `Prefer: respond-async` does the same; a function failure is a final
+    // result carrying its kind, not retried.
+    let fails = platform.upload(&alice, FAILS_LOUDLY, None).await;
+    let response = platform
+        .http
+        .post(platform.url(&format!("/functions/{fails}/execute")))
+        .bearer_auth(&alice)
+        .header("prefer", "respond-async, wait=10")
+        .json(&json!({"input": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let queued: Value = response.json().await.unwrap();
+    let record = settled(
+        &platform,
+        &alice,
+        queued["id"].as_str().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["kind"], "exit");
+    assert_eq!(record["error"]["source"], "function");
+    assert_eq!(record["attempts"], 1);
+
+    // Only the owner sees a record; malformed ids and bad flags are refused.
+    let bob = platform.user("bob").await;
+    let path = format!("/invocations/{invocation}");
+    assert_error(
+        platform.get(&path, Some(&bob)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        platform.get(&path, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        platform.get("/invocations/not-an-id", Some(&alice)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        platform
+            .post_json(
+                &format!("/functions/{add}/execute?async=maybe"),
+                Some(&alice),
+                &json!({"input": 1}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    // Bob cannot queue work on Alice's function either.
+    assert_error(
+        platform
+            .post_json(
+                &format!("/functions/{add}/execute?async=true"),
+                Some(&bob),
+                &json!({"input": 1}),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn jobs_wait_for_a_worker_instead_of_failing() {
+    // No worker at all: a synchronous call is refused at once, an
+    // asynchronous one is kept until a worker comes.
+    let mut platform = Platform::start_with(Setup {
+        workers: 0,
+        ..Setup::default()
+    })
+    .await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    assert_error(
+        platform.execute(&token, add, json!(1)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_worker",
+    );
+    let queued: Vec<Value> =
+        futures::future::join_all((0..5).map(|i| submit(&platform, &token, add, json!(i)))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for job in &queued {
+        let (_, record) = platform
+            .get(
+                &format!("/invocations/{}", job["id"].as_str().unwrap()),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(record["status"], "queued", "{record}");
+    }
+
+    platform.add_worker().await;
+    for (i, job) in queued.iter().enumerate() {
+        let record = settled(
+            &platform,
+            &token,
+            job["id"].as_str().unwrap(),
+            Duration::from_secs(15),
+        )
+        .await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(record["result"], i + 1);
+    }
+}
+
+#[tokio::test]
+async fn platform_failures_are_retried_then_recorded() {
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let (_, meta) = platform
+        .get(&format!("/functions/{add}"), Some(&token))
+        .await;
+    // Remove the module behind the function's back: every attempt to run it
+    // is now a platform failure (the module is missing), not the function's.
+    let js = async_nats::jetstream::new(platform.nats_client().await);
+    let modules = js.get_object_store("modules").await.unwrap();
+    modules
+        .delete(meta["digest"].as_str().unwrap())
+        .await
+        .unwrap();
+
+    let queued = submit(&platform, &token, add, json!(1)).await;
+    let record = settled(
+        &platform,
+        &token,
+        queued["id"].as_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["source"], "platform", "{record}");
+    assert_eq!(record["error"]["kind"], "worker_failed", "{record}");
+    assert_eq!(record["attempts"], 3, "{record}");
+}
