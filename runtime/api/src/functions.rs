@@ -307,9 +307,9 @@ pub struct Executed {
     duration_us: u64,
 }
 
-/// Query string of `POST /functions/{id}/execute`.
+/// Query string of `POST /functions/{id}/execute`. Other parameters are
+/// ignored, as they always were (cache busters and the like).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ExecuteQuery {
     #[serde(default, rename = "async")]
     run_async: Option<bool>,
@@ -332,6 +332,8 @@ pub async fn execute(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
+        // A preference may carry parameters: `respond-async; foo=bar`.
+        .filter_map(|p| p.split(';').next())
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
     let run_async = query.run_async.unwrap_or(prefer_async);
     let input = if body.iter().all(u8::is_ascii_whitespace) {
@@ -439,7 +441,22 @@ async fn enqueue(
         record: record.clone(),
         request,
     };
-    state.store.enqueue_job(&job).await?;
+    if let Err(e) = state.store.enqueue_job(&job).await {
+        // Not queued (JetStream down, or the job queue full): the record
+        // must not claim otherwise.
+        let record = InvocationRecord {
+            status: InvocationStatus::Failed,
+            error: Some(nimbus_core::wire::RecordedError {
+                kind: "unavailable".to_owned(),
+                message: format!("the invocation could not be queued: {e}"),
+                source: "platform".to_owned(),
+            }),
+            updated: crate::now_rfc3339(),
+            ..job.record
+        };
+        state.store.put_invocation(&record).await.ok();
+        return Err(e.into());
+    }
     let location = format!("/invocations/{}", record.id);
     Ok((
         StatusCode::ACCEPTED,

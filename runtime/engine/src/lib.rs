@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// module's loaded image (machine code plus its data segments). The
     /// least recently used modules are dropped first; a module larger than
     /// the whole budget is still returned to its caller, just not kept.
+    /// wasmtime also keeps a copy-on-write image of each module's initial
+    /// memory, which this does not count: for data-heavy modules (JS
+    /// snapshots) resident memory can approach twice this budget.
     pub cache_bytes: u64,
     /// Invocations running at once; also the number of pooled instance slots.
     pub max_concurrency: u32,

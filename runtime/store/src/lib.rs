@@ -70,6 +70,11 @@ pub struct StoreConfig {
     pub log_max_per_function: i64,
     /// How long asynchronous invocation records (and unstarted jobs) are kept.
     pub invocation_retention: Duration,
+    /// Cap on queued jobs, in bytes; past it new asynchronous invocations
+    /// are refused (503) rather than filling JetStream's disk.
+    pub jobs_max_bytes: i64,
+    /// Cap on invocation records, in bytes (refused past it, likewise).
+    pub invocations_max_bytes: i64,
 }
 
 impl Default for StoreConfig {
@@ -80,6 +85,8 @@ impl Default for StoreConfig {
             log_max_bytes: 256 << 20,
             log_max_per_function: 1000,
             invocation_retention: Duration::from_secs(24 * 3600),
+            jobs_max_bytes: 1 << 30,
+            invocations_max_bytes: 1 << 30,
         }
     }
 }
@@ -151,6 +158,7 @@ impl Store {
         let invocations = js
             .create_or_update_key_value(kv::Config {
                 max_age: config.invocation_retention,
+                max_bytes: config.invocations_max_bytes,
                 ..kv_config(
                     subjects::INVOCATIONS_BUCKET,
                     "Nimbus asynchronous invocations",
@@ -197,6 +205,8 @@ impl Store {
             subjects: vec![subjects::JOBS_ALL.to_owned()],
             retention: RetentionPolicy::WorkQueue,
             max_age: config.invocation_retention,
+            max_bytes: config.jobs_max_bytes,
+            discard: DiscardPolicy::New,
             num_replicas: config.replicas,
             ..Default::default()
         })
@@ -473,14 +483,9 @@ impl Store {
             max_deliver,
             ..Default::default()
         };
-        match self
-            .jobs
-            .get_consumer::<jetstream::consumer::pull::Config>(subjects::JOBS_CONSUMER)
-            .await
-        {
-            Ok(consumer) => Ok(consumer),
-            Err(_) => self.jobs.create_consumer(config).await.map_err(unavailable),
-        }
+        // Create, or update to this configuration: idempotent, so every
+        // worker can call it at start-up.
+        self.jobs.create_consumer(config).await.map_err(unavailable)
     }
 
     /// Store module bytes under `digest` unless an object of that name exists

@@ -35,6 +35,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
@@ -54,9 +55,13 @@ use tokio::sync::{Semaphore, mpsc, watch};
 pub const JOB_ACK_WAIT: Duration = Duration::from_secs(120);
 /// Attempts at a job whose runs fail for platform reasons.
 pub const JOB_MAX_DELIVER: i64 = 3;
-/// How long an idle worker's pull for a job waits before it asks again (and
-/// notices a shutdown).
+/// Backoff after a JetStream error, and the first retry delay of a job.
 const JOB_POLL: Duration = Duration::from_secs(1);
+/// How often an idle worker looks for a job: the longest a queued job waits
+/// for an idle worker.
+const JOB_IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long the jobs loop steps back when synchronous calls wait for a slot.
+const JOB_YIELD: Duration = Duration::from_millis(5);
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -125,6 +130,9 @@ pub async fn run(
     let concurrency = config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let (queue, mut queued) = mpsc::channel::<Queued>(config.queue_capacity.max(1));
+    // Synchronous requests taken off the subscription and not started yet;
+    // jobs give way to them.
+    let waiting = Arc::new(AtomicUsize::new(0));
     let worker = Arc::new(Worker {
         client,
         store,
@@ -144,6 +152,7 @@ pub async fn run(
     let (stopping, stop) = watch::channel(false);
     let intake = {
         let worker = worker.clone();
+        let waiting = waiting.clone();
         async move {
             tokio::pin!(shutdown);
             let mut draining = false;
@@ -166,7 +175,9 @@ pub async fn run(
                     message,
                     received: Instant::now(),
                 };
+                waiting.fetch_add(1, Ordering::SeqCst);
                 if let Err(mpsc::error::TrySendError::Full(request)) = queue.try_send(request) {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
                     worker.shed(request.message).await;
                 }
             }
@@ -177,18 +188,17 @@ pub async fn run(
             drop(queue);
         }
     };
-    // Executor: a slot first, then the next queued request, so that exactly
-    // `concurrency` run and up to `queue_capacity` wait.
+    // Executor: the next queued request, then a slot for it. (Holding a slot
+    // while idle would keep it from jobs.) At most one request waits outside
+    // the queue, for a slot.
     let execute = async {
-        loop {
+        while let Some(request) = queued.recv().await {
             let permit = slots
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("semaphore never closed");
-            let Some(request) = queued.recv().await else {
-                break;
-            };
+            waiting.fetch_sub(1, Ordering::SeqCst);
             let worker = worker.clone();
             tokio::spawn(async move {
                 worker.handle(request).await;
@@ -196,7 +206,7 @@ pub async fn run(
             });
         }
     };
-    let jobs = take_jobs(worker.clone(), slots.clone(), stop);
+    let jobs = take_jobs(worker.clone(), slots.clone(), waiting.clone(), stop);
     tokio::join!(intake, execute, jobs);
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
@@ -206,60 +216,76 @@ pub async fn run(
 }
 
 /// Pull jobs, one per free slot, until `stop` turns true.
-async fn take_jobs(worker: Arc<Worker>, slots: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
-    let consumer = match worker
-        .store
-        .jobs_consumer(JOB_ACK_WAIT, JOB_MAX_DELIVER)
-        .await
-    {
-        Ok(consumer) => consumer,
-        Err(e) => {
-            tracing::error!(error = %e, "no jobs consumer: this worker serves synchronous invocations only");
-            return;
-        }
-    };
+///
+/// A slot is taken first and held only for a no-wait fetch (one round
+/// trip): a job is pulled only when this worker can start it at once, so
+/// queued jobs go to workers with capacity, and an idle poll never holds a
+/// slot that a synchronous call needs. Synchronous calls come first: while
+/// any wait for a slot, no job is pulled.
+async fn take_jobs(
+    worker: Arc<Worker>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut consumer = None;
     while !*stop.borrow() {
-        // Pull only when a slot is free, but do not hold the slot while the
-        // pull waits for a job: synchronous calls must not wait behind it.
-        // (A synchronous call may still take the slot in between; the job
-        // then waits here for the next one.)
-        tokio::select! {
-            _ = stop.changed() => continue,
-            permit = slots.acquire() => drop(permit),
+        let Some(jobs) = &consumer else {
+            match worker
+                .store
+                .jobs_consumer(JOB_ACK_WAIT, JOB_MAX_DELIVER)
+                .await
+            {
+                Ok(bound) => consumer = Some(bound),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bind the jobs consumer; retrying");
+                    pause(&mut stop, JOB_POLL).await;
+                }
+            }
+            continue;
         };
-        // A short pull, not cancelled midway: a job handed to this worker is
-        // always run, even when the worker is stopping.
-        let batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(JOB_POLL)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(batch) => batch,
+        let permit = tokio::select! {
+            _ = stop.changed() => continue,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        if waiting.load(Ordering::SeqCst) > 0 {
+            drop(permit);
+            pause(&mut stop, JOB_YIELD).await;
+            continue;
+        }
+        let job = match jobs.fetch().max_messages(1).messages().await {
+            Ok(mut batch) => batch.next().await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot pull jobs");
-                tokio::time::sleep(JOB_POLL).await;
-                continue;
+                None
             }
         };
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => {
-                    let worker = worker.clone();
-                    let permit = slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closed");
-                    tokio::spawn(async move {
-                        worker.run_job(message).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot pull jobs"),
+        match job {
+            Some(Ok(message)) => {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    worker.run_job(message).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot pull jobs");
+                drop(permit);
+                pause(&mut stop, JOB_POLL).await;
+            }
+            None => {
+                drop(permit);
+                pause(&mut stop, JOB_IDLE_POLL).await;
             }
         }
+    }
+}
+
+/// Sleep for `duration`, or less if `stop` turns true.
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        _ = stop.changed() => {}
+        _ = tokio::time::sleep(duration) => {}
     }
 }
 
@@ -311,6 +337,34 @@ impl Worker {
             .map(|info| info.delivered)
             .unwrap_or(1)
             .max(1) as u64;
+        let last_attempt = attempt >= JOB_MAX_DELIVER as u64;
+        // Retry later, with a growing delay; on the last attempt JetStream
+        // would never deliver it again, so give up on it instead.
+        let retry = |message: jetstream::Message| async move {
+            let kind = if last_attempt {
+                AckKind::Term
+            } else {
+                AckKind::Nak(Some(JOB_POLL * 5u32.pow(attempt as u32 - 1)))
+            };
+            message.ack_with(kind).await.ok();
+        };
+        // Delivery is at least once: a job whose previous worker recorded
+        // the result but died before acking comes back. Do not run it again.
+        match self
+            .store
+            .invocation(&job.record.owner, &job.record.id)
+            .await
+        {
+            Ok(Some(stored)) if stored.status.is_final() => {
+                message.ack().await.ok();
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(invocation = %job.record.id, error = %e, "cannot read a job's record; retrying it later");
+                return retry(message).await;
+            }
+        }
         let mut record = InvocationRecord {
             status: InvocationStatus::Running,
             attempts: attempt,
@@ -319,9 +373,10 @@ impl Worker {
         };
         if let Err(e) = self.store.put_invocation(&record).await {
             tracing::warn!(invocation = %record.id, error = %e, "cannot record a job; retrying it later");
-            message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
-            return;
+            return retry(message).await;
         }
+        // The ack timer starts at delivery; restart it now that the run begins.
+        message.ack_with(AckKind::Progress).await.ok();
         let reply = self.invoke(job.request).await;
         record.updated = now_rfc3339();
         match reply {
@@ -348,26 +403,24 @@ impl Worker {
                     message: message_text,
                     source: "platform".to_owned(),
                 });
-                if attempt < JOB_MAX_DELIVER as u64 {
+                if !last_attempt {
                     record.status = InvocationStatus::Queued;
                     self.store.put_invocation(&record).await.ok();
-                    message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
-                    return;
+                    return retry(message).await;
                 }
                 record.status = InvocationStatus::Failed;
             }
         }
         if let Err(e) = self.store.put_invocation(&record).await {
-            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result; it will run again");
-            message.ack_with(AckKind::Nak(Some(JOB_POLL))).await.ok();
-            return;
+            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result");
+            return retry(message).await;
         }
         let payload = serde_json::to_vec(&record).expect("record serialises");
         self.client
             .publish(subjects::result(&record.id), payload.into())
             .await
             .ok();
-        if let Err(e) = message.ack().await {
+        if let Err(e) = message.double_ack().await {
             tracing::warn!(invocation = %record.id, error = %e, "cannot ack a finished job");
         }
     }

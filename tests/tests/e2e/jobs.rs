@@ -89,7 +89,7 @@ async fn async_invocations_run_and_are_recorded_for_their_owner_only() {
         .http
         .post(platform.url(&format!("/functions/{fails}/execute")))
         .bearer_auth(&alice)
-        .header("prefer", "respond-async, wait=10")
+        .header("prefer", "respond-async; foo=bar, wait=10")
         .json(&json!({"input": null}))
         .send()
         .await
@@ -223,4 +223,31 @@ async fn platform_failures_are_retried_then_recorded() {
     assert_eq!(record["error"]["source"], "platform", "{record}");
     assert_eq!(record["error"]["kind"], "worker_failed", "{record}");
     assert_eq!(record["attempts"], 3, "{record}");
+}
+
+#[tokio::test]
+async fn a_one_slot_worker_serves_both_jobs_and_calls() {
+    let mut setup = Setup::default();
+    setup.worker.concurrency = 1;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    // Jobs and synchronous calls interleaved on the single slot.
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        jobs.push(submit(&platform, &token, add, json!(i)).await);
+        let (status, body) = platform.execute(&token, add, json!(10 + i)).await;
+        assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(11 + i)));
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        let record = settled(
+            &platform,
+            &token,
+            job["id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(record["result"], i + 1);
+    }
 }
