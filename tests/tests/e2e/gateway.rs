@@ -229,6 +229,31 @@ async fn the_gateway_plugin_checks_tokens_at_the_edge() {
         "{result}"
     );
 
+    // Asynchronous: queued through the gateway, followed through it too, and
+    // the record is refused at the edge without a token.
+    let (status, _, queued) = send(
+        http.post(at(&format!("/functions/{id}/execute?async=true")))
+            .bearer_auth(&good)
+            .json(&json!({"input": 20})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let record = format!("/invocations/{}", queued["id"].as_str().unwrap());
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = send(http.get(at(&record)).bearer_auth(&good)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] == "succeeded" {
+            assert_eq!(body["result"], 21);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, www_authenticate, _) = send(http.get(at(&record))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(www_authenticate.is_some());
+
     // The token in the query string works too (forwarded to Nimbus in the header).
     let (status, _, listing) = send(http.get(at(&format!("/functions?jwt={good}")))).await;
     assert_eq!(status, StatusCode::OK, "{listing}");

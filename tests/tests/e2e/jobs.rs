@@ -152,9 +152,10 @@ async fn async_invocations_run_and_are_recorded_for_their_owner_only() {
 }
 
 #[tokio::test]
-async fn jobs_wait_for_a_worker_instead_of_failing() {
+async fn jobs_wait_for_a_worker_instead_of_failing_even_across_a_restart() {
     // No worker at all: a synchronous call is refused at once, an
-    // asynchronous one is kept until a worker comes.
+    // asynchronous one is kept until a worker comes, on disk: a restart of
+    // nats-server and the API in between loses nothing.
     let mut platform = Platform::start_with(Setup {
         workers: 0,
         ..Setup::default()
@@ -179,6 +180,8 @@ async fn jobs_wait_for_a_worker_instead_of_failing() {
             .await;
         assert_eq!(record["status"], "queued", "{record}");
     }
+    platform.stop_all().await;
+    platform.restart_all().await;
 
     platform.add_worker().await;
     for (i, job) in queued.iter().enumerate() {
