@@ -316,8 +316,8 @@ async fn a_worker_with_a_full_queue_sheds_requests_at_once() {
 async fn requests_nobody_waits_for_any_more_are_skipped() {
     let mut setup = Setup::default();
     setup.worker.concurrency = 1;
-    // The API waits 300 ms (the deadline) + 100 ms for an answer.
-    setup.api.dispatch_grace = Duration::from_millis(100);
+    // The API waits 300 ms (the deadline) + 250 ms for an answer.
+    setup.api.dispatch_grace = Duration::from_millis(250);
     let platform = Platform::start_with(setup).await;
     let token = platform.user("alice").await;
     let slow = platform
@@ -327,9 +327,10 @@ async fn requests_nobody_waits_for_any_more_are_skipped() {
     let mut errors = client.subscribe("functions.error").await.unwrap();
     client.flush().await.unwrap();
 
-    // Six calls, one slot, 300 ms each: the first runs at once, the second
-    // after 300 ms of waiting. The others would start after 600 ms or more,
-    // when the API has stopped waiting (400 ms): they are skipped.
+    // Six calls, one slot, at least 300 ms each: the first runs at once, the
+    // second after ~300 ms of waiting. The others could start only after
+    // 600 ms or more, when the API has stopped waiting (550 ms): they are
+    // skipped.
     let started = Instant::now();
     let answers = concurrent_calls(&platform, &token, slow, 6).await;
     let statuses: Vec<_> = answers.iter().map(|(status, ..)| *status).collect();
