@@ -436,14 +436,16 @@ async fn enqueue(
         created: now.clone(),
         updated: now,
     };
-    state.store.put_invocation(&record).await?;
+    let revision = state.store.create_invocation(&record).await?;
     let job = Job {
         record: record.clone(),
         request,
     };
     if let Err(e) = state.store.enqueue_job(&job).await {
         // Not queued (JetStream down, or the job queue full): the record
-        // must not claim otherwise.
+        // must not claim otherwise. Unless a worker has written it since:
+        // then the job was stored after all (only its ack was lost) and the
+        // worker's record is the truth.
         let record = InvocationRecord {
             status: InvocationStatus::Failed,
             error: Some(nimbus_core::wire::RecordedError {
@@ -454,7 +456,7 @@ async fn enqueue(
             updated: crate::now_rfc3339(),
             ..job.record
         };
-        state.store.put_invocation(&record).await.ok();
+        state.store.update_invocation(&record, revision).await.ok();
         return Err(e.into());
     }
     let location = format!("/invocations/{}", record.id);

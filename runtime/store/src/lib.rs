@@ -430,13 +430,65 @@ impl Store {
         Ok(entries.into())
     }
 
-    /// Record an asynchronous invocation's state (created or updated).
+    /// Record a new asynchronous invocation; returns the record's revision.
+    pub async fn create_invocation(&self, record: &InvocationRecord) -> Result<u64, StoreError> {
+        match self
+            .invocations
+            .create(invocation_key(&record.owner, &record.id), encode(record))
+            .await
+        {
+            Ok(revision) => Ok(revision),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Replace an invocation record only if it is still at `revision`, i.e.
+    /// nobody else wrote it since; the new revision, or `None` if somebody did.
+    pub async fn update_invocation(
+        &self,
+        record: &InvocationRecord,
+        revision: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match self
+            .invocations
+            .update(
+                invocation_key(&record.owner, &record.id),
+                encode(record),
+                revision,
+            )
+            .await
+        {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Record an asynchronous invocation's state, whatever was there.
     pub async fn put_invocation(&self, record: &InvocationRecord) -> Result<(), StoreError> {
         self.invocations
             .put(invocation_key(&record.owner, &record.id), encode(record))
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// `owner`'s invocation `id` and its revision (for [`Store::update_invocation`]).
+    pub async fn invocation_with_revision(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<(InvocationRecord, u64)>, StoreError> {
+        let key = invocation_key(owner, id);
+        match self.invocations.entry(&key).await.map_err(unavailable)? {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                Ok(Some((decode(&key, &entry.value)?, entry.revision)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// `owner`'s invocation `id`; `None` if unknown, expired or someone else's.

@@ -60,6 +60,8 @@ const JOB_POLL: Duration = Duration::from_secs(1);
 /// How often an idle worker looks for a job: the longest a queued job waits
 /// for an idle worker.
 const JOB_IDLE_POLL: Duration = Duration::from_millis(200);
+/// Longest wait for the answer to a job fetch (normally immediate).
+const JOB_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the jobs loop steps back when synchronous calls wait for a slot.
 const JOB_YIELD: Duration = Duration::from_millis(5);
 
@@ -253,13 +255,23 @@ async fn take_jobs(
             pause(&mut stop, JOB_YIELD).await;
             continue;
         }
-        let job = match jobs.fetch().max_messages(1).messages().await {
-            Ok(mut batch) => batch.next().await,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull jobs");
-                None
+        // A no-wait fetch answers at once; the timeout covers a reply lost
+        // with the connection (the slot must not stay held, nor shutdown wait).
+        let fetch = async {
+            match jobs.fetch().max_messages(1).messages().await {
+                Ok(mut batch) => batch.next().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull jobs");
+                    None
+                }
             }
         };
+        let job = tokio::time::timeout(JOB_FETCH_TIMEOUT, fetch)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("a job fetch went unanswered");
+                None
+            });
         match job {
             Some(Ok(message)) => {
                 let worker = worker.clone();
@@ -338,46 +350,65 @@ impl Worker {
             .unwrap_or(1)
             .max(1) as u64;
         let last_attempt = attempt >= JOB_MAX_DELIVER as u64;
-        // Retry later, with a growing delay; on the last attempt JetStream
-        // would never deliver it again, so give up on it instead.
-        let retry = |message: jetstream::Message| async move {
-            let kind = if last_attempt {
-                AckKind::Term
-            } else {
-                AckKind::Nak(Some(JOB_POLL * 5u32.pow(attempt as u32 - 1)))
-            };
-            message.ack_with(kind).await.ok();
-        };
-        // Delivery is at least once: a job whose previous worker recorded
-        // the result but died before acking comes back. Do not run it again.
-        match self
+        // Every write below is a compare-and-set on the record's revision:
+        // if another worker got the same job (a redelivery while this one
+        // still runs it), neither overwrites what the other wrote.
+        let revision = match self
             .store
-            .invocation(&job.record.owner, &job.record.id)
+            .invocation_with_revision(&job.record.owner, &job.record.id)
             .await
         {
-            Ok(Some(stored)) if stored.status.is_final() => {
-                message.ack().await.ok();
+            // Delivery is at least once: a job whose previous worker
+            // recorded the result but died before acking comes back. It is
+            // not run again.
+            Ok(Some((stored, _))) if stored.status.is_final() => {
+                message.double_ack().await.ok();
                 return;
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(invocation = %job.record.id, error = %e, "cannot read a job's record; retrying it later");
-                return retry(message).await;
+            Ok(Some((_, revision))) => revision,
+            // Expired (or never written): nobody can read the outcome.
+            Ok(None) => {
+                message.ack_with(AckKind::Term).await.ok();
+                return;
             }
-        }
+            Err(e) => {
+                tracing::warn!(invocation = %job.record.id, error = %e, "cannot read a job's record");
+                return self.retry_later(message, None, attempt).await;
+            }
+        };
         let mut record = InvocationRecord {
             status: InvocationStatus::Running,
             attempts: attempt,
             updated: now_rfc3339(),
             ..job.record
         };
-        if let Err(e) = self.store.put_invocation(&record).await {
-            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job; retrying it later");
-            return retry(message).await;
-        }
-        // The ack timer starts at delivery; restart it now that the run begins.
-        message.ack_with(AckKind::Progress).await.ok();
-        let reply = self.invoke(job.request).await;
+        let revision = match self.store.update_invocation(&record, revision).await {
+            Ok(Some(revision)) => revision,
+            Ok(None) => {
+                // Another worker is on it right now; leave it to that one.
+                message.double_ack().await.ok();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(invocation = %record.id, error = %e, "cannot record a job");
+                return self.retry_later(message, Some(record), attempt).await;
+            }
+        };
+        // Keep the job ours while it runs: JetStream restarts its ack timer
+        // at every progress ack.
+        let reply = {
+            let run = self.invoke(job.request);
+            let keep_alive = async {
+                loop {
+                    message.ack_with(AckKind::Progress).await.ok();
+                    tokio::time::sleep(JOB_ACK_WAIT / 4).await;
+                }
+            };
+            tokio::select! {
+                reply = run => reply,
+                () = keep_alive => unreachable!("the keep-alive loop never ends"),
+            }
+        };
         record.updated = now_rfc3339();
         match reply {
             InvocationReply::Ok(output) => {
@@ -405,24 +436,57 @@ impl Worker {
                 });
                 if !last_attempt {
                     record.status = InvocationStatus::Queued;
-                    self.store.put_invocation(&record).await.ok();
-                    return retry(message).await;
+                    self.store.update_invocation(&record, revision).await.ok();
                 }
-                record.status = InvocationStatus::Failed;
+                return self.retry_later(message, Some(record), attempt).await;
             }
         }
-        if let Err(e) = self.store.put_invocation(&record).await {
-            tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result");
-            return retry(message).await;
+        match self.store.update_invocation(&record, revision).await {
+            Ok(Some(_)) => {
+                let payload = serde_json::to_vec(&record).expect("record serialises");
+                self.client
+                    .publish(subjects::result(&record.id), payload.into())
+                    .await
+                    .ok();
+            }
+            // Somebody else recorded an outcome meanwhile: theirs stands.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result");
+                return self.retry_later(message, Some(record), attempt).await;
+            }
         }
-        let payload = serde_json::to_vec(&record).expect("record serialises");
-        self.client
-            .publish(subjects::result(&record.id), payload.into())
-            .await
-            .ok();
         if let Err(e) = message.double_ack().await {
             tracing::warn!(invocation = %record.id, error = %e, "cannot ack a finished job");
         }
+    }
+
+    /// Hand a job back for a later attempt, with a growing delay. After the
+    /// last attempt JetStream would never deliver it again: the job is
+    /// terminated instead, and its record marked failed (best effort, with
+    /// the last error) so that it does not stay `queued` or `running`.
+    async fn retry_later(
+        &self,
+        message: jetstream::Message,
+        record: Option<InvocationRecord>,
+        attempt: u64,
+    ) {
+        if attempt < JOB_MAX_DELIVER as u64 {
+            let delay = JOB_POLL * 5u32.pow(attempt as u32 - 1);
+            message.ack_with(AckKind::Nak(Some(delay))).await.ok();
+            return;
+        }
+        if let Some(mut record) = record {
+            record.status = InvocationStatus::Failed;
+            record.updated = now_rfc3339();
+            record.error.get_or_insert_with(|| RecordedError {
+                kind: "unavailable".to_owned(),
+                message: "the platform could not record this invocation's outcome".to_owned(),
+                source: "platform".to_owned(),
+            });
+            self.store.put_invocation(&record).await.ok();
+        }
+        message.ack_with(AckKind::Term).await.ok();
     }
 
     /// Answer a request that arrived with the queue full.

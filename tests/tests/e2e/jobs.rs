@@ -254,3 +254,64 @@ async fn a_one_slot_worker_serves_both_jobs_and_calls() {
         assert_eq!(record["result"], i + 1);
     }
 }
+
+#[tokio::test]
+async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let queued = submit(&platform, &token, add, json!(1)).await;
+    let invocation = queued["id"].as_str().unwrap().to_owned();
+    let done = settled(&platform, &token, &invocation, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "succeeded");
+
+    // What a redelivery looks like to a worker: the same job again (as when
+    // a worker records the result and dies before acking).
+    let (_, meta) = platform
+        .get(&format!("/functions/{add}"), Some(&token))
+        .await;
+    let job = nimbus_core::wire::Job {
+        record: serde_json::from_value(queued.clone()).unwrap(),
+        request: nimbus_core::wire::InvocationRequest {
+            function_id: add,
+            digest: meta["digest"].as_str().unwrap().to_owned(),
+            limits: serde_json::from_value(meta["limits"].clone()).unwrap(),
+            caller: "alice".to_owned(),
+            input: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+            wait_ms: 0,
+        },
+    };
+    let client = platform.nats_client().await;
+    let mut results = client.subscribe("functions.result.*").await.unwrap();
+    client.flush().await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    js.publish(
+        format!("functions.jobs.{add}"),
+        serde_json::to_vec(&job).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    // The worker takes it (the queue empties) but neither runs nor records it.
+    let jobs = js.get_stream("FUNCTION_JOBS").await.unwrap();
+    let started = Instant::now();
+    loop {
+        let mut stream = jobs.clone();
+        if stream.info().await.unwrap().state.messages == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "job never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = tokio::time::timeout(Duration::from_millis(500), results.next()).await;
+    assert!(again.is_err(), "the job ran again: {again:?}");
+    let (_, record) = platform
+        .get(&format!("/invocations/{invocation}"), Some(&token))
+        .await;
+    assert_eq!(record, done, "the recorded outcome is untouched");
+}
