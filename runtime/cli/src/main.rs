@@ -259,6 +259,14 @@ struct WorkerFlags {
     /// running it, to measure the platform's own round trip.
     #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
     benchmark_floor: bool,
+    /// Attempts at an asynchronous invocation (platform failures and dead
+    /// workers count) before it is recorded as failed.
+    #[arg(long, env = "NIMBUS_JOB_ATTEMPTS", default_value_t = 3)]
+    job_attempts: u32,
+    /// Seconds a job may go unacknowledged (running jobs send progress) before
+    /// another worker takes it over.
+    #[arg(long, env = "NIMBUS_JOB_ACK_WAIT_SECS", default_value_t = 30)]
+    job_ack_wait_secs: u64,
     /// MiB of compiled modules a worker keeps in memory (least recently
     /// used dropped first).
     #[arg(long, env = "NIMBUS_MODULE_CACHE_MB", default_value_t = 1024)]
@@ -542,6 +550,8 @@ impl WorkerFlags {
             share_compiled: self.share_compiled,
             benchmark_floor: self.benchmark_floor,
             module_cache_bytes: self.module_cache_mb.saturating_mul(1 << 20),
+            job_attempts: self.job_attempts,
+            job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
             ..WorkerConfig::default()
         }
     }

@@ -521,18 +521,19 @@ impl Store {
     }
 
     /// The pull consumer every worker shares to take jobs: a job not acked
-    /// within `ack_wait` is delivered again, at most `max_deliver` times.
+    /// within `ack_wait` is delivered again. Redelivery is not limited here:
+    /// workers count attempts themselves, so that the delivery after a last
+    /// attempt whose worker died can still record the outcome.
     pub async fn jobs_consumer(
         &self,
         ack_wait: Duration,
-        max_deliver: i64,
     ) -> Result<jetstream::consumer::PullConsumer, StoreError> {
         let config = jetstream::consumer::pull::Config {
             durable_name: Some(subjects::JOBS_CONSUMER.to_owned()),
             description: Some("Nimbus workers".to_owned()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait,
-            max_deliver,
+            max_deliver: -1,
             ..Default::default()
         };
         // Create, or update to this configuration: idempotent, so every

@@ -19,10 +19,13 @@
 //! jobs go to workers with capacity: real backpressure. A job's record in the
 //! `invocations` bucket follows it (running, then succeeded or failed) and
 //! the final record is also published on `functions.result.<invocation>`.
-//! Delivery is at least once: a job whose worker dies before acking is run
-//! again after [`JOB_ACK_WAIT`]. A platform failure (module missing, store
-//! unreachable) is retried up to [`JOB_MAX_DELIVER`] attempts; a function
-//! failure is a result, not retried.
+//! Delivery is at least once: a running job is kept claimed by progress acks,
+//! and a job whose worker dies is delivered again once its ack wait
+//! ([`WorkerConfig::job_ack_wait`]) passes. A platform failure (module
+//! missing, store unreachable) or a dead worker costs an attempt; after
+//! [`WorkerConfig::job_attempts`] of them the record is marked failed (the
+//! delivery after a last attempt that never finished does only that). A
+//! function failure is a result, not retried.
 //!
 //! NATS queue groups pick a member at random, without regard to load, so a
 //! busy worker can shed a request while another is idle; the queue is sized
@@ -49,12 +52,6 @@ use nimbus_store::Store;
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-/// How long a worker may hold a job before JetStream hands it to another:
-/// above the longest deadline a function may have (60 s), plus fetching and
-/// compiling its module.
-pub const JOB_ACK_WAIT: Duration = Duration::from_secs(120);
-/// Attempts at a job whose runs fail for platform reasons.
-pub const JOB_MAX_DELIVER: i64 = 3;
 /// Backoff after a JetStream error, and the first retry delay of a job.
 const JOB_POLL: Duration = Duration::from_secs(1);
 /// How often an idle worker looks for a job: the longest a queued job waits
@@ -89,6 +86,14 @@ pub struct WorkerConfig {
     /// Bytes of compiled modules kept in memory (see
     /// `nimbus_engine::EngineConfig::cache_bytes`).
     pub module_cache_bytes: u64,
+    /// Attempts at an asynchronous invocation before it is recorded as
+    /// failed, counting runs that failed for platform reasons and runs whose
+    /// worker died.
+    pub job_attempts: u32,
+    /// How long a job may go without an ack (a running job sends progress
+    /// acks four times per period) before JetStream hands it to another
+    /// worker: how soon a dead worker's job is taken up again.
+    pub job_ack_wait: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -100,6 +105,8 @@ impl Default for WorkerConfig {
             share_compiled: false,
             benchmark_floor: false,
             module_cache_bytes: 1 << 30,
+            job_attempts: 3,
+            job_ack_wait: Duration::from_secs(30),
         }
     }
 }
@@ -233,11 +240,7 @@ async fn take_jobs(
     let mut consumer = None;
     while !*stop.borrow() {
         let Some(jobs) = &consumer else {
-            match worker
-                .store
-                .jobs_consumer(JOB_ACK_WAIT, JOB_MAX_DELIVER)
-                .await
-            {
+            match worker.store.jobs_consumer(worker.config.job_ack_wait).await {
                 Ok(bound) => consumer = Some(bound),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot bind the jobs consumer; retrying");
@@ -349,7 +352,8 @@ impl Worker {
             .map(|info| info.delivered)
             .unwrap_or(1)
             .max(1) as u64;
-        let last_attempt = attempt >= JOB_MAX_DELIVER as u64;
+        let attempts = u64::from(self.config.job_attempts.max(1));
+        let last_attempt = attempt >= attempts;
         // Every write below is a compare-and-set on the record's revision:
         // if another worker got the same job (a redelivery while this one
         // still runs it), neither overwrites what the other wrote.
@@ -364,6 +368,22 @@ impl Worker {
             Ok(Some((stored, _))) if stored.status.is_final() => {
                 message.double_ack().await.ok();
                 return;
+            }
+            // Delivered again after the last attempt: that attempt's worker
+            // died before finishing it (a failed attempt would have ended it).
+            Ok(Some((stored, _))) if attempt > attempts => {
+                let record = InvocationRecord {
+                    error: Some(RecordedError {
+                        kind: "worker_failed".to_owned(),
+                        message: format!(
+                            "gave up after {} attempts: the worker running it stopped before finishing",
+                            stored.attempts
+                        ),
+                        source: "platform".to_owned(),
+                    }),
+                    ..stored
+                };
+                return self.retry_later(message, Some(record), attempt).await;
             }
             Ok(Some((_, revision))) => revision,
             // Expired (or never written): nobody can read the outcome.
@@ -401,7 +421,7 @@ impl Worker {
             let keep_alive = async {
                 loop {
                     message.ack_with(AckKind::Progress).await.ok();
-                    tokio::time::sleep(JOB_ACK_WAIT / 4).await;
+                    tokio::time::sleep(self.config.job_ack_wait / 4).await;
                 }
             };
             tokio::select! {
@@ -471,7 +491,7 @@ impl Worker {
         record: Option<InvocationRecord>,
         attempt: u64,
     ) {
-        if attempt < JOB_MAX_DELIVER as u64 {
+        if attempt < u64::from(self.config.job_attempts.max(1)) {
             let delay = JOB_POLL * 5u32.pow(attempt as u32 - 1);
             message.ack_with(AckKind::Nak(Some(delay))).await.ok();
             return;

@@ -1,5 +1,6 @@
 //! The `nimbus` binary, run as a process: `up` and every client command.
 
 mod client;
+mod crash;
 mod stack;
 mod up;
