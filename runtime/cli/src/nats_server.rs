@@ -16,6 +16,16 @@ use anyhow::{Context, bail};
 /// older servers' account info breaks async-nats 0.51's KV bucket creation.
 pub const MIN_VERSION: (u32, u32) = (2, 11);
 
+/// [`locate`] with `NIMBUS_NATS_SERVER` as the explicit choice, if set (what
+/// tests and `make test` use).
+pub fn locate_from_env() -> anyhow::Result<PathBuf> {
+    locate(
+        std::env::var_os("NIMBUS_NATS_SERVER")
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+}
+
 /// Find a suitable nats-server: `explicit` (flag or `NIMBUS_NATS_SERVER`), then
 /// PATH, then the project's `.tools/bin` (where `make` installs one).
 pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {

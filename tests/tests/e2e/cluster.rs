@@ -26,12 +26,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let binary = nats_server::locate(
-            std::env::var_os("NIMBUS_NATS_SERVER")
-                .map(PathBuf::from)
-                .as_deref(),
-        )
-        .expect("a nats-server");
+        let binary = nats_server::locate_from_env().expect("a nats-server");
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..3).map(|_| nats_server::free_port().unwrap()).collect();
         let routes: Vec<u16> = (0..3).map(|_| nats_server::free_port().unwrap()).collect();

@@ -3,7 +3,7 @@
 //! their own least-privilege user. Only the ports and the store directory
 //! are rewritten for the test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nimbus_api::ApiConfig;
@@ -42,12 +42,7 @@ fn url(user: &str, password: &str, port: u16) -> String {
 
 #[tokio::test]
 async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
-    let binary = nats_server::locate(
-        std::env::var_os("NIMBUS_NATS_SERVER")
-            .map(PathBuf::from)
-            .as_deref(),
-    )
-    .unwrap();
+    let binary = nats_server::locate_from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = nats_server::free_port().unwrap();
     let monitor = nats_server::free_port().unwrap();

@@ -87,12 +87,8 @@ impl Platform {
     }
 
     pub async fn start_with(setup: Setup) -> Self {
-        let nats_binary = nats_server::locate(
-            std::env::var_os("NIMBUS_NATS_SERVER")
-                .map(PathBuf::from)
-                .as_deref(),
-        )
-        .expect("a nats-server (run `make test`, which installs one)");
+        let nats_binary = nats_server::locate_from_env()
+            .expect("a nats-server (run `make test`, which installs one)");
         let store_dir = tempfile::tempdir().expect("temp dir");
         let nats = NatsServer::start(&nats_binary, &store_dir.path().join("nats"), None)
             .await

@@ -2,7 +2,6 @@
 //! invocation: the job is not lost, and once its attempts are spent its
 //! record says so instead of staying `running`.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,12 +66,7 @@ async fn until(url: &str, token: &str, within: Duration, done: impl Fn(&Value) -
 
 #[tokio::test]
 async fn a_job_whose_worker_is_killed_is_taken_over_and_recorded() {
-    let binary = nats_server::locate(
-        std::env::var_os("NIMBUS_NATS_SERVER")
-            .map(PathBuf::from)
-            .as_deref(),
-    )
-    .unwrap();
+    let binary = nats_server::locate_from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(&binary, &dir.path().join("nats"), None)
         .await
