@@ -176,7 +176,7 @@ pub async fn register(
     let record = UserRecord {
         username: username.to_string(),
         password_hash,
-        created: crate::now_rfc3339(),
+        created: nimbus_store::now_rfc3339(),
     };
     match state.store.create_user(&record).await {
         Ok(()) => {}

@@ -29,6 +29,12 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// Parse a query string (absent = empty), naming what is wrong with it.
+pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))
+}
+
 /// Parse a JSON object body, naming what is wrong with it. Only objects: serde
 /// would otherwise also accept a struct written as an array.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use nimbus_core::wire::{
-    InvocationRecord, InvocationReply, InvocationRequest, InvocationStatus, Job,
+    InvocationRecord, InvocationReply, InvocationRequest, InvocationStatus, Job, RecordedError,
 };
 use nimbus_core::{FunctionId, FunctionMeta, Limits, LimitsRequest, Runtime, subjects};
 use nimbus_engine::CompileError;
@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::{Body, FunctionIdPath, parse_json};
+use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
 use crate::{ApiError, AppState};
 
 /// JSON upload body.
@@ -127,8 +127,7 @@ pub async fn create(
         });
 
     let (runtime, code, name, requested, echo) = if is_wasm_body {
-        let query: UploadQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        let query: UploadQuery = parse_query(query.as_deref())?;
         (
             Runtime::Wasm,
             body.to_vec(),
@@ -209,7 +208,7 @@ pub async fn create(
         digest,
         size: binary.len() as u64,
         limits,
-        created: crate::now_rfc3339(),
+        created: nimbus_store::now_rfc3339(),
     };
     state.store.create_function(&meta).await?;
     tracing::info!(id, owner = %meta.owner, runtime = meta.runtime.as_str(), digest = %meta.digest, "function created");
@@ -283,8 +282,7 @@ pub async fn logs(
     FunctionIdPath(id): FunctionIdPath,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query: LogsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let query: LogsQuery = parse_query(query.as_deref())?;
     let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
     if state.store.function(&caller, id).await?.is_none() {
         return Err(not_found(id));
@@ -325,8 +323,7 @@ pub async fn execute(
     RawQuery(query): RawQuery,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let query: ExecuteQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+    let query: ExecuteQuery = parse_query(query.as_deref())?;
     let prefer_async = headers
         .get_all("prefer")
         .iter()
@@ -359,18 +356,7 @@ pub async fn execute(
         )));
     }
 
-    if run_async {
-        let request = InvocationRequest {
-            function_id: id,
-            digest: meta.digest,
-            limits: meta.limits,
-            caller: caller.clone(),
-            input,
-            wait_ms: 0,
-        };
-        return enqueue(&state, caller, request).await;
-    }
-
+    // Asynchronously, nobody waits on a reply: `wait_ms` 0.
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let request = InvocationRequest {
         function_id: id,
@@ -378,8 +364,15 @@ pub async fn execute(
         limits: meta.limits,
         caller,
         input,
-        wait_ms: wait.as_millis() as u64,
+        wait_ms: if run_async {
+            0
+        } else {
+            wait.as_millis() as u64
+        },
     };
+    if run_async {
+        return enqueue(&state, request).await;
+    }
     let payload = serde_json::to_vec(&request).expect("request serialises");
     let reply = state
         .nats
@@ -417,16 +410,12 @@ pub async fn execute(
 
 /// Record an asynchronous invocation as queued, then queue its job. The
 /// record is written first, so an accepted id can always be looked up.
-async fn enqueue(
-    state: &AppState,
-    caller: String,
-    request: InvocationRequest,
-) -> Result<Response, ApiError> {
-    let now = crate::now_rfc3339();
+async fn enqueue(state: &AppState, request: InvocationRequest) -> Result<Response, ApiError> {
+    let now = nimbus_store::now_rfc3339();
     let record = InvocationRecord {
         id: format!("{:032x}", rand::random::<u128>()),
         function_id: request.function_id,
-        owner: caller,
+        owner: request.caller.clone(),
         status: InvocationStatus::Queued,
         result: None,
         error: None,
@@ -448,12 +437,11 @@ async fn enqueue(
         // worker's record is the truth.
         let record = InvocationRecord {
             status: InvocationStatus::Failed,
-            error: Some(nimbus_core::wire::RecordedError {
-                kind: "unavailable".to_owned(),
-                message: format!("the invocation could not be queued: {e}"),
-                source: "platform".to_owned(),
-            }),
-            updated: crate::now_rfc3339(),
+            error: Some(RecordedError::platform(
+                "unavailable",
+                format!("the invocation could not be queued: {e}"),
+            )),
+            updated: nimbus_store::now_rfc3339(),
             ..job.record
         };
         state.store.update_invocation(&record, revision).await.ok();

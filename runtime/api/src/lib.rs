@@ -169,9 +169,3 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
         other => Err(ApiError::Unavailable(format!("NATS connection is {other}"))),
     }
 }
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339 formatting of the current time")
-}

@@ -46,24 +46,30 @@ impl Config {
 
     /// Save it, readable by the user only.
     pub fn save(&self) -> anyhow::Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = config_dir().context("no config directory: set NIMBUS_CONFIG_DIR or HOME")?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("config.json");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
+        write_private(&path, &serde_json::to_string_pretty(self)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        // `mode` only applies to a new file; tighten an existing one too.
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        file.write_all(&serde_json::to_vec_pretty(self)?)?;
         Ok(path)
     }
+}
+
+/// Write `contents` to `path`, readable by its owner only (0600), whether
+/// the file is new or not: tokens and secrets go through here.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` only applies to a new file; tighten an existing one too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())
 }
 
 /// An API error as the server described it.

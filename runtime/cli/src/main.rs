@@ -434,32 +434,37 @@ async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
 }
 
 async fn invocation(args: InvocationArgs) -> anyhow::Result<()> {
+    use nimbus_core::wire::InvocationStatus;
     let client = args.client.client();
+    if !args.wait {
+        let record = client.invocation(&args.id).await?;
+        println!("{}", serde_json::to_string_pretty(&record)?);
+        return Ok(());
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
     loop {
         let record = client.invocation(&args.id).await?;
-        let status = record["status"].as_str().unwrap_or_default();
-        let finished = status == "succeeded" || status == "failed";
-        if !args.wait {
-            println!("{}", serde_json::to_string_pretty(&record)?);
-            return Ok(());
-        }
-        if finished {
-            if status == "failed" {
-                anyhow::bail!(
-                    "invocation failed ({} {}): {}",
-                    record["error"]["source"].as_str().unwrap_or_default(),
-                    record["error"]["kind"].as_str().unwrap_or_default(),
-                    record["error"]["message"].as_str().unwrap_or_default()
-                );
+        let status = serde_json::from_value::<InvocationStatus>(record["status"].clone()).ok();
+        match status {
+            Some(InvocationStatus::Failed) => anyhow::bail!(
+                "invocation failed ({} {}): {}",
+                record["error"]["source"].as_str().unwrap_or_default(),
+                record["error"]["kind"].as_str().unwrap_or_default(),
+                record["error"]["message"].as_str().unwrap_or_default()
+            ),
+            Some(InvocationStatus::Succeeded) => {
+                println!("{}", record["result"]);
+                return Ok(());
             }
-            println!("{}", record["result"]);
-            return Ok(());
+            _ if std::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "invocation still {} after {} s",
+                    record["status"],
+                    args.timeout
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        if std::time::Instant::now() >= deadline {
-            anyhow::bail!("invocation still {status} after {} s", args.timeout);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -650,22 +655,9 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
         }
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    write_private(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    client::write_private(path, &secret)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secret)
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // `mode` only applies to a new file; tighten an existing one too.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(contents.as_bytes())
 }
 
 async fn shutdown_signal() {

@@ -97,6 +97,27 @@ pub struct RecordedError {
     pub source: String,
 }
 
+impl RecordedError {
+    /// The platform's fault: `kind` names what failed (`worker_failed`,
+    /// `unavailable`).
+    pub fn platform(kind: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            message: message.into(),
+            source: "platform".to_owned(),
+        }
+    }
+
+    /// The function's fault, with its error kind.
+    pub fn function(error: FunctionError) -> Self {
+        Self {
+            kind: error.kind.as_str().to_owned(),
+            message: error.message,
+            source: "function".to_owned(),
+        }
+    }
+}
+
 /// The state of one asynchronous invocation, kept in the `invocations`
 /// bucket under `<owner>.<id>` (so only its owner can read it) and expiring
 /// with the bucket's TTL.

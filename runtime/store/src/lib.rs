@@ -292,7 +292,7 @@ impl Store {
 
     /// Store new function metadata; never overwrites.
     pub async fn create_function(&self, meta: &FunctionMeta) -> Result<(), StoreError> {
-        let key = function_key(&meta.owner, meta.id);
+        let key = owner_key(&meta.owner, meta.id);
         match self.functions.create(&key, encode(meta)).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -308,7 +308,7 @@ impl Store {
         owner: &str,
         id: FunctionId,
     ) -> Result<Option<FunctionMeta>, StoreError> {
-        let key = function_key(owner, id);
+        let key = owner_key(owner, id);
         let value = self.functions.get(&key).await.map_err(unavailable)?;
         value.map(|v| decode(&key, &v)).transpose()
     }
@@ -359,7 +359,7 @@ impl Store {
             return Ok(false);
         }
         self.functions
-            .delete(function_key(owner, id))
+            .delete(owner_key(owner, id))
             .await
             .map_err(unavailable)?;
         Ok(true)
@@ -410,10 +410,7 @@ impl Store {
             let text = String::from_utf8_lossy(&message.payload).into_owned();
             entry_bytes += text.len();
             entries.push_back(LogEntry {
-                time: info
-                    .published
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
+                time: rfc3339(info.published),
                 caller: header("Nimbus-Caller").unwrap_or_default(),
                 text,
                 truncated: header("Nimbus-Logs-Truncated").is_some(),
@@ -434,7 +431,7 @@ impl Store {
     pub async fn create_invocation(&self, record: &InvocationRecord) -> Result<u64, StoreError> {
         match self
             .invocations
-            .create(invocation_key(&record.owner, &record.id), encode(record))
+            .create(owner_key(&record.owner, &record.id), encode(record))
             .await
         {
             Ok(revision) => Ok(revision),
@@ -455,7 +452,7 @@ impl Store {
         match self
             .invocations
             .update(
-                invocation_key(&record.owner, &record.id),
+                owner_key(&record.owner, &record.id),
                 encode(record),
                 revision,
             )
@@ -470,7 +467,7 @@ impl Store {
     /// Record an asynchronous invocation's state, whatever was there.
     pub async fn put_invocation(&self, record: &InvocationRecord) -> Result<(), StoreError> {
         self.invocations
-            .put(invocation_key(&record.owner, &record.id), encode(record))
+            .put(owner_key(&record.owner, &record.id), encode(record))
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -482,7 +479,7 @@ impl Store {
         owner: &str,
         id: &str,
     ) -> Result<Option<(InvocationRecord, u64)>, StoreError> {
-        let key = invocation_key(owner, id);
+        let key = owner_key(owner, id);
         match self.invocations.entry(&key).await.map_err(unavailable)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 Ok(Some((decode(&key, &entry.value)?, entry.revision)))
@@ -497,9 +494,10 @@ impl Store {
         owner: &str,
         id: &str,
     ) -> Result<Option<InvocationRecord>, StoreError> {
-        let key = invocation_key(owner, id);
-        let value = self.invocations.get(&key).await.map_err(unavailable)?;
-        value.map(|v| decode(&key, &v)).transpose()
+        Ok(self
+            .invocation_with_revision(owner, id)
+            .await?
+            .map(|(record, _)| record))
     }
 
     /// Queue `job` and wait until JetStream has stored it. The invocation id
@@ -596,12 +594,20 @@ impl Store {
     }
 }
 
-fn function_key(owner: &str, id: FunctionId) -> String {
+/// Keys of owned records (functions, invocations): `<owner>.<id>`, so a
+/// user's records are a subject filter and nobody else's can be named.
+fn owner_key(owner: &str, id: impl std::fmt::Display) -> String {
     format!("{owner}.{id}")
 }
 
-fn invocation_key(owner: &str, id: &str) -> String {
-    format!("{owner}.{id}")
+/// The current time in RFC 3339, as every record's timestamps are written.
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(time: time::OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn artifact_name(digest: &str, engine_key: &str) -> String {

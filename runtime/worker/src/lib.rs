@@ -48,7 +48,7 @@ use nimbus_core::wire::{InvocationOutput, InvocationReply, InvocationRequest};
 use nimbus_core::wire::{InvocationRecord, InvocationStatus, Job, RecordedError};
 use nimbus_core::{LimitPolicy, subjects};
 use nimbus_engine::{CompiledModule, Engine};
-use nimbus_store::Store;
+use nimbus_store::{Store, now_rfc3339};
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -304,12 +304,6 @@ async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// A request taken off the subscription, waiting for a slot.
 struct Queued {
     message: Message,
@@ -352,7 +346,7 @@ impl Worker {
             .map(|info| info.delivered)
             .unwrap_or(1)
             .max(1) as u64;
-        let attempts = u64::from(self.config.job_attempts.max(1));
+        let attempts = self.job_attempts();
         let last_attempt = attempt >= attempts;
         // Every write below is a compare-and-set on the record's revision:
         // if another worker got the same job (a redelivery while this one
@@ -373,14 +367,13 @@ impl Worker {
             // died before finishing it (a failed attempt would have ended it).
             Ok(Some((stored, _))) if attempt > attempts => {
                 let record = InvocationRecord {
-                    error: Some(RecordedError {
-                        kind: "worker_failed".to_owned(),
-                        message: format!(
+                    error: Some(RecordedError::platform(
+                        "worker_failed",
+                        format!(
                             "gave up after {} attempts: the worker running it stopped before finishing",
                             stored.attempts
                         ),
-                        source: "platform".to_owned(),
-                    }),
+                    )),
                     ..stored
                 };
                 return self.retry_later(message, Some(record), attempt).await;
@@ -441,19 +434,11 @@ impl Worker {
             InvocationReply::FunctionError(error) => {
                 record.status = InvocationStatus::Failed;
                 record.fuel_consumed = Some(error.fuel_consumed);
-                record.error = Some(RecordedError {
-                    kind: error.kind.as_str().to_owned(),
-                    message: error.message,
-                    source: "function".to_owned(),
-                });
+                record.error = Some(RecordedError::function(error));
             }
             InvocationReply::PlatformError(message_text)
             | InvocationReply::Overloaded(message_text) => {
-                record.error = Some(RecordedError {
-                    kind: "worker_failed".to_owned(),
-                    message: message_text,
-                    source: "platform".to_owned(),
-                });
+                record.error = Some(RecordedError::platform("worker_failed", message_text));
                 if !last_attempt {
                     record.status = InvocationStatus::Queued;
                     self.store.update_invocation(&record, revision).await.ok();
@@ -481,17 +466,22 @@ impl Worker {
         }
     }
 
+    /// Attempts a job gets (see [`WorkerConfig::job_attempts`]).
+    fn job_attempts(&self) -> u64 {
+        u64::from(self.config.job_attempts.max(1))
+    }
+
     /// Hand a job back for a later attempt, with a growing delay. After the
-    /// last attempt JetStream would never deliver it again: the job is
-    /// terminated instead, and its record marked failed (best effort, with
-    /// the last error) so that it does not stay `queued` or `running`.
+    /// last attempt the job is terminated instead, and its record marked
+    /// failed (best effort, with the last error) so that it does not stay
+    /// `queued` or `running`.
     async fn retry_later(
         &self,
         message: jetstream::Message,
         record: Option<InvocationRecord>,
         attempt: u64,
     ) {
-        if attempt < u64::from(self.config.job_attempts.max(1)) {
+        if attempt < self.job_attempts() {
             let delay = JOB_POLL * 5u32.pow(attempt as u32 - 1);
             message.ack_with(AckKind::Nak(Some(delay))).await.ok();
             return;
@@ -499,10 +489,11 @@ impl Worker {
         if let Some(mut record) = record {
             record.status = InvocationStatus::Failed;
             record.updated = now_rfc3339();
-            record.error.get_or_insert_with(|| RecordedError {
-                kind: "unavailable".to_owned(),
-                message: "the platform could not record this invocation's outcome".to_owned(),
-                source: "platform".to_owned(),
+            record.error.get_or_insert_with(|| {
+                RecordedError::platform(
+                    "unavailable",
+                    "the platform could not record this invocation's outcome",
+                )
             });
             self.store.put_invocation(&record).await.ok();
         }
