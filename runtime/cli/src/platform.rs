@@ -20,7 +20,7 @@ pub async fn connect(urls: &str, name: &str) -> anyhow::Result<async_nats::Clien
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("invalid NATS URL list {urls:?}"))?;
+        .with_context(|| format!("invalid NATS URL list {:?}", redact(urls)))?;
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5));

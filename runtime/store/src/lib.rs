@@ -404,8 +404,10 @@ impl Store {
                     .and_then(|h| h.get(name))
                     .map(|v| v.as_str().to_owned())
             };
-            if entries.len() == limit {
-                entries.pop_front();
+            if entries.len() == limit
+                && let Some(oldest) = entries.pop_front()
+            {
+                entry_bytes -= oldest.text.len();
             }
             let text = String::from_utf8_lossy(&message.payload).into_owned();
             entry_bytes += text.len();

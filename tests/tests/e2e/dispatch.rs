@@ -362,3 +362,36 @@ async fn requests_nobody_waits_for_any_more_are_skipped() {
     let (status, body) = platform.execute(&token, add, json!(1)).await;
     assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(2)));
 }
+
+#[tokio::test]
+async fn a_log_read_keeps_the_newest_entries_within_both_caps() {
+    let platform = Platform::start().await;
+    let client = platform.nats_client().await;
+    let store = nimbus_store::Store::open(client.clone(), &Default::default())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    for i in 1..=5 {
+        js.publish("functions.logs.77", format!("{i}").repeat(100).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Two entries fit both caps (2 entries, 250 bytes): the newest two.
+    let entries = store.logs(77, 2, 250).await.unwrap();
+    let texts: Vec<&str> = entries.iter().map(|e| &e.text[..1]).collect();
+    assert_eq!(texts, ["4", "5"]);
+    // The byte cap alone: 250 bytes hold two of them.
+    assert_eq!(store.logs(77, 10, 250).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_nats_url_is_reported_without_its_password() {
+    let error = nimbus_cli::platform::connect("nats://worker:s3cret@bad host:4222", "probe")
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("invalid NATS URL"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
