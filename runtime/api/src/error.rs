@@ -116,7 +116,8 @@ impl IntoResponse for ApiError {
             _ => json!({"error": {"kind": kind, "message": self.to_string()}}),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, Self::Overloaded(_)) {
+        // Both pass: a worker frees a slot, JetStream elects a leader.
+        if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

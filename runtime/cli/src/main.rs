@@ -216,6 +216,10 @@ struct StoreFlags {
     /// Replicas per JetStream bucket: 1 on a single server, 3 on a cluster.
     #[arg(long, env = "NIMBUS_REPLICAS", default_value_t = 1)]
     replicas: usize,
+    /// Seconds one store operation keeps retrying while JetStream refuses
+    /// it (a stream leader election after a node died); then 503.
+    #[arg(long, env = "NIMBUS_STORE_FAILOVER_SECS", default_value_t = 5)]
+    store_failover_secs: u64,
 }
 
 #[derive(Args)]
@@ -566,6 +570,7 @@ impl StoreFlags {
     fn config(&self) -> StoreConfig {
         StoreConfig {
             replicas: self.replicas,
+            failover_wait: Duration::from_secs(self.store_failover_secs),
             ..StoreConfig::default()
         }
     }

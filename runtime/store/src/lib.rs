@@ -29,6 +29,9 @@ use nimbus_core::{FunctionId, FunctionMeta, subjects};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
+mod failover;
+use failover::{Retry, ride_out};
+
 /// Key of the function id counter in the `functions` bucket.
 pub const ID_COUNTER_KEY: &str = "_next_id";
 
@@ -75,6 +78,11 @@ pub struct StoreConfig {
     pub jobs_max_bytes: i64,
     /// Cap on invocation records, in bytes (refused past it, likewise).
     pub invocations_max_bytes: i64,
+    /// How long one store operation keeps retrying while JetStream cannot
+    /// take it (see [`Retry`]): enough to ride out a stream leader election
+    /// after a node of a cluster dies (about 1.5 s measured here), short
+    /// enough that a real outage still answers 503 promptly.
+    pub failover_wait: Duration,
 }
 
 impl Default for StoreConfig {
@@ -87,6 +95,7 @@ impl Default for StoreConfig {
             invocation_retention: Duration::from_secs(24 * 3600),
             jobs_max_bytes: 1 << 30,
             invocations_max_bytes: 1 << 30,
+            failover_wait: Duration::from_secs(5),
         }
     }
 }
@@ -125,6 +134,7 @@ pub struct Store {
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,
     js: jetstream::Context,
+    failover_wait: Duration,
 }
 
 impl Store {
@@ -225,13 +235,30 @@ impl Store {
             jobs,
             modules,
             js,
+            failover_wait: config.failover_wait,
         })
+    }
+
+    /// Run `op`, retrying what a JetStream failover explains (see [`failover`]).
+    async fn ride_out<T, E, F, Fut>(&self, retry: Retry, what: &str, op: F) -> Result<T, E>
+    where
+        E: std::error::Error + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        ride_out(self.failover_wait, retry, what, op).await
     }
 
     /// Store a new user; [`StoreError::AlreadyExists`] if the name is taken.
     pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let value = serde_json::to_vec(user).expect("user serialises");
-        match self.users.create(&user.username, value.into()).await {
+        let value = Bytes::from(value);
+        match self
+            .ride_out(Retry::Undelivered, "create user", || {
+                self.users.create(&user.username, value.clone())
+            })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(StoreError::AlreadyExists)
@@ -242,7 +269,10 @@ impl Store {
 
     /// The user called `username`, if any.
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let value = self.users.get(username).await.map_err(unavailable)?;
+        let value = self
+            .ride_out(Retry::Idempotent, "read user", || self.users.get(username))
+            .await
+            .map_err(unavailable)?;
         value.map(|v| decode(username, &v)).transpose()
     }
 
@@ -251,8 +281,9 @@ impl Store {
     pub async fn next_function_id(&self) -> Result<FunctionId, StoreError> {
         loop {
             let entry = self
-                .functions
-                .entry(ID_COUNTER_KEY)
+                .ride_out(Retry::Idempotent, "read id counter", || {
+                    self.functions.entry(ID_COUNTER_KEY)
+                })
                 .await
                 .map_err(unavailable)?;
             let (next, attempt) = match entry {
@@ -260,8 +291,10 @@ impl Store {
                     let current: FunctionId = decode(ID_COUNTER_KEY, &entry.value)?;
                     let next = current + 1;
                     let attempt = self
-                        .functions
-                        .update(ID_COUNTER_KEY, encode(&next), entry.revision)
+                        .ride_out(Retry::Undelivered, "update id counter", || {
+                            self.functions
+                                .update(ID_COUNTER_KEY, encode(&next), entry.revision)
+                        })
                         .await
                         .map(|_| ())
                         .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision);
@@ -269,8 +302,9 @@ impl Store {
                 }
                 _ => {
                     let attempt = self
-                        .functions
-                        .create(ID_COUNTER_KEY, encode(&1u64))
+                        .ride_out(Retry::Undelivered, "create id counter", || {
+                            self.functions.create(ID_COUNTER_KEY, encode(&1u64))
+                        })
                         .await
                         .map(|_| ())
                         .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists);
@@ -293,7 +327,13 @@ impl Store {
     /// Store new function metadata; never overwrites.
     pub async fn create_function(&self, meta: &FunctionMeta) -> Result<(), StoreError> {
         let key = owner_key(&meta.owner, meta.id);
-        match self.functions.create(&key, encode(meta)).await {
+        let value = encode(meta);
+        match self
+            .ride_out(Retry::Undelivered, "create function", || {
+                self.functions.create(&key, value.clone())
+            })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(StoreError::AlreadyExists)
@@ -309,20 +349,25 @@ impl Store {
         id: FunctionId,
     ) -> Result<Option<FunctionMeta>, StoreError> {
         let key = owner_key(owner, id);
-        let value = self.functions.get(&key).await.map_err(unavailable)?;
+        let value = self
+            .ride_out(Retry::Idempotent, "read function", || {
+                self.functions.get(&key)
+            })
+            .await
+            .map_err(unavailable)?;
         value.map(|v| decode(&key, &v)).transpose()
     }
 
     /// Every function `owner` has, by id.
     pub async fn functions_of(&self, owner: &str) -> Result<Vec<FunctionMeta>, StoreError> {
         let consumer = self
-            .functions
-            .stream
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject: format!("{}{owner}.*", self.functions.prefix),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
+            .ride_out(Retry::Idempotent, "list functions", || {
+                self.functions.stream.create_consumer(OrderedConfig {
+                    deliver_subject: self.client.new_inbox(),
+                    filter_subject: format!("{}{owner}.*", self.functions.prefix),
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    ..Default::default()
+                })
             })
             .await
             .map_err(unavailable)?;
@@ -358,10 +403,12 @@ impl Store {
         if self.function(owner, id).await?.is_none() {
             return Ok(false);
         }
-        self.functions
-            .delete(owner_key(owner, id))
-            .await
-            .map_err(unavailable)?;
+        let key = owner_key(owner, id);
+        self.ride_out(Retry::Idempotent, "delete function", || {
+            self.functions.delete(&key)
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(true)
     }
 
@@ -377,12 +424,13 @@ impl Store {
         max_bytes: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
         let consumer = self
-            .logs
-            .create_consumer(OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject: subjects::logs(id),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
+            .ride_out(Retry::Idempotent, "read logs", || {
+                self.logs.create_consumer(OrderedConfig {
+                    deliver_subject: self.client.new_inbox(),
+                    filter_subject: subjects::logs(id),
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                })
             })
             .await
             .map_err(unavailable)?;
@@ -431,9 +479,11 @@ impl Store {
 
     /// Record a new asynchronous invocation; returns the record's revision.
     pub async fn create_invocation(&self, record: &InvocationRecord) -> Result<u64, StoreError> {
+        let (key, value) = (owner_key(&record.owner, &record.id), encode(record));
         match self
-            .invocations
-            .create(owner_key(&record.owner, &record.id), encode(record))
+            .ride_out(Retry::Undelivered, "create invocation", || {
+                self.invocations.create(&key, value.clone())
+            })
             .await
         {
             Ok(revision) => Ok(revision),
@@ -451,13 +501,11 @@ impl Store {
         record: &InvocationRecord,
         revision: u64,
     ) -> Result<Option<u64>, StoreError> {
+        let (key, value) = (owner_key(&record.owner, &record.id), encode(record));
         match self
-            .invocations
-            .update(
-                owner_key(&record.owner, &record.id),
-                encode(record),
-                revision,
-            )
+            .ride_out(Retry::Undelivered, "update invocation", || {
+                self.invocations.update(&key, value.clone(), revision)
+            })
             .await
         {
             Ok(revision) => Ok(Some(revision)),
@@ -468,10 +516,12 @@ impl Store {
 
     /// Record an asynchronous invocation's state, whatever was there.
     pub async fn put_invocation(&self, record: &InvocationRecord) -> Result<(), StoreError> {
-        self.invocations
-            .put(owner_key(&record.owner, &record.id), encode(record))
-            .await
-            .map_err(unavailable)?;
+        let (key, value) = (owner_key(&record.owner, &record.id), encode(record));
+        self.ride_out(Retry::Idempotent, "write invocation", || {
+            self.invocations.put(&key, value.clone())
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -482,7 +532,13 @@ impl Store {
         id: &str,
     ) -> Result<Option<(InvocationRecord, u64)>, StoreError> {
         let key = owner_key(owner, id);
-        match self.invocations.entry(&key).await.map_err(unavailable)? {
+        let entry = self
+            .ride_out(Retry::Idempotent, "read invocation", || {
+                self.invocations.entry(&key)
+            })
+            .await
+            .map_err(unavailable)?;
+        match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 Ok(Some((decode(&key, &entry.value)?, entry.revision)))
             }
@@ -507,16 +563,16 @@ impl Store {
     pub async fn enqueue_job(&self, job: &Job) -> Result<(), StoreError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", job.record.id.as_str());
-        self.js
-            .publish_with_headers(
-                subjects::jobs(job.request.function_id),
-                headers,
-                encode(job),
-            )
-            .await
-            .map_err(unavailable)?
-            .await
-            .map_err(unavailable)?;
+        let (subject, payload) = (subjects::jobs(job.request.function_id), encode(job));
+        // Deduplicated by message id, so sending it again is harmless.
+        self.ride_out(Retry::Idempotent, "enqueue job", || async {
+            self.js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await?
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -538,7 +594,11 @@ impl Store {
         };
         // Create, or update to this configuration: idempotent, so every
         // worker can call it at start-up.
-        self.jobs.create_consumer(config).await.map_err(unavailable)
+        self.ride_out(Retry::Idempotent, "create jobs consumer", || {
+            self.jobs.create_consumer(config.clone())
+        })
+        .await
+        .map_err(unavailable)
     }
 
     /// Store module bytes under `digest` unless an object of that name exists
@@ -576,16 +636,21 @@ impl Store {
     }
 
     async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut reader = bytes;
-        self.modules
-            .put(name, &mut reader)
-            .await
-            .map_err(unavailable)?;
+        // Objects are named by content: writing one again writes the same.
+        self.ride_out(Retry::Idempotent, "write object", || async {
+            let mut reader = bytes;
+            self.modules.put(name, &mut reader).await
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
     async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut object = match self.modules.get(name).await {
+        let object = self
+            .ride_out(Retry::Idempotent, "read object", || self.modules.get(name))
+            .await;
+        let mut object = match object {
             Ok(object) => object,
             Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unavailable(e)),
