@@ -218,7 +218,7 @@ struct StoreFlags {
     replicas: usize,
     /// Seconds one store operation keeps retrying while JetStream refuses
     /// it (a stream leader election after a node died); then 503.
-    #[arg(long, env = "NIMBUS_STORE_FAILOVER_SECS", default_value_t = 5)]
+    #[arg(long, env = "NIMBUS_STORE_FAILOVER_SECS", default_value_t = 15)]
     store_failover_secs: u64,
 }
 

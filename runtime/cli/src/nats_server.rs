@@ -87,6 +87,19 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// `N` distinct free ports on 127.0.0.1 (each is held until all are
+/// chosen, so none is handed out twice).
+pub fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0; N];
+    for port in &mut ports {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        *port = listener.local_addr()?.port();
+        held.push(listener);
+    }
+    Ok(ports)
+}
+
 /// A running nats-server.
 pub struct NatsServer {
     child: Child,
@@ -233,9 +246,13 @@ impl NatsServer {
                 return Ok(());
             }
             if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
-                    "nats-server on port {} did not become ready in time",
-                    self.port
+                    "nats-server on port {} did not become ready in {timeout:?}; its log ends:\n{}",
+                    self.port,
+                    tail.join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

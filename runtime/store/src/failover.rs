@@ -4,7 +4,9 @@
 //! leader among the remaining replicas. Until then the stream refuses
 //! requests: a publish or a direct get finds nobody listening ("no
 //! responders"), and a request to the stream's API may time out. Measured
-//! here on a 3-node cluster on loopback, that window lasts about 1.5 s.
+//! here on a 3-node cluster on loopback: direct gets (served by any replica)
+//! answer again within ~1.5 s, requests that need the stream's leader (a
+//! consumer, a publish) within 2-8 s.
 //! Nimbus retries such failures inside a bounded wait
 //! ([`crate::StoreConfig::failover_wait`]), so losing one node of a cluster
 //! costs callers latency, not errors. Anything else fails at once.
@@ -12,7 +14,9 @@
 //! Whether a retry is safe depends on the operation, hence [`Retry`]: a
 //! request nobody received did nothing and can always be sent again, while a
 //! timed-out one may have been applied, which only reads and idempotent
-//! writes may ignore.
+//! writes may ignore. Each request is bounded by
+//! [`crate::StoreConfig::request_timeout`], so a timed-out attempt leaves
+//! room for more within the wait.
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -93,14 +97,23 @@ fn classify(error: &(dyn StdError + 'static)) -> Option<Transient> {
         };
     }
     if let Some(e) = error.downcast_ref::<jetstream::Error>() {
-        // "JetStream system temporarily unavailable" and friends: refused.
-        return (e.code() == 503
-            || [
-                jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
-                jetstream::ErrorCode::CLUSTER_NOT_LEADER,
-            ]
-            .contains(&e.error_code()))
-        .then_some(Undelivered);
+        return refused(e);
+    }
+    if let Some(e) = error.downcast_ref::<stream::ConsumerError>() {
+        // JetStream's own answer is kept in the kind, not as a source.
+        return match e.kind() {
+            stream::ConsumerErrorKind::JetStream(e) => refused(&e),
+            stream::ConsumerErrorKind::TimedOut => Some(TimedOut),
+            _ => None,
+        };
+    }
+    if let Some(e) = error.downcast_ref::<std::io::Error>() {
+        // An object's reader reports NATS errors wrapped in io::Error, whose
+        // `source()` skips the wrapped error itself.
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            return Some(TimedOut);
+        }
+        return e.get_ref().and_then(|inner| transient(inner));
     }
     // Layers that report a timeout without keeping its source.
     let timed_out = error
@@ -111,11 +124,48 @@ fn classify(error: &(dyn StdError + 'static)) -> Option<Transient> {
             .is_some_and(|e| e.kind() == kv::UpdateErrorKind::TimedOut)
         || error
             .downcast_ref::<object_store::GetError>()
-            .is_some_and(|e| e.kind() == object_store::GetErrorKind::TimedOut)
-        || error
-            .downcast_ref::<stream::ConsumerError>()
-            .is_some_and(|e| e.kind() == stream::ConsumerErrorKind::TimedOut);
+            .is_some_and(|e| e.kind() == object_store::GetErrorKind::TimedOut);
     timed_out.then_some(TimedOut)
+}
+
+/// JetStream refused the request before doing anything: its cluster (or the
+/// stream's group) has no leader right now. Other 503s, such as a stream
+/// that is full, are lasting and not retried.
+fn refused(error: &jetstream::Error) -> Option<Transient> {
+    [
+        jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+        jetstream::ErrorCode::CLUSTER_NOT_LEADER,
+    ]
+    .contains(&error.error_code())
+    .then_some(Transient::Undelivered)
+}
+
+/// An error from a sequence of async-nats calls, kept whole so that
+/// [`transient`] can look through it.
+#[derive(Debug)]
+pub(crate) struct NatsError(Box<dyn StdError + Send + Sync>);
+
+impl NatsError {
+    pub(crate) fn new(error: impl StdError + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+
+    /// From async-nats's catch-all boxed error.
+    pub(crate) fn boxed(error: async_nats::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl std::fmt::Display for NatsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for NatsError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// Run `op` until it succeeds, fails in a way `retry` does not cover, or
@@ -148,10 +198,16 @@ where
             (transient(&error), retry),
             (Some(Transient::Undelivered), _) | (Some(Transient::TimedOut), Retry::Idempotent)
         );
-        if !retryable || Instant::now() + pause > deadline {
+        if !retryable {
             return Err(error);
         }
-        tracing::warn!(what, attempt, %error, "JetStream unavailable, retrying");
+        if Instant::now() + pause > deadline {
+            tracing::warn!(what, attempt, %error, "JetStream still unavailable, giving up");
+            return Err(error);
+        }
+        if attempt == 1 {
+            tracing::warn!(what, %error, "JetStream unavailable, retrying");
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
         attempt += 1;
@@ -191,6 +247,10 @@ mod tests {
         assert_eq!(transient(&exists), None);
         let not_found = stream::DirectGetError::new(stream::DirectGetErrorKind::NotFound);
         assert_eq!(transient(&not_found), None);
+        let read = std::io::Error::other(NatsError::new(get));
+        assert_eq!(transient(&read), Some(Transient::Undelivered));
+        let consumer = stream::ConsumerError::new(stream::ConsumerErrorKind::TimedOut);
+        assert_eq!(transient(&consumer), Some(Transient::TimedOut));
     }
 
     #[tokio::test]

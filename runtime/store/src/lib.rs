@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 mod failover;
-use failover::{Retry, ride_out};
+use failover::{NatsError, Retry, ride_out};
 
 /// Key of the function id counter in the `functions` bucket.
 pub const ID_COUNTER_KEY: &str = "_next_id";
@@ -79,10 +79,15 @@ pub struct StoreConfig {
     /// Cap on invocation records, in bytes (refused past it, likewise).
     pub invocations_max_bytes: i64,
     /// How long one store operation keeps retrying while JetStream cannot
-    /// take it (see [`Retry`]): enough to ride out a stream leader election
-    /// after a node of a cluster dies (about 1.5 s measured here), short
-    /// enough that a real outage still answers 503 promptly.
+    /// take it (see [`Retry`]): enough to ride out the stream leader
+    /// elections after a node of a cluster dies (measured here: reads of
+    /// replicas answer again within ~1.5 s, requests that need a stream's
+    /// leader within 2-8 s), short enough that an outage still answers 503
+    /// in bounded time.
     pub failover_wait: Duration,
+    /// How long one JetStream request (a read, a publish's ack) may take
+    /// before it counts as timed out and, if safe, is sent again.
+    pub request_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -95,7 +100,8 @@ impl Default for StoreConfig {
             invocation_retention: Duration::from_secs(24 * 3600),
             jobs_max_bytes: 1 << 30,
             invocations_max_bytes: 1 << 30,
-            failover_wait: Duration::from_secs(5),
+            failover_wait: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -144,7 +150,9 @@ impl Store {
         client: async_nats::Client,
         config: &StoreConfig,
     ) -> Result<Self, StoreError> {
-        let js = jetstream::new(client.clone());
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
         let kv_config = |bucket: &str, description: &str, history: i64| kv::Config {
             bucket: bucket.to_owned(),
             description: description.to_owned(),
@@ -249,22 +257,40 @@ impl Store {
         ride_out(self.failover_wait, retry, what, op).await
     }
 
-    /// Store a new user; [`StoreError::AlreadyExists`] if the name is taken.
-    pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(user).expect("user serialises");
-        let value = Bytes::from(value);
+    /// Write `key` only if it has never been written; its revision.
+    ///
+    /// A compare-and-set against "no message yet", which is what
+    /// `kv::Store::create` tries first; unlike it, this does not fall back to
+    /// reading the key, whose failure would hide whether the write itself
+    /// was refused (safe to send again) or timed out (maybe applied). None of
+    /// Nimbus's keys is written again once deleted.
+    async fn create(
+        &self,
+        bucket: &kv::Store,
+        what: &str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<u64, StoreError> {
         match self
-            .ride_out(Retry::Undelivered, "create user", || {
-                self.users.create(&user.username, value.clone())
+            .ride_out(Retry::Undelivered, what, || {
+                bucket.update(key, value.clone(), 0)
             })
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            Ok(revision) => Ok(revision),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 Err(StoreError::AlreadyExists)
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// Store a new user; [`StoreError::AlreadyExists`] if the name is taken.
+    pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(user).expect("user serialises");
+        self.create(&self.users, "create user", &user.username, value.into())
+            .await
+            .map(|_| ())
     }
 
     /// The user called `username`, if any.
@@ -301,13 +327,19 @@ impl Store {
                     (next, attempt)
                 }
                 _ => {
-                    let attempt = self
-                        .ride_out(Retry::Undelivered, "create id counter", || {
-                            self.functions.create(ID_COUNTER_KEY, encode(&1u64))
-                        })
+                    let attempt = match self
+                        .create(
+                            &self.functions,
+                            "create id counter",
+                            ID_COUNTER_KEY,
+                            encode(&1u64),
+                        )
                         .await
-                        .map(|_| ())
-                        .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists);
+                    {
+                        Ok(_) => Ok(()),
+                        Err(StoreError::AlreadyExists) => Err(true),
+                        Err(_) => Err(false),
+                    };
                     (1, attempt)
                 }
             };
@@ -327,19 +359,9 @@ impl Store {
     /// Store new function metadata; never overwrites.
     pub async fn create_function(&self, meta: &FunctionMeta) -> Result<(), StoreError> {
         let key = owner_key(&meta.owner, meta.id);
-        let value = encode(meta);
-        match self
-            .ride_out(Retry::Undelivered, "create function", || {
-                self.functions.create(&key, value.clone())
-            })
+        self.create(&self.functions, "create function", &key, encode(meta))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+            .map(|_| ())
     }
 
     /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
@@ -360,39 +382,57 @@ impl Store {
 
     /// Every function `owner` has, by id.
     pub async fn functions_of(&self, owner: &str) -> Result<Vec<FunctionMeta>, StoreError> {
-        let consumer = self
+        let filter = format!("{}{owner}.*", self.functions.prefix);
+        // The whole read is retried: its consumer can fail mid-way too.
+        let stored = self
             .ride_out(Retry::Idempotent, "list functions", || {
-                self.functions.stream.create_consumer(OrderedConfig {
-                    deliver_subject: self.client.new_inbox(),
-                    filter_subject: format!("{}{owner}.*", self.functions.prefix),
-                    deliver_policy: DeliverPolicy::LastPerSubject,
-                    ..Default::default()
-                })
+                self.last_per_subject(&filter)
             })
             .await
             .map_err(unavailable)?;
-        let mut functions = Vec::new();
+        let mut functions = stored
+            .iter()
+            .map(|(subject, value)| decode(subject, value))
+            .collect::<Result<Vec<FunctionMeta>, _>>()?;
+        functions.sort_by_key(|f| f.id);
+        Ok(functions)
+    }
+
+    /// The latest value of every key of the `functions` bucket matching
+    /// `filter`, deleted ones left out: `(subject, value)` pairs.
+    async fn last_per_subject(&self, filter: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
+        let consumer = self
+            .functions
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsError::new)?;
+        let mut stored = Vec::new();
         if consumer.cached_info().num_pending == 0 {
-            return Ok(functions);
+            return Ok(stored);
         }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(NatsError::new)?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            let pending = message.info().map_err(unavailable)?.pending;
+            let message = message.map_err(NatsError::new)?;
+            let pending = message.info().map_err(NatsError::boxed)?.pending;
             let deleted = message
                 .headers
                 .as_ref()
                 .and_then(|h| h.get("KV-Operation"))
                 .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
             if !deleted {
-                functions.push(decode(&message.subject, &message.payload)?);
+                stored.push((message.subject.to_string(), message.payload.clone()));
             }
             if pending == 0 {
                 break;
             }
         }
-        functions.sort_by_key(|f: &FunctionMeta| f.id);
-        Ok(functions)
+        Ok(stored)
     }
 
     /// Delete `owner`'s function `id`; `false` if there was none.
@@ -423,27 +463,42 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<LogEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.ride_out(Retry::Idempotent, "read logs", || {
+            self.read_logs(id, limit, max_bytes)
+        })
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn read_logs(
+        &self,
+        id: FunctionId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LogEntry>, NatsError> {
         let consumer = self
-            .ride_out(Retry::Idempotent, "read logs", || {
-                self.logs.create_consumer(OrderedConfig {
-                    deliver_subject: self.client.new_inbox(),
-                    filter_subject: subjects::logs(id),
-                    deliver_policy: DeliverPolicy::All,
-                    ..Default::default()
-                })
+            .logs
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: subjects::logs(id),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(NatsError::new)?;
         let mut entries: std::collections::VecDeque<LogEntry> =
             std::collections::VecDeque::with_capacity(limit.min(1024));
         let mut entry_bytes = 0usize;
-        if consumer.cached_info().num_pending == 0 || limit == 0 {
+        if consumer.cached_info().num_pending == 0 {
             return Ok(Vec::new());
         }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(NatsError::new)?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(unavailable)?;
-            let info = message.info().map_err(unavailable)?;
+            let message = message.map_err(NatsError::new)?;
+            let info = message.info().map_err(NatsError::boxed)?;
             let pending = info.pending;
             let header = |name: &str| {
                 message
@@ -479,19 +534,9 @@ impl Store {
 
     /// Record a new asynchronous invocation; returns the record's revision.
     pub async fn create_invocation(&self, record: &InvocationRecord) -> Result<u64, StoreError> {
-        let (key, value) = (owner_key(&record.owner, &record.id), encode(record));
-        match self
-            .ride_out(Retry::Undelivered, "create invocation", || {
-                self.invocations.create(&key, value.clone())
-            })
+        let key = owner_key(&record.owner, &record.id);
+        self.create(&self.invocations, "create invocation", &key, encode(record))
             .await
-        {
-            Ok(revision) => Ok(revision),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
     }
 
     /// Replace an invocation record only if it is still at `revision`, i.e.
@@ -636,28 +681,32 @@ impl Store {
     }
 
     async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        // Objects are named by content: writing one again writes the same.
-        self.ride_out(Retry::Idempotent, "write object", || async {
-            let mut reader = bytes;
-            self.modules.put(name, &mut reader).await
-        })
-        .await
-        .map_err(unavailable)?;
+        // Not retried: async-nats reports a failed chunk only as text, so
+        // whether JetStream received it is unknown. The upload answers 503.
+        let mut reader = bytes;
+        self.modules
+            .put(name, &mut reader)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
     async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let object = self
-            .ride_out(Retry::Idempotent, "read object", || self.modules.get(name))
-            .await;
-        let mut object = match object {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable(e)),
-        };
-        let mut bytes = Vec::with_capacity(object.info.size);
-        object.read_to_end(&mut bytes).await.map_err(unavailable)?;
-        Ok(Some(bytes))
+        self.ride_out(Retry::Idempotent, "read object", || async {
+            let mut object = match self.modules.get(name).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(NatsError::new(e)),
+            };
+            let mut bytes = Vec::with_capacity(object.info.size);
+            object
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(NatsError::new)?;
+            Ok(Some(bytes))
+        })
+        .await
+        .map_err(unavailable)
     }
 }
 

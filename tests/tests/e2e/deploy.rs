@@ -44,8 +44,7 @@ fn url(user: &str, password: &str, port: u16) -> String {
 async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
     let binary = nats_server::locate_from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = nats_server::free_port().unwrap();
-    let monitor = nats_server::free_port().unwrap();
+    let [port, monitor] = nats_server::free_ports().unwrap();
     let config = dir.path().join("nats.conf");
     std::fs::write(
         &config,

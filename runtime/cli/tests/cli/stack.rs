@@ -13,8 +13,7 @@ pub struct Up {
 
 impl Up {
     pub async fn start(data_dir: &Path) -> Self {
-        let port = nimbus_cli::nats_server::free_port().unwrap();
-        let nats_port = nimbus_cli::nats_server::free_port().unwrap();
+        let [port, nats_port] = nimbus_cli::nats_server::free_ports().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["up", "--bcrypt-cost", "4", "--data-dir"])
             .arg(data_dir)
