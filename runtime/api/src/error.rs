@@ -45,6 +45,10 @@ pub enum ApiError {
     /// The function failed.
     #[error("{0}")]
     Function(FunctionError),
+    /// The caller already has as many asynchronous invocations queued or
+    /// running as one user may.
+    #[error("{0}")]
+    TooManyJobs(String),
     /// No worker is subscribed.
     #[error("no worker is available to run the function")]
     NoWorker,
@@ -81,6 +85,7 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, e.kind.as_str())
             }
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
+            Self::TooManyJobs(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_jobs"),
             Self::NoWorker => (StatusCode::SERVICE_UNAVAILABLE, "no_worker"),
             Self::WorkerTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "worker_timeout"),
             Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -116,8 +121,12 @@ impl IntoResponse for ApiError {
             _ => json!({"error": {"kind": kind, "message": self.to_string()}}),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        // Both pass: a worker frees a slot, JetStream elects a leader.
-        if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
+        // They pass: a worker frees a slot, JetStream elects a leader, the
+        // caller's jobs run.
+        if matches!(
+            self,
+            Self::Overloaded(_) | Self::Unavailable(_) | Self::TooManyJobs(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

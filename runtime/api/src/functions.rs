@@ -9,7 +9,7 @@
 //! plain 404), then sends a request on `functions.execute.<id>` to the
 //! `workers` queue group and maps the reply. With `?async=true` (or
 //! `Prefer: respond-async`) it instead records the invocation in the
-//! `invocations` bucket, queues a job on `functions.jobs.<id>` and answers
+//! `invocations` bucket, queues a job on `functions.jobs.<owner>.<id>` and answers
 //! 202 with the record; `GET /invocations/{id}` follows it.
 
 use std::sync::Arc;
@@ -411,6 +411,13 @@ pub async fn execute(
 /// Record an asynchronous invocation as queued, then queue its job. The
 /// record is written first, so an accepted id can always be looked up.
 async fn enqueue(state: &AppState, request: InvocationRequest) -> Result<Response, ApiError> {
+    let quota = state.config.max_jobs_per_user;
+    if state.store.jobs_of(&request.caller).await? >= quota {
+        return Err(ApiError::TooManyJobs(format!(
+            "you have {quota} asynchronous invocations queued or running, the most one user may; \
+             try again once some have finished"
+        )));
+    }
     let now = nimbus_store::now_rfc3339();
     let record = InvocationRecord {
         id: format!("{:032x}", rand::random::<u128>()),

@@ -41,6 +41,11 @@ pub struct ApiConfig {
     /// Time a worker gets on top of the function's own deadline (fetching
     /// and compiling a module it has not cached) before the API answers 504.
     pub dispatch_grace: Duration,
+    /// Asynchronous invocations one user may have queued or running; past
+    /// that, new ones answer 429 `too_many_jobs`. Keeps one user from
+    /// filling the job queue every user shares. Checked before queueing, so
+    /// concurrent requests of one user can overshoot it by their number.
+    pub max_jobs_per_user: u64,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +56,7 @@ impl Default for ApiConfig {
             policy: LimitPolicy::default(),
             max_body_bytes: 12 << 20,
             dispatch_grace: Duration::from_secs(10),
+            max_jobs_per_user: 1000,
         }
     }
 }

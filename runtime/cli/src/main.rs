@@ -237,6 +237,9 @@ struct ApiFlags {
     /// Token lifetime in seconds.
     #[arg(long, env = "NIMBUS_TOKEN_TTL_SECS", default_value_t = 24 * 3600)]
     token_ttl_secs: u64,
+    /// Asynchronous invocations one user may have queued or running.
+    #[arg(long, env = "NIMBUS_MAX_JOBS_PER_USER", default_value_t = 1000)]
+    max_jobs_per_user: u64,
 }
 
 #[derive(Args)]
@@ -546,6 +549,7 @@ impl ApiFlags {
         ApiConfig {
             bcrypt_cost: self.bcrypt_cost,
             token_ttl: Duration::from_secs(self.token_ttl_secs),
+            max_jobs_per_user: self.max_jobs_per_user,
             ..ApiConfig::default()
         }
     }

@@ -16,8 +16,8 @@ pub const LOGS_ALL: &str = "functions.logs.*";
 
 /// Work-queue stream of asynchronous invocations (jobs).
 pub const JOBS_STREAM: &str = "FUNCTION_JOBS";
-/// Wildcard covering every function's jobs.
-pub const JOBS_ALL: &str = "functions.jobs.*";
+/// Wildcard covering every job: `functions.jobs.<owner>.<id>`.
+pub const JOBS_ALL: &str = "functions.jobs.*.*";
 /// The durable pull consumer all workers share to take jobs.
 pub const JOBS_CONSUMER: &str = "workers";
 /// KV bucket of asynchronous invocation records (with a TTL).
@@ -40,9 +40,15 @@ pub fn logs(id: FunctionId) -> String {
     format!("functions.logs.{id}")
 }
 
-/// Subject an asynchronous invocation of `id` is queued on.
-pub fn jobs(id: FunctionId) -> String {
-    format!("functions.jobs.{id}")
+/// Subject a job of `owner`'s function `id` is queued on. The owner is in
+/// the subject so that the stream can count each user's jobs.
+pub fn jobs(owner: &str, id: FunctionId) -> String {
+    format!("functions.jobs.{owner}.{id}")
+}
+
+/// Wildcard covering `owner`'s jobs.
+pub fn jobs_of(owner: &str) -> String {
+    format!("functions.jobs.{owner}.*")
 }
 
 /// Subject the final record of asynchronous invocation `invocation` is

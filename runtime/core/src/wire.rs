@@ -54,7 +54,7 @@ pub struct InvocationOutput {
     pub duration_us: u64,
 }
 
-/// An asynchronous invocation, queued on `functions.jobs.<id>`.
+/// An asynchronous invocation, queued on `functions.jobs.<owner>.<id>`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Job {
     /// The record this job reports to, in the `invocations` bucket.

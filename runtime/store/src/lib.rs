@@ -23,7 +23,7 @@ use async_nats::jetstream::{
     stream::{self, DiscardPolicy, RetentionPolicy},
 };
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use nimbus_core::wire::{InvocationRecord, Job};
 use nimbus_core::{FunctionId, FunctionMeta, subjects};
 use serde::{Deserialize, Serialize};
@@ -608,7 +608,8 @@ impl Store {
     pub async fn enqueue_job(&self, job: &Job) -> Result<(), StoreError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", job.record.id.as_str());
-        let (subject, payload) = (subjects::jobs(job.request.function_id), encode(job));
+        let subject = subjects::jobs(&job.record.owner, job.request.function_id);
+        let payload = encode(job);
         // Deduplicated by message id, so sending it again is harmless.
         self.ride_out(Retry::Idempotent, "enqueue job", || async {
             self.js
@@ -619,6 +620,23 @@ impl Store {
         .await
         .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// How many of `owner`'s jobs are queued or running: a job stays in the
+    /// work-queue stream until a worker acks it, which it does once the
+    /// invocation's outcome is recorded.
+    pub async fn jobs_of(&self, owner: &str) -> Result<u64, StoreError> {
+        let filter = subjects::jobs_of(owner);
+        self.ride_out(Retry::Idempotent, "count jobs", || async {
+            let mut subjects = self.jobs.info_with_subjects(&filter).await?;
+            let mut count = 0u64;
+            while let Some((_, n)) = subjects.try_next().await? {
+                count += n as u64;
+            }
+            Ok::<_, stream::InfoError>(count)
+        })
+        .await
+        .map_err(unavailable)
     }
 
     /// The pull consumer every worker shares to take jobs: a job not acked

@@ -198,6 +198,64 @@ async fn jobs_wait_for_a_worker_instead_of_failing_even_across_a_restart() {
 }
 
 #[tokio::test]
+async fn each_user_may_have_only_so_many_jobs_queued_or_running() {
+    let mut setup = Setup {
+        workers: 0,
+        ..Setup::default()
+    };
+    setup.api.max_jobs_per_user = 3;
+    let mut platform = Platform::start_with(setup).await;
+    let alice = platform.user("alice").await;
+    let bob = platform.user("bob").await;
+    let add = platform.upload(&alice, ADD_WAT, None).await;
+    let bobs = platform.upload(&bob, ADD_WAT, None).await;
+
+    // No worker: alice's jobs stay queued, and the fourth is refused
+    // without being recorded or queued.
+    let queued: Vec<Value> =
+        futures::future::join_all((0..3).map(|i| submit(&platform, &alice, add, json!(i)))).await;
+    let response = platform
+        .http
+        .post(platform.url(&format!("/functions/{add}/execute?async=true")))
+        .bearer_auth(&alice)
+        .json(&json!({"input": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "too_many_jobs", "{body}");
+    let js = async_nats::jetstream::new(platform.nats_client().await);
+    let mut jobs = js.get_stream("FUNCTION_JOBS").await.unwrap();
+    assert_eq!(jobs.info().await.unwrap().state.messages, 3);
+    // Synchronous calls are not counted, and the quota is per user.
+    submit(&platform, &bob, bobs, json!(1)).await;
+
+    // Once a worker has run them, alice may queue again.
+    platform.add_worker().await;
+    for job in &queued {
+        let record = settled(
+            &platform,
+            &alice,
+            job["id"].as_str().unwrap(),
+            Duration::from_secs(15),
+        )
+        .await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+    }
+    let again = submit(&platform, &alice, add, json!(41)).await;
+    let record = settled(
+        &platform,
+        &alice,
+        again["id"].as_str().unwrap(),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(record["result"], 42, "{record}");
+}
+
+#[tokio::test]
 async fn platform_failures_are_retried_then_recorded() {
     let platform = Platform::start().await;
     let token = platform.user("alice").await;
@@ -286,7 +344,7 @@ async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
     client.flush().await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     js.publish(
-        format!("functions.jobs.{add}"),
+        format!("functions.jobs.alice.{add}"),
         serde_json::to_vec(&job).unwrap().into(),
     )
     .await
