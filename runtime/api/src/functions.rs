@@ -412,10 +412,11 @@ pub async fn execute(
 /// record is written first, so an accepted id can always be looked up.
 async fn enqueue(state: &AppState, request: InvocationRequest) -> Result<Response, ApiError> {
     let quota = state.config.max_jobs_per_user;
-    if state.store.jobs_of(&request.caller).await? >= quota {
+    let held = state.store.jobs_of(&request.caller).await?;
+    if held >= quota {
         return Err(ApiError::TooManyJobs(format!(
-            "you have {quota} asynchronous invocations queued or running, the most one user may; \
-             try again once some have finished"
+            "you have {held} asynchronous invocations queued or running, and one user may \
+             have {quota}; try again once some have finished"
         )));
     }
     let now = nimbus_store::now_rfc3339();

@@ -18,6 +18,11 @@ pub const LOGS_ALL: &str = "functions.logs.*";
 pub const JOBS_STREAM: &str = "FUNCTION_JOBS";
 /// Wildcard covering every job: `functions.jobs.<owner>.<id>`.
 pub const JOBS_ALL: &str = "functions.jobs.*.*";
+/// Jobs as versions before the per-user quota queued them,
+/// `functions.jobs.<id>`: the stream keeps taking them (workers run them
+/// alike, uncounted) so that API servers of both versions work during a
+/// rolling upgrade. Drop once no older API server is left.
+pub const JOBS_LEGACY: &str = "functions.jobs.*";
 /// The durable pull consumer all workers share to take jobs.
 pub const JOBS_CONSUMER: &str = "workers";
 /// KV bucket of asynchronous invocation records (with a TTL).

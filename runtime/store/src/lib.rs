@@ -220,7 +220,10 @@ impl Store {
         js.create_or_update_stream(stream::Config {
             name: subjects::JOBS_STREAM.to_owned(),
             description: Some("Nimbus asynchronous invocations".to_owned()),
-            subjects: vec![subjects::JOBS_ALL.to_owned()],
+            subjects: vec![
+                subjects::JOBS_ALL.to_owned(),
+                subjects::JOBS_LEGACY.to_owned(),
+            ],
             retention: RetentionPolicy::WorkQueue,
             max_age: config.invocation_retention,
             max_bytes: config.jobs_max_bytes,

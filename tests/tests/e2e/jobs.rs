@@ -229,7 +229,16 @@ async fn each_user_may_have_only_so_many_jobs_queued_or_running() {
     let js = async_nats::jetstream::new(platform.nats_client().await);
     let mut jobs = js.get_stream("FUNCTION_JOBS").await.unwrap();
     assert_eq!(jobs.info().await.unwrap().state.messages, 3);
-    // Synchronous calls are not counted, and the quota is per user.
+    let records = js.get_key_value("invocations").await.unwrap();
+    let keys: Vec<String> = records
+        .keys()
+        .await
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect()
+        .await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    // The quota is per user.
     submit(&platform, &bob, bobs, json!(1)).await;
 
     // Once a worker has run them, alice may queue again.
