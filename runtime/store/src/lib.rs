@@ -23,7 +23,7 @@ use async_nats::jetstream::{
     stream::{self, DiscardPolicy, RetentionPolicy},
 };
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use nimbus_core::wire::{InvocationRecord, Job};
 use nimbus_core::{FunctionId, FunctionMeta, subjects};
 use serde::{Deserialize, Serialize};
@@ -629,14 +629,28 @@ impl Store {
     /// work-queue stream until a worker acks it, which it does once the
     /// invocation's outcome is recorded.
     pub async fn jobs_of(&self, owner: &str) -> Result<u64, StoreError> {
-        let filter = subjects::jobs_of(owner);
+        // One STREAM.INFO request with a subject filter answers a count per
+        // matching subject (one per function of the owner). async-nats's
+        // `info_with_subjects` would ask again for a next page every time.
+        #[derive(Deserialize)]
+        struct Info {
+            state: State,
+        }
+        #[derive(Deserialize)]
+        struct State {
+            #[serde(default)]
+            subjects: std::collections::HashMap<String, u64>,
+        }
+        let subject = format!("STREAM.INFO.{}", subjects::JOBS_STREAM);
+        let filter = serde_json::json!({"subjects_filter": subjects::jobs_of(owner)});
         self.ride_out(Retry::Idempotent, "count jobs", || async {
-            let mut subjects = self.jobs.info_with_subjects(&filter).await?;
-            let mut count = 0u64;
-            while let Some((_, n)) = subjects.try_next().await? {
-                count += n as u64;
+            match self.js.request(subject.clone(), &filter).await {
+                Ok(jetstream::response::Response::Ok(Info { state })) => {
+                    Ok(state.subjects.values().sum())
+                }
+                Ok(jetstream::response::Response::Err { error }) => Err(NatsError::new(error)),
+                Err(e) => Err(NatsError::new(e)),
             }
-            Ok::<_, stream::InfoError>(count)
         })
         .await
         .map_err(unavailable)
