@@ -1,24 +1,20 @@
-//! Registration, login and the bearer-token extractor.
+//! Tokens and the bearer-token extractor.
 //!
-//! Passwords are bcrypt-hashed (cost configurable; hashing runs on the
-//! blocking pool so it never stalls the async workers). Tokens are HS256 JWTs
-//! carrying the username in `sub`, issued by `nimbus` and expiring; only HS256
-//! is accepted, so `alg: none` and algorithm-confusion tokens are refused.
+//! Tokens are HS256 JWTs carrying the username in `sub`, issued by `nimbus`
+//! and expiring; only HS256 is accepted, so `alg: none` and
+//! algorithm-confusion tokens are refused. Registration and login are in
+//! `routes/accounts.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::{Json, http::header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use nimbus_core::Username;
-use nimbus_store::UserRecord;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::body::{Body, parse_json};
 use crate::{ApiError, AppState};
 
 /// Header the gateway plugin forwards the verified user in.
@@ -26,10 +22,6 @@ pub const IDENTITY_HEADER: &str = "x-nimbus-user";
 
 /// Issuer claim of every Nimbus token.
 pub const ISSUER: &str = "nimbus";
-
-/// bcrypt only looks at the first 72 bytes; longer passwords are refused
-/// rather than silently truncated.
-const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=72;
 
 /// The claims in a Nimbus token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,7 +94,7 @@ impl JwtKeys {
 
 /// The authenticated caller: extracted from `Authorization: Bearer <jwt>`.
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller(pub Username);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
@@ -137,88 +129,8 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 "{IDENTITY_HEADER} does not match the token"
             )));
         }
-        Ok(Caller(claims.sub))
-    }
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: String,
-}
-
-fn validate(credentials: &Credentials) -> Result<Username, ApiError> {
-    let username =
-        Username::parse(&credentials.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !PASSWORD_BYTES.contains(&credentials.password.len()) {
-        return Err(ApiError::BadRequest(format!(
-            "password must be {} to {} bytes long",
-            PASSWORD_BYTES.start(),
-            PASSWORD_BYTES.end()
-        )));
-    }
-    Ok(username)
-}
-
-/// `POST /auth/register`
-pub async fn register(
-    State(state): State<Arc<AppState>>,
-    Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let credentials: Credentials = parse_json(&body)?;
-    let username = validate(&credentials)?;
-    let cost = state.config.bcrypt_cost;
-    let password = credentials.password;
-    let _slot = state.cpu_slot().await;
-    let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
-        .await?
-        .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
-    let record = UserRecord {
-        username: username.to_string(),
-        password_hash,
-        created: nimbus_store::now_rfc3339(),
-    };
-    match state.store.create_user(&record).await {
-        Ok(()) => {}
-        Err(nimbus_store::StoreError::AlreadyExists) => {
-            return Err(ApiError::Conflict(format!(
-                "username `{username}` is already taken"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    tracing::info!(user = %username, "registered");
-    // The seed's exact message, kept for its curl session.
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"message": "Usuario registrado exitosamente"})),
-    ))
-}
-
-/// `POST /auth/login`
-pub async fn login(
-    State(state): State<Arc<AppState>>,
-    Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
-    let credentials: Credentials = parse_json(&body)?;
-    let denied = || ApiError::Unauthorized("invalid username or password".into());
-    let user = match Username::parse(&credentials.username) {
-        Ok(name) => state.store.user(name.as_str()).await?,
-        Err(_) => None,
-    };
-    // Unknown users are checked against a dummy hash of the same cost, so
-    // response time does not reveal which usernames exist.
-    let hash = match &user {
-        Some(user) => user.password_hash.clone(),
-        None => state.dummy_hash.clone(),
-    };
-    let password = credentials.password;
-    let _slot = state.cpu_slot().await;
-    let matches =
-        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await?;
-    match user {
-        Some(user) if matches => Ok(Json(json!({"token": state.jwt.issue(&user.username)}))),
-        _ => Err(denied()),
+        let caller = Username::parse(&claims.sub)
+            .map_err(|_| ApiError::Unauthorized("token names no valid user".into()))?;
+        Ok(Caller(caller))
     }
 }

@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
@@ -37,7 +38,7 @@ pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiErr
 
 /// Parse a JSON object body, naming what is wrong with it. Only objects: serde
 /// would otherwise also accept a struct written as an array.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => {
             return Err(ApiError::BadRequest(

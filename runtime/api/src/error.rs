@@ -3,14 +3,15 @@
 //!
 //! Function failures (the guest's fault) answer 422 with the engine's kind
 //! (`out_of_fuel`, `trap`, ...) and `"source": "function"`; input the function
-//! cannot take answers 400 `invalid_input`. Platform failures answer 502-504 with
-//! `"source": "platform"`. Client mistakes show their message; server-side
-//! errors are logged and answered generically.
+//! cannot take answers 400 `invalid_input`. Platform failures answer 502-504
+//! with the platform kind and `"source": "platform"`. Client mistakes show
+//! their message; server-side errors are logged and answered generically.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_core::{FunctionError, FunctionErrorKind};
-use serde_json::json;
+use nimbus_core::http::{ErrorBody, ErrorDetail};
+use nimbus_core::{ErrorSource, FunctionError, FunctionErrorKind, PlatformErrorKind};
+use nimbus_store::StoreError;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +38,11 @@ pub enum ApiError {
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The uploaded module was refused by the engine.
-    #[error("{0}")]
-    InvalidModule(String),
+    #[error(transparent)]
+    InvalidModule(nimbus_engine::CompileError),
     /// JavaScript source that does not parse or fails while loading.
-    #[error("{0}")]
-    InvalidSource(String),
+    #[error(transparent)]
+    InvalidSource(nimbus_js::JsError),
     /// The function failed.
     #[error("{0}")]
     Function(FunctionError),
@@ -49,28 +50,73 @@ pub enum ApiError {
     /// running as one user may.
     #[error("{0}")]
     TooManyJobs(String),
-    /// No worker is subscribed.
-    #[error("no worker is available to run the function")]
-    NoWorker,
-    /// No worker answered in time.
-    #[error("no worker answered within {0} ms")]
-    WorkerTimeout(u64),
-    /// The worker that got the request was at capacity with a full queue.
-    #[error("workers are overloaded: {0}")]
-    Overloaded(String),
-    /// A worker could not run the function.
-    #[error("worker failed: {0}")]
-    WorkerFailed(String),
-    /// NATS/JetStream unreachable or failing.
-    #[error("backend unavailable: {0}")]
-    Unavailable(String),
+    /// The platform could not run an invocation (no worker, timeout,
+    /// overload, a worker's failure).
+    #[error("{message}")]
+    Platform {
+        /// What failed.
+        kind: PlatformErrorKind,
+        /// Details.
+        message: String,
+    },
+    /// JetStream unreachable, refusing, or holding something unreadable.
+    #[error("backend unavailable")]
+    Store(#[source] StoreError),
     /// A bug or an unexpected condition; logged, answered generically.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    /// No worker is subscribed.
+    pub fn no_worker() -> Self {
+        Self::platform(
+            PlatformErrorKind::NoWorker,
+            "no worker is available to run the function",
+        )
+    }
+
+    /// No reply within `wait_ms`.
+    pub fn worker_timeout(wait_ms: u64) -> Self {
+        Self::platform(
+            PlatformErrorKind::WorkerTimeout,
+            format!("no worker answered within {wait_ms} ms"),
+        )
+    }
+
+    /// The worker that got the call was at capacity with a full queue.
+    pub fn overloaded(message: impl std::fmt::Display) -> Self {
+        Self::platform(
+            PlatformErrorKind::Overloaded,
+            format!("workers are overloaded: {message}"),
+        )
+    }
+
+    /// A worker could not run the function.
+    pub fn worker_failed(message: impl std::fmt::Display) -> Self {
+        Self::platform(
+            PlatformErrorKind::WorkerFailed,
+            format!("worker failed: {message}"),
+        )
+    }
+
+    /// NATS could not carry the call.
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self::platform(
+            PlatformErrorKind::Unavailable,
+            format!("backend unavailable: {message}"),
+        )
+    }
+
+    fn platform(kind: PlatformErrorKind, message: impl Into<String>) -> Self {
+        Self::Platform {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Status and kind of the answer.
+    pub fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -86,47 +132,84 @@ impl ApiError {
             }
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
             Self::TooManyJobs(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_jobs"),
-            Self::NoWorker => (StatusCode::SERVICE_UNAVAILABLE, "no_worker"),
-            Self::WorkerTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "worker_timeout"),
-            Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Self::WorkerFailed(_) => (StatusCode::BAD_GATEWAY, "worker_failed"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Platform { kind, .. } => (platform_status(*kind), kind.as_str()),
+            Self::Store(StoreError::Corrupt { .. }) | Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            Self::Store(_) => (
+                platform_status(PlatformErrorKind::Unavailable),
+                PlatformErrorKind::Unavailable.as_str(),
+            ),
         }
     }
+}
+
+/// The status of each platform failure.
+fn platform_status(kind: PlatformErrorKind) -> StatusCode {
+    match kind {
+        PlatformErrorKind::WorkerFailed => StatusCode::BAD_GATEWAY,
+        PlatformErrorKind::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
+        PlatformErrorKind::NoWorker
+        | PlatformErrorKind::Overloaded
+        | PlatformErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `error` and its sources, outermost first: "a: b: c". Some errors print
+/// their source in their own message already; a cause whose text is
+/// already there is not repeated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.parts();
-        let body = match &self {
-            Self::Function(e) => json!({"error": {
-                "kind": kind,
-                "message": e.message,
-                "source": "function",
-                "fuel_consumed": e.fuel_consumed,
-            }}),
-            Self::NoWorker
-            | Self::WorkerTimeout(_)
-            | Self::Overloaded(_)
-            | Self::WorkerFailed(_)
-            | Self::Unavailable(_) => {
-                tracing::warn!(error = %self, "platform failure");
-                json!({"error": {"kind": kind, "message": self.to_string(), "source": "platform"}})
-            }
-            Self::Internal(_) => {
-                tracing::error!(error = %self, "internal error");
-                json!({"error": {"kind": kind, "message": "internal error", "source": "platform"}})
-            }
-            _ => json!({"error": {"kind": kind, "message": self.to_string()}}),
+        let detail = |message: String, source: Option<ErrorSource>| ErrorDetail {
+            kind: kind.to_owned(),
+            message,
+            source,
+            fuel_consumed: None,
         };
-        let mut response = (status, axum::Json(body)).into_response();
+        let error = match &self {
+            Self::Function(e) => ErrorDetail {
+                fuel_consumed: Some(e.fuel_consumed),
+                ..detail(e.message.clone(), Some(ErrorSource::Function))
+            },
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = chain(&self), "internal error");
+                detail("internal error".into(), Some(ErrorSource::Platform))
+            }
+            Self::Platform { .. } | Self::Store(_) => {
+                let message = chain(&self);
+                tracing::warn!(error = message, "platform failure");
+                detail(message, Some(ErrorSource::Platform))
+            }
+            _ => detail(self.to_string(), None),
+        };
+        let mut response = (status, axum::Json(ErrorBody { error })).into_response();
         // They pass: a worker frees a slot, JetStream elects a leader, the
         // caller's jobs run.
-        if matches!(
+        let passing = matches!(
             self,
-            Self::Overloaded(_) | Self::Unavailable(_) | Self::TooManyJobs(_)
-        ) {
+            Self::TooManyJobs(_)
+                | Self::Store(_)
+                | Self::Platform {
+                    kind: PlatformErrorKind::Overloaded | PlatformErrorKind::Unavailable,
+                    ..
+                }
+        );
+        if passing && status != StatusCode::INTERNAL_SERVER_ERROR {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -141,14 +224,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<nimbus_store::StoreError> for ApiError {
-    fn from(error: nimbus_store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
         match error {
-            nimbus_store::StoreError::AlreadyExists => Self::Conflict("already exists".into()),
-            nimbus_store::StoreError::Unavailable(e) => Self::Unavailable(e),
-            corrupt @ nimbus_store::StoreError::Corrupt { .. } => {
-                Self::Internal(corrupt.to_string())
-            }
+            StoreError::AlreadyExists => Self::Conflict("already exists".into()),
+            other => Self::Store(other),
         }
     }
 }

@@ -1,6 +1,11 @@
 //! The HTTP client behind `nimbus register | login | deploy | invoke | ls |
 //! rm | logs | bench`, and the small config file `login` writes.
 //!
+//! Answers are parsed into the API's own boundary types
+//! ([`nimbus_core::http`], [`FunctionMeta`], [`InvocationRecord`],
+//! [`LogEntry`]), so a change of the contract breaks the build here rather
+//! than a command's output.
+//!
 //! The config (`config.json`: API URL and token, mode 0600) lives in
 //! `$NIMBUS_CONFIG_DIR`, else `$XDG_CONFIG_HOME/nimbus`, else
 //! `~/.config/nimbus`. `--url`/`NIMBUS_URL` and `--token`/`NIMBUS_TOKEN`
@@ -9,11 +14,27 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nimbus_core::http::{Created, ErrorBody, Executed, FunctionList};
+use nimbus_core::wire::InvocationRecord;
+use nimbus_core::{FunctionId, FunctionMeta, LimitsRequest, Runtime};
+use nimbus_store::LogEntry;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+/// The address `nimbus up` and `nimbus api` listen on unless told, written
+/// once for both constants below.
+macro_rules! default_addr {
+    () => {
+        "127.0.0.1:8080"
+    };
+}
+
+/// Where `nimbus up` and `nimbus api` listen unless told otherwise.
+pub const DEFAULT_LISTEN: &str = default_addr!();
 
 /// Where the API is when nothing says otherwise (`nimbus up`'s default).
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_URL: &str = concat!("http://", default_addr!());
 
 /// What `login` remembers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -92,27 +113,45 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// Limits a deploy may ask for; `None` takes the platform default.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DeployLimits {
-    /// Fuel budget.
+/// The body of `/auth/register` and `/auth/login`.
+#[derive(Serialize)]
+struct Credentials<'a> {
+    username: &'a str,
+    password: &'a str,
+}
+
+/// What `/auth/register` answers.
+#[derive(Deserialize)]
+struct Registered {
+    message: Option<String>,
+}
+
+/// What `/auth/login` answers.
+#[derive(Deserialize)]
+struct LoggedIn {
+    token: String,
+}
+
+/// The JSON body of a text (`.wat`, `.js`) upload.
+#[derive(Serialize)]
+struct SourceUpload<'a> {
+    code: &'a str,
+    runtime: Runtime,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fuel: Option<u64>,
-    /// Memory cap, bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    /// Deadline, milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    /// Input cap, bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_input_bytes: Option<u64>,
-    /// Output cap, bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_output_bytes: Option<u64>,
-    /// Log cap, bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_log_bytes: Option<u64>,
+    name: Option<&'a str>,
+    limits: &'a LimitsRequest,
+}
+
+/// The body of an execute call.
+#[derive(Serialize)]
+struct ExecuteRequest<'a> {
+    input: &'a Value,
+}
+
+/// What `/functions/{id}/logs` answers.
+#[derive(Deserialize)]
+struct Logs {
+    logs: Vec<LogEntry>,
 }
 
 impl Client {
@@ -136,30 +175,42 @@ impl Client {
             .context("not logged in: run `nimbus login <user>` or pass --token / NIMBUS_TOKEN")
     }
 
-    /// Send `request` and return the JSON body of a success, or the
-    /// server's error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// Send `request`: the answer if it is a success, else the server's
+    /// error.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach the Nimbus API at {}", self.url))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body);
+            return Ok(response);
         }
+        let body = response.bytes().await.unwrap_or_default();
+        // Not every error body is the API's (a proxy in front of it, a
+        // connection cut short): still report the status.
+        let (kind, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => (error.kind, error.message),
+            Err(_) => ("unknown".to_owned(), "(no message)".to_owned()),
+        };
         Err(ServerError {
             status: status.as_u16(),
-            kind: body["error"]["kind"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_owned(),
-            message: body["error"]["message"]
-                .as_str()
-                .unwrap_or("(no message)")
-                .to_owned(),
+            kind,
+            message,
         }
         .into())
+    }
+
+    /// Send `request` and parse the JSON body of its success as `T`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("unexpected answer from the Nimbus API at {}", self.url))
     }
 
     fn authed(
@@ -173,13 +224,16 @@ impl Client {
             .bearer_auth(self.token()?))
     }
 
-    /// `POST /auth/register`
-    pub async fn register(&self, username: &str, password: &str) -> anyhow::Result<Value> {
+    /// `POST /auth/register`; the server's message.
+    pub async fn register(&self, username: &str, password: &str) -> anyhow::Result<String> {
         let request = self
             .http
             .post(format!("{}/auth/register", self.url))
-            .json(&json!({"username": username, "password": password}));
-        self.send(request).await
+            .json(&Credentials { username, password });
+        let registered: Registered = self.call(request).await?;
+        Ok(registered
+            .message
+            .unwrap_or_else(|| "registered".to_owned()))
     }
 
     /// `POST /auth/login`; the token.
@@ -187,106 +241,112 @@ impl Client {
         let request = self
             .http
             .post(format!("{}/auth/login", self.url))
-            .json(&json!({"username": username, "password": password}));
-        let body = self.send(request).await?;
-        body["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("the login answer has no token")
+            .json(&Credentials { username, password });
+        let logged_in: LoggedIn = self.call(request).await?;
+        Ok(logged_in.token)
     }
 
-    /// Upload `file`: `.wasm` as a binary, `.wat` and `.js` as source.
+    /// Upload `file`: `.wasm` as a binary (name and limits in the query
+    /// string), `.wat` and `.js` as source (in the JSON body).
     pub async fn deploy(
         &self,
         file: &Path,
         name: Option<&str>,
-        limits: &DeployLimits,
-    ) -> anyhow::Result<Value> {
+        limits: &LimitsRequest,
+    ) -> anyhow::Result<Created> {
         let extension = file
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default();
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let request = match extension {
-            "wasm" => {
-                let mut query = serde_json::to_value(limits)?;
-                if let Some(name) = name {
-                    query["name"] = json!(name);
-                }
-                self.authed(reqwest::Method::POST, "/functions")?
-                    .query(&query)
-                    .header("content-type", "application/wasm")
-                    .body(bytes)
-            }
-            "wat" | "js" => {
-                let code = String::from_utf8(bytes)
-                    .with_context(|| format!("{} is not UTF-8 text", file.display()))?;
-                let mut body = json!({"code": code, "runtime": extension, "limits": limits});
-                if let Some(name) = name {
-                    body["name"] = json!(name);
-                }
-                self.authed(reqwest::Method::POST, "/functions")?
-                    .json(&body)
-            }
+        let runtime = match extension {
+            "wasm" => Runtime::Wasm,
+            "wat" => Runtime::Wat,
+            "js" => Runtime::Js,
             other => bail!(
                 "cannot tell the runtime of {} (extension `{other}`): use .wasm, .wat or .js",
                 file.display()
             ),
         };
-        self.send(request).await
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let request = self.authed(reqwest::Method::POST, "/functions")?;
+        let request = if runtime == Runtime::Wasm {
+            let mut request = request
+                .query(limits)
+                .header("content-type", "application/wasm")
+                .body(bytes);
+            if let Some(name) = name {
+                request = request.query(&[("name", name)]);
+            }
+            request
+        } else {
+            let code = String::from_utf8(bytes)
+                .with_context(|| format!("{} is not UTF-8 text", file.display()))?;
+            request.json(&SourceUpload {
+                code: &code,
+                runtime,
+                name,
+                limits,
+            })
+        };
+        self.call(request).await
     }
 
     /// `POST /functions/{id}/execute`; the whole answer (result, fuel, duration).
-    pub async fn invoke(&self, id: u64, input: &Value) -> anyhow::Result<Value> {
+    pub async fn invoke(&self, id: FunctionId, input: &Value) -> anyhow::Result<Executed> {
         let request = self
             .authed(reqwest::Method::POST, &format!("/functions/{id}/execute"))?
-            .json(&json!({ "input": input }));
-        self.send(request).await
+            .json(&ExecuteRequest { input });
+        self.call(request).await
     }
 
     /// `POST /functions/{id}/execute?async=true`; the queued invocation's record.
-    pub async fn invoke_async(&self, id: u64, input: &Value) -> anyhow::Result<Value> {
+    pub async fn invoke_async(
+        &self,
+        id: FunctionId,
+        input: &Value,
+    ) -> anyhow::Result<InvocationRecord> {
         let request = self
             .authed(reqwest::Method::POST, &format!("/functions/{id}/execute"))?
             .query(&[("async", "true")])
-            .json(&json!({ "input": input }));
-        self.send(request).await
+            .json(&ExecuteRequest { input });
+        self.call(request).await
     }
 
     /// `GET /invocations/{id}`
-    pub async fn invocation(&self, id: &str) -> anyhow::Result<Value> {
-        self.send(self.authed(reqwest::Method::GET, &format!("/invocations/{id}"))?)
+    pub async fn invocation(&self, id: &str) -> anyhow::Result<InvocationRecord> {
+        self.call(self.authed(reqwest::Method::GET, &format!("/invocations/{id}"))?)
             .await
     }
 
     /// `GET /functions`
-    pub async fn list(&self) -> anyhow::Result<Vec<Value>> {
-        let body = self
-            .send(self.authed(reqwest::Method::GET, "/functions")?)
+    pub async fn list(&self) -> anyhow::Result<Vec<FunctionMeta>> {
+        let list: FunctionList = self
+            .call(self.authed(reqwest::Method::GET, "/functions")?)
             .await?;
-        Ok(body["functions"].as_array().cloned().unwrap_or_default())
+        Ok(list.functions)
     }
 
     /// `DELETE /functions/{id}`
-    pub async fn remove(&self, id: u64) -> anyhow::Result<Value> {
+    pub async fn remove(&self, id: FunctionId) -> anyhow::Result<()> {
         self.send(self.authed(reqwest::Method::DELETE, &format!("/functions/{id}"))?)
-            .await
+            .await?;
+        Ok(())
     }
 
-    /// `GET /functions/{id}/logs`
-    pub async fn logs(&self, id: u64, limit: usize) -> anyhow::Result<Vec<Value>> {
+    /// `GET /functions/{id}/logs`; the most recent `limit` entries.
+    pub async fn logs(&self, id: FunctionId, limit: usize) -> anyhow::Result<Vec<LogEntry>> {
         let request = self
             .authed(reqwest::Method::GET, &format!("/functions/{id}/logs"))?
             .query(&[("limit", limit)]);
-        let body = self.send(request).await?;
-        Ok(body["logs"].as_array().cloned().unwrap_or_default())
+        let logs: Logs = self.call(request).await?;
+        Ok(logs.logs)
     }
 
     /// A request for `bench`: the execute call, ready to clone.
     pub(crate) fn execute_request(
         &self,
-        id: u64,
+        id: FunctionId,
         body: &[u8],
     ) -> anyhow::Result<reqwest::RequestBuilder> {
         Ok(self

@@ -1,5 +1,6 @@
 //! Running the API and the worker against a NATS URL; shared by `nimbus up`,
-//! `nimbus api`, `nimbus worker` and the end-to-end tests.
+//! `nimbus api`, `nimbus worker` and the end-to-end tests, so that they all
+//! run the same code, started and stopped as [`Component`]s.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use nimbus_api::{ApiConfig, AppState};
 use nimbus_engine::{Engine, EngineConfig};
-use nimbus_store::{Store, StoreConfig};
+use nimbus_store::{Storage, StoreConfig};
 use nimbus_worker::WorkerConfig;
+
+use crate::component::{Component, Shutdown};
 
 /// Connect to NATS, naming the connection after the component. `urls` may
 /// list several servers of a cluster, comma-separated; the client fails over
@@ -55,9 +58,9 @@ pub async fn open_store(
     url: &str,
     name: &str,
     config: &StoreConfig,
-) -> anyhow::Result<(async_nats::Client, Store)> {
+) -> anyhow::Result<(async_nats::Client, Storage)> {
     let client = connect(url, name).await?;
-    let store = Store::open(client.clone(), config)
+    let store = Storage::open(client.clone(), config)
         .await
         .context("cannot open the JetStream buckets")?;
     Ok((client, store))
@@ -90,14 +93,14 @@ pub fn worker_engine(config: &WorkerConfig) -> anyhow::Result<Engine> {
 /// Serve the API on `listener` until `shutdown`.
 pub async fn run_api(
     client: async_nats::Client,
-    store: Store,
+    store: Storage,
     listener: tokio::net::TcpListener,
     config: ApiConfig,
     jwt_secret: Vec<u8>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let engine = upload_engine()?;
-    let state = AppState::new(config, store, client, engine, &jwt_secret)?;
+    let state = AppState::new(config, store, client, engine, &jwt_secret).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
     nimbus_api::serve(listener, state, shutdown).await?;
     Ok(())
@@ -106,7 +109,7 @@ pub async fn run_api(
 /// Run a worker until `shutdown`.
 pub async fn run_worker(
     client: async_nats::Client,
-    store: Store,
+    store: Storage,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -132,12 +135,12 @@ pub struct ComponentSettings {
     pub worker: WorkerConfig,
 }
 
-/// An API server and a worker running as tasks of this process, each with its
-/// own NATS connection: what `nimbus up` runs, and what tests start.
+/// An API server and a worker running as [`Component`]s of this process,
+/// each with its own NATS connection: what `nimbus up` runs, and what tests
+/// start.
 pub struct Components {
-    stop: tokio::sync::watch::Sender<bool>,
-    api: tokio::task::JoinHandle<anyhow::Result<()>>,
-    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+    api: Component,
+    worker: Component,
     /// The API's address.
     pub api_addr: std::net::SocketAddr,
 }
@@ -150,38 +153,45 @@ impl Components {
         let (worker_client, worker_store) =
             open_store(&settings.worker_nats_url, "nimbus-worker", &settings.store).await?;
         let api_addr = settings.listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let api = tokio::spawn(run_api(
-            api_client,
-            api_store,
-            settings.listener,
-            settings.api,
-            settings.jwt_secret,
-            until_stopped(stopped.clone()),
-        ));
-        let worker = tokio::spawn(run_worker(
-            worker_client,
-            worker_store,
-            settings.worker,
-            until_stopped(stopped),
-        ));
+        let api = Component::spawn("API server", move |shutdown| {
+            run_api(
+                api_client,
+                api_store,
+                settings.listener,
+                settings.api,
+                settings.jwt_secret,
+                shutdown.requested(),
+            )
+        });
+        let worker = Component::spawn("worker", move |shutdown| {
+            run_worker(
+                worker_client,
+                worker_store,
+                settings.worker,
+                shutdown.requested(),
+            )
+        });
         Ok(Self {
-            stop,
             api,
             worker,
             api_addr,
         })
     }
 
+    /// Run until `shutdown` resolves or either component fails, then stop
+    /// both.
+    pub async fn run_until(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+        tokio::select! {
+            () = shutdown.requested() => tracing::info!("shutting down"),
+            () = self.api.ended() => {}
+            () = self.worker.ended() => {}
+        }
+        self.stop().await
+    }
+
     /// Stop both gracefully (requests and invocations in flight finish).
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.send(true).ok();
-        let (api, worker) = tokio::join!(self.api, self.worker);
-        api??;
-        worker??;
-        Ok(())
+        let (api, worker) = tokio::join!(self.api.stop(), self.worker.stop());
+        api.and(worker)
     }
 }

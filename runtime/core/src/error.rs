@@ -75,3 +75,125 @@ impl FunctionError {
         }
     }
 }
+
+/// Whose fault a failed invocation was: the guest's, or the platform's.
+/// Stable strings on the wire, in records and in HTTP bodies (`"source"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    /// The function failed: a [`FunctionErrorKind`].
+    Function,
+    /// The platform could not run it: a [`PlatformErrorKind`].
+    Platform,
+}
+
+impl ErrorSource {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Platform => "platform",
+        }
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the platform could not run an invocation; stable strings on the wire
+/// and in HTTP bodies. The API maps each to its status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformErrorKind {
+    /// A worker took the invocation and could not run it (module missing,
+    /// limits it refuses, an unreadable request).
+    WorkerFailed,
+    /// No worker is subscribed.
+    NoWorker,
+    /// No worker answered within the deadline and its grace.
+    WorkerTimeout,
+    /// The worker that got it was at capacity with a full queue.
+    Overloaded,
+    /// JetStream was unreachable, or refused for longer than the failover wait.
+    Unavailable,
+}
+
+impl PlatformErrorKind {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkerFailed => "worker_failed",
+            Self::NoWorker => "no_worker",
+            Self::WorkerTimeout => "worker_timeout",
+            Self::Overloaded => "overloaded",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for PlatformErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of any invocation failure: the function's or the platform's.
+/// Serialised as its bare snake_case name (`"trap"`, `"worker_failed"`); the
+/// two sets of names are disjoint, so the name alone says which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorKind {
+    /// The guest's fault.
+    Function(FunctionErrorKind),
+    /// The platform's.
+    Platform(PlatformErrorKind),
+}
+
+impl ErrorKind {
+    /// Whose fault it is.
+    pub fn source(self) -> ErrorSource {
+        match self {
+            Self::Function(_) => ErrorSource::Function,
+            Self::Platform(_) => ErrorSource::Platform,
+        }
+    }
+
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function(kind) => kind.as_str(),
+            Self::Platform(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_travel_as_their_bare_names() {
+        let kinds = [
+            ErrorKind::Function(FunctionErrorKind::OutOfFuel),
+            ErrorKind::Platform(PlatformErrorKind::WorkerFailed),
+        ];
+        for kind in kinds {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), kind);
+        }
+        assert_eq!(
+            ErrorKind::Platform(PlatformErrorKind::Unavailable).source(),
+            ErrorSource::Platform
+        );
+    }
+}

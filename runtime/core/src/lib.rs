@@ -7,11 +7,12 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod meta;
 pub mod subjects;
 pub mod wire;
 
-pub use error::{FunctionError, FunctionErrorKind};
+pub use error::{ErrorKind, ErrorSource, FunctionError, FunctionErrorKind, PlatformErrorKind};
 pub use limits::{LimitError, LimitPolicy, Limits, LimitsRequest};
 pub use meta::{FunctionId, FunctionMeta, Runtime, Username};

@@ -65,21 +65,37 @@ impl Default for Limits {
     }
 }
 
-/// Limits as requested at upload: every field optional.
+/// Limits as requested at upload: every field optional. The same type is
+/// the JSON `limits` of an upload, the query string of a raw `.wasm` upload
+/// and, with the `clap` feature, the limit flags of `nimbus deploy`; so the
+/// doc of each field is also its flag's help.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
-    /// See [`Limits::fuel`].
+    /// Fuel budget per invocation.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// See [`Limits::memory_bytes`].
+    /// Memory cap per invocation, bytes.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
-    /// See [`Limits::timeout_ms`].
+    /// Deadline per invocation, milliseconds.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// See [`Limits::max_input_bytes`].
+    /// Largest input, bytes.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_input_bytes: Option<u64>,
-    /// See [`Limits::max_output_bytes`].
+    /// Largest output, bytes.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
-    /// See [`Limits::max_log_bytes`].
+    /// Log bytes kept per invocation.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_log_bytes: Option<u64>,
 }
 

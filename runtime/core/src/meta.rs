@@ -58,7 +58,7 @@ pub struct FunctionMeta {
     /// Platform-wide unique id.
     pub id: FunctionId,
     /// The user who uploaded it; only they may see or touch it.
-    pub owner: String,
+    pub owner: Username,
     /// Optional human name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -110,6 +110,21 @@ impl Username {
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A username is a string wherever one is read: a key, a subject token, a
+/// header value.
+impl std::ops::Deref for Username {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Username {
+    fn as_ref(&self) -> &str {
         &self.0
     }
 }

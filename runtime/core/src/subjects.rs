@@ -5,8 +5,14 @@ use crate::FunctionId;
 
 /// Queue group every worker joins for synchronous invocations.
 pub const WORKER_QUEUE_GROUP: &str = "workers";
-/// Wildcard a worker subscribes to for synchronous invocations.
-pub const EXECUTE_ALL: &str = "functions.execute.*";
+/// Wildcard a worker subscribes to for synchronous invocations. The
+/// envelope version is part of the subject (see [`crate::wire::call`]), so a
+/// worker only ever receives requests in a format it reads.
+pub const EXECUTE_ALL: &str = "functions.execute.v2.*";
+/// Where API servers of the previous release (JSON envelope) send
+/// synchronous invocations. Workers answer them with a platform error
+/// ([`crate::wire::call::legacy_refusal`]) during a rolling upgrade.
+pub const EXECUTE_LEGACY_ALL: &str = "functions.execute.*";
 /// Function error events (one per failed invocation).
 pub const ERRORS: &str = "functions.error";
 /// Stream that keeps function logs.
@@ -37,7 +43,7 @@ pub const MODULES_BUCKET: &str = "modules";
 
 /// Subject a synchronous invocation of `id` is requested on.
 pub fn execute(id: FunctionId) -> String {
-    format!("functions.execute.{id}")
+    format!("functions.execute.v2.{id}")
 }
 
 /// Subject `id`'s log lines are published on.

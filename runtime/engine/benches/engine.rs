@@ -5,6 +5,7 @@
 //!
 //! Run with `make bench`; figures are recorded in docs/benchmarks.md.
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use nimbus_core::Limits;
 use nimbus_engine::{Engine, EngineConfig};
@@ -38,16 +39,20 @@ fn invocations(c: &mut Criterion) {
     let (add, _) = engine.compile(ADD.as_bytes()).unwrap();
     group.bench_function("wat_add_handle", |b| {
         b.to_async(&rt).iter(|| async {
-            let run = engine.invoke(&add, b"10", &limits).await;
-            assert_eq!(run.result.unwrap(), b"11");
+            let run = engine
+                .invoke(&add, Bytes::from_static(b"10"), &limits)
+                .await;
+            assert_eq!(&run.result.unwrap()[..], b"11");
         })
     });
 
     let (echo, _) = engine.compile(ECHO.as_bytes()).unwrap();
-    let input = br#"{"user":"testuser","items":[1,2,3],"note":"hello"}"#;
+    let input: &'static [u8] = br#"{"user":"testuser","items":[1,2,3],"note":"hello"}"#;
     group.bench_function("wasi_echo", |b| {
         b.to_async(&rt).iter(|| async {
-            let run = engine.invoke(&echo, input, &limits).await;
+            let run = engine
+                .invoke(&echo, Bytes::from_static(input), &limits)
+                .await;
             assert_eq!(run.result.unwrap().len(), input.len());
         })
     });
@@ -63,8 +68,10 @@ fn fuel_overhead(c: &mut Criterion) {
         let (module, _) = engine.compile(SUM_LOOP.as_bytes()).unwrap();
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let run = engine.invoke(&module, b"1000000", &limits).await;
-                assert_eq!(run.result.unwrap(), b"499999500000");
+                let run = engine
+                    .invoke(&module, Bytes::from_static(b"1000000"), &limits)
+                    .await;
+                assert_eq!(&run.result.unwrap()[..], b"499999500000");
             })
         });
     }
@@ -84,8 +91,10 @@ fn javascript(c: &mut Criterion) {
     let mut group = c.benchmark_group("invoke");
     group.bench_function("js_add_snapshot", |b| {
         b.to_async(&rt).iter(|| async {
-            let run = engine.invoke(&module, b"10", &limits).await;
-            assert_eq!(run.result.unwrap(), b"11");
+            let run = engine
+                .invoke(&module, Bytes::from_static(b"10"), &limits)
+                .await;
+            assert_eq!(&run.result.unwrap()[..], b"11");
         })
     });
     group.finish();

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use nimbus_core::{FunctionErrorKind, Limits};
-use nimbus_engine::{Abi, CompileError, Engine, EngineConfig, Invocation};
+use nimbus_engine::{Abi, CompileError, Engine, EngineConfig, Outcome};
 
 const ADD: &str = include_str!("../fixtures/add.wat");
 
@@ -40,19 +41,21 @@ fn engine() -> Engine {
     .expect("engine")
 }
 
-async fn run(engine: &Engine, wat: &str, input: &str, limits: &Limits) -> Invocation {
+async fn run(engine: &Engine, wat: &str, input: &str, limits: &Limits) -> Outcome {
     let (module, _) = engine.compile(wat.as_bytes()).expect("compiles");
-    engine.invoke(&module, input.as_bytes(), limits).await
+    engine
+        .invoke(&module, Bytes::copy_from_slice(input.as_bytes()), limits)
+        .await
 }
 
-fn ok_text(invocation: &Invocation) -> &str {
+fn ok_text(invocation: &Outcome) -> &str {
     match &invocation.result {
         Ok(bytes) => std::str::from_utf8(bytes).expect("utf-8 output"),
         Err(e) => panic!("expected success, got {e}"),
     }
 }
 
-fn failure_kind(invocation: &Invocation) -> FunctionErrorKind {
+fn failure_kind(invocation: &Outcome) -> FunctionErrorKind {
     match &invocation.result {
         Ok(bytes) => panic!("expected failure, got {}", String::from_utf8_lossy(bytes)),
         Err(e) => e.kind,
@@ -233,8 +236,33 @@ async fn nonzero_exit_is_an_exit_error_carrying_stderr() {
         message.contains("code 3") && message.contains("boom: bad input"),
         "{message}"
     );
-    assert_eq!(invocation.logs, b"boom: bad input\n");
+    assert_eq!(invocation.logs, &b"boom: bad input\n"[..]);
     assert_still_serves(&engine).await;
+}
+
+#[tokio::test]
+async fn command_output_is_one_document_without_surrounding_whitespace() {
+    let engine = engine();
+    let invocation = run(&engine, ECHO, " \n\t[1, {\"a\": 2}] \r\n", &Limits::DEFAULT).await;
+    assert_eq!(ok_text(&invocation), r#"[1, {"a": 2}]"#);
+    for blank in ["", " \n\t "] {
+        let invocation = run(&engine, ECHO, blank, &Limits::DEFAULT).await;
+        assert_eq!(ok_text(&invocation), "null", "{blank:?}");
+    }
+    for bad in ["1 2", "[1,", "\"\\u12\""] {
+        let invocation = run(&engine, ECHO, bad, &Limits::DEFAULT).await;
+        assert_eq!(
+            failure_kind(&invocation),
+            FunctionErrorKind::InvalidOutput,
+            "{bad}"
+        );
+    }
+    // JSON text is UTF-8: a string holding other bytes is not a document.
+    let (echo, _) = engine.compile(ECHO.as_bytes()).unwrap();
+    let invocation = engine
+        .invoke(&echo, Bytes::from_static(b"\"\xff\""), &Limits::DEFAULT)
+        .await;
+    assert_eq!(failure_kind(&invocation), FunctionErrorKind::InvalidOutput);
 }
 
 #[tokio::test]
@@ -296,7 +324,7 @@ async fn sixty_four_concurrent_invocations_of_different_modules() {
             (
                 k,
                 engine
-                    .invoke(module, input.as_bytes(), &Limits::DEFAULT)
+                    .invoke(module, Bytes::from(input), &Limits::DEFAULT)
                     .await,
             )
         }
@@ -317,7 +345,11 @@ async fn a_busy_guest_does_not_starve_others() {
     let (spin, _) = engine.compile(SPIN.as_bytes()).unwrap();
     let busy = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.invoke(&spin, b"0", &limits).await }
+        async move {
+            engine
+                .invoke(&spin, Bytes::from_static(b"0"), &limits)
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     // One thread: this can only finish if the spinning guest yields.
@@ -474,7 +506,9 @@ async fn cache_is_bounded_in_bytes_and_keeps_what_is_used() {
     );
     assert!(engine.cached(big.digest()).is_none());
     assert_eq!(engine.cached_modules(), 3);
-    let run = engine.invoke(&big, b"0", &Limits::DEFAULT).await;
+    let run = engine
+        .invoke(&big, Bytes::from_static(b"0"), &Limits::DEFAULT)
+        .await;
     assert_eq!(ok_text(&run), "99");
 }
 
@@ -487,7 +521,9 @@ async fn precompiled_artifacts_load_in_another_engine() {
     let worker = engine();
     assert_eq!(compiler.artifact_key(), worker.artifact_key());
     let loaded = worker.load_precompiled(module.digest(), &artifact).unwrap();
-    let invocation = worker.invoke(&loaded, b"10", &Limits::DEFAULT).await;
+    let invocation = worker
+        .invoke(&loaded, Bytes::from_static(b"10"), &Limits::DEFAULT)
+        .await;
     assert_eq!(ok_text(&invocation), "45");
 
     assert!(matches!(
@@ -526,7 +562,7 @@ async fn huge_random_requests_are_refused_not_served() {
         (call $random_get (i32.const 0) (i32.const 16777216))))"#;
     let invocation = run(&engine, greedy, "0", &Limits::DEFAULT).await;
     match &invocation.result {
-        Ok(errno) => assert_ne!(errno, b"0", "a 16 MiB random_get must not succeed"),
+        Ok(errno) => assert_ne!(&errno[..], b"0", "a 16 MiB random_get must not succeed"),
         Err(e) => assert_eq!(e.kind, FunctionErrorKind::Trap, "{e}"),
     }
     let small = r#"(module

@@ -154,6 +154,11 @@ impl NatsError {
     pub(crate) fn boxed(error: async_nats::Error) -> Self {
         Self(error)
     }
+
+    /// The error it carries.
+    pub(crate) fn into_inner(self) -> Box<dyn StdError + Send + Sync> {
+        self.0
+    }
 }
 
 impl std::fmt::Display for NatsError {

@@ -214,7 +214,10 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
     let as_api = platform::connect(&url("api", API_PASSWORD, port), "probe")
         .await
         .unwrap();
-    let mut stolen = as_api.subscribe("functions.execute.*").await.unwrap();
+    let mut stolen = as_api
+        .subscribe(nimbus_core::subjects::EXECUTE_ALL)
+        .await
+        .unwrap();
     as_api.flush().await.unwrap();
     let (status, _) = call(
         Method::POST,
@@ -277,10 +280,17 @@ fn deployment_files_are_consistent() {
             })
             .collect()
     };
-    let cli_source = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/cli/src/main.rs"),
-    )
-    .unwrap();
+    // The flags live next to their commands (runtime/cli/src/commands/).
+    let cli_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/cli/src");
+    let cli_source: String = [cli_dir.join("main.rs")]
+        .into_iter()
+        .chain(
+            std::fs::read_dir(cli_dir.join("commands"))
+                .unwrap()
+                .map(|entry| entry.unwrap().path()),
+        )
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect();
     let known_env =
         |name: &str| name == "RUST_LOG" || cli_source.contains(&format!("env = \"{name}\""));
 

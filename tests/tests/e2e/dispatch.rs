@@ -168,7 +168,7 @@ async fn workers_can_share_compiled_artifacts() {
     let (status, _) = platform.execute(&token, id, json!(1)).await;
     assert_eq!(status, StatusCode::OK);
 
-    let store = nimbus_store::Store::open(platform.nats_client().await, &Default::default())
+    let store = nimbus_store::Storage::open(platform.nats_client().await, &Default::default())
         .await
         .unwrap();
     let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
@@ -179,8 +179,14 @@ async fn workers_can_share_compiled_artifacts() {
         .unwrap()
         .expect("the worker published its compiled artifact");
     let module = engine.load_precompiled(digest, &artifact).expect("loads");
-    let run = engine.invoke(&module, b"5", &Default::default()).await;
-    assert_eq!(run.result.unwrap(), b"6");
+    let run = engine
+        .invoke(
+            &module,
+            bytes::Bytes::from_static(b"5"),
+            &Default::default(),
+        )
+        .await;
+    assert_eq!(&run.result.unwrap()[..], b"6");
 }
 
 #[tokio::test]
@@ -367,7 +373,7 @@ async fn requests_nobody_waits_for_any_more_are_skipped() {
 async fn a_log_read_keeps_the_newest_entries_within_both_caps() {
     let platform = Platform::start().await;
     let client = platform.nats_client().await;
-    let store = nimbus_store::Store::open(client.clone(), &Default::default())
+    let store = nimbus_store::Storage::open(client.clone(), &Default::default())
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);

@@ -1,20 +1,21 @@
 //! A whole Nimbus on loopback for one test: a real nats-server on a free port
 //! with a temporary store, an API server on a free port, and workers, each
 //! with its own NATS connection (so stopping one really removes it from the
-//! queue group). Everything is torn down on drop.
+//! queue group). Each runs as a [`Component`], as in `nimbus up`.
+//! Everything is torn down on drop.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nimbus_api::ApiConfig;
+use nimbus_cli::component::Component;
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::platform;
+use nimbus_core::subjects;
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The secret test servers sign with, so tests can forge tokens.
 pub const JWT_SECRET: &str = "nimbus-test-secret-0123456789abcdef0123456789";
@@ -22,25 +23,11 @@ pub const JWT_SECRET: &str = "nimbus-test-secret-0123456789abcdef0123456789";
 /// The seed's function, as WAT.
 pub const ADD_WAT: &str = include_str!("../../../runtime/engine/fixtures/add.wat");
 
-/// A running component and the switch that stops it.
-struct Component {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<anyhow::Result<()>>,
+/// A running worker and its NATS connection, kept to read how many
+/// messages it has received and to close it in a simulated crash.
+struct Worker {
+    component: Component,
     client: async_nats::Client,
-}
-
-impl Component {
-    async fn stop(self) {
-        self.stop.send(true).ok();
-        self.task
-            .await
-            .expect("component task")
-            .expect("component ran cleanly");
-    }
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// How a test platform is set up.
@@ -77,7 +64,9 @@ pub struct Platform {
     store_dir: tempfile::TempDir,
     api: Option<Component>,
     api_url: String,
-    workers: Vec<Option<Component>>,
+    api_client: Option<async_nats::Client>,
+    extra_apis: Vec<Component>,
+    workers: Vec<Option<Worker>>,
     pub http: reqwest::Client,
 }
 
@@ -100,6 +89,8 @@ impl Platform {
             store_dir,
             api: None,
             api_url: String::new(),
+            api_client: None,
+            extra_apis: Vec::new(),
             workers: Vec::new(),
             http: reqwest::Client::new(),
         };
@@ -123,6 +114,22 @@ impl Platform {
     }
 
     async fn start_api(&mut self) {
+        let (component, url, client) = self.spawn_api().await;
+        self.api = Some(component);
+        self.api_url = url;
+        self.api_client = Some(client);
+    }
+
+    /// Start one more API server on the same NATS; returns its base URL
+    /// (for [`Platform::send_to`]).
+    pub async fn add_api(&mut self) -> String {
+        let (component, url, _) = self.spawn_api().await;
+        self.extra_apis.push(component);
+        url
+    }
+
+    /// An API server as a component: it, its base URL and its NATS client.
+    async fn spawn_api(&self) -> (Component, String, async_nats::Client) {
         let (client, store) =
             platform::open_store(&self.nats_url(), "test-api", &StoreConfig::default())
                 .await
@@ -130,17 +137,30 @@ impl Platform {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        self.api_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(platform::run_api(
-            client.clone(),
-            store,
-            listener,
-            self.setup.api.clone(),
-            JWT_SECRET.as_bytes().to_vec(),
-            stopped(rx),
-        ));
-        self.api = Some(Component { stop, task, client });
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config = self.setup.api.clone();
+        let api_client = client.clone();
+        let component = Component::spawn("API server", move |shutdown| {
+            platform::run_api(
+                client,
+                store,
+                listener,
+                config,
+                JWT_SECRET.as_bytes().to_vec(),
+                shutdown.requested(),
+            )
+        });
+        (component, url, api_client)
+    }
+
+    /// Messages the (first) API server has sent to NATS so far.
+    pub fn api_messages_sent(&self) -> u64 {
+        self.api_client
+            .as_ref()
+            .expect("API running")
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start one more worker; returns its index.
@@ -149,17 +169,16 @@ impl Platform {
             platform::open_store(&self.nats_url(), "test-worker", &StoreConfig::default())
                 .await
                 .expect("store opens");
-        let (stop, rx) = watch::channel(false);
         let config = self.setup.worker.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let worker_client = client.clone();
-        let task = tokio::spawn(async move {
+        let component = Component::spawn("worker", move |shutdown| async move {
             let engine = platform::worker_engine(&config)?;
             ready_tx.send(()).ok();
-            nimbus_worker::run(worker_client, store, engine, config, stopped(rx)).await
+            nimbus_worker::run(worker_client, store, engine, config, shutdown.requested()).await
         });
         ready_rx.await.expect("worker engine built");
-        self.workers.push(Some(Component { stop, task, client }));
+        self.workers.push(Some(Worker { component, client }));
         let index = self.workers.len() - 1;
         self.wait_until_serving(index).await;
         index
@@ -172,7 +191,7 @@ impl Platform {
         let client = self.nats_client().await;
         let before = self.worker_messages(i);
         for _ in 0..500 {
-            let _ = client.request("functions.execute.0", "{}".into()).await;
+            let _ = client.request(subjects::execute(0), "{}".into()).await;
             if self.worker_messages(i) > before {
                 return;
             }
@@ -193,17 +212,24 @@ impl Platform {
 
     /// Stop worker `i` gracefully (what SIGTERM does to `nimbus worker`).
     pub async fn stop_worker(&mut self, i: usize) {
-        self.workers[i].take().expect("worker running").stop().await;
+        let worker = self.workers[i].take().expect("worker running");
+        worker
+            .component
+            .stop()
+            .await
+            .expect("worker stopped cleanly");
     }
 
     /// Stop worker `i` the way a crash would look to NATS: its task is gone
     /// and its connection closed, with no goodbye.
     pub async fn kill_worker(&mut self, i: usize) {
-        let worker = self.workers[i].take().expect("worker running");
-        worker.task.abort();
-        let _ = worker.task.await;
-        drop(worker.client);
-        drop(worker.stop);
+        let Worker {
+            mut component,
+            client,
+        } = self.workers[i].take().expect("worker running");
+        component.abort();
+        component.ended().await;
+        drop(client);
         self.wait_until_gone().await;
     }
 
@@ -216,7 +242,7 @@ impl Platform {
         let mut answered_in_a_row = 0;
         for _ in 0..200 {
             let probe = client.send_request(
-                "functions.execute.0",
+                subjects::execute(0),
                 async_nats::Request::new()
                     .payload("{}".into())
                     .timeout(Some(Duration::from_millis(200))),
@@ -237,10 +263,14 @@ impl Platform {
     /// Stop every component, then nats-server, gracefully; the store stays.
     pub async fn stop_all(&mut self) {
         for worker in self.workers.drain(..).flatten() {
-            worker.stop().await;
+            worker
+                .component
+                .stop()
+                .await
+                .expect("worker stopped cleanly");
         }
-        if let Some(api) = self.api.take() {
-            api.stop().await;
+        for api in self.extra_apis.drain(..).chain(self.api.take()) {
+            api.stop().await.expect("API server stopped cleanly");
         }
         if let Some(nats) = self.nats.take() {
             nats.stop();
@@ -268,7 +298,19 @@ impl Platform {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.url(path));
+        self.send_to(&self.api_url, method, path, token, body).await
+    }
+
+    /// Any request to the API server at `base`.
+    pub async fn send_to(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -296,6 +338,28 @@ impl Platform {
             Some(("application/json", serde_json::to_vec(body).unwrap())),
         )
         .await
+    }
+
+    pub async fn post_json_to(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let body = Some(("application/json", serde_json::to_vec(body).unwrap()));
+        self.send_to(base, reqwest::Method::POST, path, token, body)
+            .await
+    }
+
+    pub async fn get_from(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.send_to(base, reqwest::Method::GET, path, token, None)
+            .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -350,10 +414,10 @@ impl Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         for worker in self.workers.drain(..).flatten() {
-            worker.task.abort();
+            worker.component.abort();
         }
-        if let Some(api) = self.api.take() {
-            api.task.abort();
+        for api in self.extra_apis.drain(..).chain(self.api.take()) {
+            api.abort();
         }
     }
 }

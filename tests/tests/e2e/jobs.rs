@@ -339,11 +339,11 @@ async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
         .await;
     let job = nimbus_core::wire::Job {
         record: serde_json::from_value(queued.clone()).unwrap(),
-        request: nimbus_core::wire::InvocationRequest {
+        request: nimbus_core::wire::JobRequest {
             function_id: add,
             digest: meta["digest"].as_str().unwrap().to_owned(),
             limits: serde_json::from_value(meta["limits"].clone()).unwrap(),
-            caller: "alice".to_owned(),
+            caller: nimbus_core::Username::parse("alice").unwrap(),
             input: serde_json::value::RawValue::from_string("1".into()).unwrap(),
             wait_ms: 0,
         },

@@ -3,8 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use nimbus_core::{FunctionErrorKind, Limits};
-use nimbus_engine::{CompiledModule, Engine, EngineConfig, Invocation};
+use nimbus_engine::{CompiledModule, Engine, EngineConfig, Outcome};
 use nimbus_js::{InitLimits, JsCompiler, JsError};
 use tokio::sync::OnceCell;
 
@@ -47,15 +48,19 @@ async fn build(source: &str) -> Arc<CompiledModule> {
         .expect("snapshot is a valid module")
 }
 
-async fn call(module: &CompiledModule, input: &str) -> Invocation {
+async fn call(module: &CompiledModule, input: &str) -> Outcome {
     engine()
-        .invoke(module, input.as_bytes(), &Limits::DEFAULT)
+        .invoke(
+            module,
+            Bytes::copy_from_slice(input.as_bytes()),
+            &Limits::DEFAULT,
+        )
         .await
 }
 
-fn output(invocation: &Invocation) -> String {
+fn output(invocation: &Outcome) -> String {
     match &invocation.result {
-        Ok(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+        Ok(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
         Err(e) => panic!("expected success, got {e}"),
     }
 }
@@ -157,7 +162,9 @@ async fn runaway_handlers_hit_fuel_and_memory_limits_and_the_engine_recovers() {
         fuel: 50_000_000,
         ..Limits::DEFAULT
     };
-    let failed = engine().invoke(&spin, b"null", &limits).await;
+    let failed = engine()
+        .invoke(&spin, Bytes::from_static(b"null"), &limits)
+        .await;
     assert_eq!(
         failed.result.unwrap_err().kind,
         FunctionErrorKind::OutOfFuel
@@ -169,7 +176,9 @@ async fn runaway_handlers_hit_fuel_and_memory_limits_and_the_engine_recovers() {
         memory_bytes: 32 << 20,
         ..Limits::DEFAULT
     };
-    let failed = engine().invoke(&hog, b"1", &limits).await;
+    let failed = engine()
+        .invoke(&hog, Bytes::from_static(b"1"), &limits)
+        .await;
     assert_eq!(
         failed.result.unwrap_err().kind,
         FunctionErrorKind::MemoryLimit
@@ -261,10 +270,18 @@ async fn later_js_compiles_reuse_the_shims_machine_code() {
     assert_eq!(uncached.code_cache_stats(), Default::default());
     for input in [r#""abc""#, "[1,2,3]"] {
         let a = cached
-            .invoke(&reused, input.as_bytes(), &Limits::DEFAULT)
+            .invoke(
+                &reused,
+                Bytes::from_static(input.as_bytes()),
+                &Limits::DEFAULT,
+            )
             .await;
         let b = uncached
-            .invoke(&compiled, input.as_bytes(), &Limits::DEFAULT)
+            .invoke(
+                &compiled,
+                Bytes::from_static(input.as_bytes()),
+                &Limits::DEFAULT,
+            )
             .await;
         assert_eq!(output(&a), output(&b));
         assert_eq!(a.fuel_consumed, b.fuel_consumed, "{input}");

@@ -1,5 +1,6 @@
 //! End-to-end tests: real nats-server, real HTTP, real wasm, in one binary
-//! (one link of wasmtime for the whole suite).
+//! (one link of wasmtime for the whole suite); `handlers` drives the API
+//! in-process without NATS.
 
 mod harness;
 
@@ -8,8 +9,10 @@ mod cluster;
 mod deploy;
 mod dispatch;
 mod examples;
+mod function_cache;
 mod functions;
 mod gateway;
+mod handlers;
 mod jobs;
 mod js;
 mod seed;

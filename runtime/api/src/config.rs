@@ -1,0 +1,44 @@
+//! API settings. Each default is written once, here: the `nimbus` flags
+//! take theirs from [`ApiConfig::default`].
+
+use std::time::Duration;
+
+use nimbus_core::LimitPolicy;
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// bcrypt cost for new passwords (4-31; each step doubles the work).
+    pub bcrypt_cost: u32,
+    /// How long issued tokens are valid.
+    pub token_ttl: Duration,
+    /// Limits granted to functions.
+    pub policy: LimitPolicy,
+    /// Largest request body, in bytes (a base64 module is ~4/3 its size).
+    pub max_body_bytes: usize,
+    /// Time a worker gets on top of the function's own deadline (fetching
+    /// and compiling a module it has not cached) before the API answers 504.
+    pub dispatch_grace: Duration,
+    /// Asynchronous invocations one user may have queued or running; past
+    /// that, new ones answer 429 `too_many_jobs`. Keeps one user from
+    /// filling the job queue every user shares. Checked before queueing, so
+    /// concurrent requests of one user can overshoot it by their number.
+    pub max_jobs_per_user: u64,
+    /// Function metadata records the API keeps in memory (see
+    /// `function_cache.rs`).
+    pub function_cache_entries: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bcrypt_cost: 12,
+            token_ttl: Duration::from_secs(24 * 3600),
+            policy: LimitPolicy::default(),
+            max_body_bytes: 12 << 20,
+            dispatch_grace: Duration::from_secs(10),
+            max_jobs_per_user: 1000,
+            function_cache_entries: 100_000,
+        }
+    }
+}

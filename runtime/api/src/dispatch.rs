@@ -1,0 +1,153 @@
+//! Handing invocations to workers, behind a small trait so that handlers
+//! can be tested without NATS (axum's `oneshot` with another [`Dispatch`]).
+//!
+//! [`NatsDispatch`] is the real one: a synchronous call is a NATS request
+//! on `functions.execute.v2.<id>` to the `workers` queue group (envelope in
+//! headers, raw input as payload, see `nimbus_core::wire::call`); an
+//! asynchronous one is recorded in the `invocations` bucket and queued as a
+//! job on the `FUNCTION_JOBS` work queue.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use nimbus_core::PlatformErrorKind;
+use nimbus_core::subjects;
+use nimbus_core::wire::{
+    Call, InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, Reply,
+};
+use nimbus_store::{Storage, now_rfc3339};
+
+use crate::ApiError;
+
+/// Where invocations go.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Run `call` on `input` on a worker, waiting up to `wait` for its reply.
+    fn call(
+        &self,
+        call: Call,
+        input: Bytes,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Reply, ApiError>>;
+
+    /// Accept `request` for later: record it as queued and queue its job;
+    /// the record as first written.
+    fn enqueue(&self, request: JobRequest) -> BoxFuture<'_, Result<InvocationRecord, ApiError>>;
+}
+
+/// Dispatch over NATS and JetStream.
+pub struct NatsDispatch {
+    nats: async_nats::Client,
+    storage: Storage,
+    max_jobs_per_user: u64,
+}
+
+impl NatsDispatch {
+    /// Dispatch through `nats`, queueing jobs in `storage`, at most
+    /// `max_jobs_per_user` queued or running per user.
+    pub fn new(nats: async_nats::Client, storage: Storage, max_jobs_per_user: u64) -> Self {
+        Self {
+            nats,
+            storage,
+            max_jobs_per_user,
+        }
+    }
+
+    async fn request(&self, call: Call, input: Bytes, wait: Duration) -> Result<Reply, ApiError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in call.headers() {
+            headers.insert(name, value.as_str());
+        }
+        let wait_ms = wait.as_millis() as u64;
+        let reply = self
+            .nats
+            .send_request(
+                subjects::execute(call.function_id),
+                async_nats::Request::new()
+                    .headers(headers)
+                    .payload(input)
+                    .timeout(Some(wait)),
+            )
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => ApiError::no_worker(),
+                async_nats::RequestErrorKind::TimedOut => ApiError::worker_timeout(wait_ms),
+                async_nats::RequestErrorKind::MaxPayloadExceeded => ApiError::PayloadTooLarge(
+                    "the input is larger than the NATS server's max_payload".into(),
+                ),
+                _ => ApiError::unavailable(format!("NATS request failed: {e}")),
+            })?;
+        let headers = reply.headers.as_ref();
+        Reply::decode(
+            |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
+            reply.payload.clone(),
+        )
+        .map_err(|e| ApiError::worker_failed(format!("unreadable reply: {e}")))
+    }
+
+    /// Record an asynchronous invocation as queued, then queue its job. The
+    /// record is written first, so an accepted id can always be looked up.
+    async fn queue(&self, request: JobRequest) -> Result<InvocationRecord, ApiError> {
+        let quota = self.max_jobs_per_user;
+        let held = self.storage.jobs_of(request.caller.as_str()).await?;
+        if held >= quota {
+            return Err(ApiError::TooManyJobs(format!(
+                "you have {held} asynchronous invocations queued or running, and one user may \
+                 have {quota}; try again once some have finished"
+            )));
+        }
+        let now = now_rfc3339();
+        let record = InvocationRecord {
+            id: format!("{:032x}", rand::random::<u128>()),
+            function_id: request.function_id,
+            owner: request.caller.clone(),
+            status: InvocationStatus::Queued,
+            result: None,
+            error: None,
+            fuel_consumed: None,
+            duration_us: None,
+            attempts: 0,
+            created: now.clone(),
+            updated: now,
+        };
+        let revision = self.storage.create_invocation(&record).await?;
+        let job = Job {
+            record: record.clone(),
+            request,
+        };
+        if let Err(e) = self.storage.enqueue_job(&job).await {
+            // Not queued (JetStream down, or the job queue full): the record
+            // must not claim otherwise. Unless a worker has written it since:
+            // then the job was stored after all (only its ack was lost) and
+            // the worker's record is the truth.
+            let record = InvocationRecord {
+                status: InvocationStatus::Failed,
+                error: Some(RecordedError::platform(
+                    PlatformErrorKind::Unavailable,
+                    format!("the invocation could not be queued: {e}"),
+                )),
+                updated: now_rfc3339(),
+                ..job.record
+            };
+            self.storage.update_invocation(&record, revision).await.ok();
+            return Err(e.into());
+        }
+        Ok(record)
+    }
+}
+
+impl Dispatch for NatsDispatch {
+    fn call(
+        &self,
+        call: Call,
+        input: Bytes,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Reply, ApiError>> {
+        Box::pin(self.request(call, input, wait))
+    }
+
+    fn enqueue(&self, request: JobRequest) -> BoxFuture<'_, Result<InvocationRecord, ApiError>> {
+        Box::pin(self.queue(request))
+    }
+}

@@ -1,0 +1,170 @@
+//! Function metadata kept in memory, fed by a watch on the `functions`
+//! bucket, so that a warm `execute` makes no JetStream request before it
+//! dispatches (it used to make one KV read per call, about a tenth of a
+//! synchronous call's round trip on loopback).
+//!
+//! How it stays true:
+//! - Every put and delete in the bucket reaches each API server through one
+//!   watch (an ordered consumer on `$KV.functions.>`, delivering new
+//!   messages only). A put is cached; a delete leaves a tombstone. Function
+//!   ids are never reused and metadata never changes after creation, so a
+//!   tombstone is final: a deleted function answers 404 without JetStream.
+//! - A miss reads the bucket and caches what it found, unless the watch has
+//!   said something about that key meanwhile (then the watch is newer), or
+//!   the cache was reset since the read began (its generation changed).
+//! - The server that deletes a function drops it at once; other servers see
+//!   the delete within the watch's latency (a message on loopback).
+//! - If the watch fails, the cache is emptied and the watch started again:
+//!   a change made while nobody watched cannot leave a stale entry behind.
+//!   While a watch is down (NATS unreachable) the cache can lag; so can the
+//!   dispatch it serves, which needs NATS too.
+//!
+//! It holds at most `capacity` entries; when full it starts over, empty.
+//! Users are not cached: only login reads them, and it must see a password
+//! change at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use nimbus_core::{FunctionId, FunctionMeta, Username};
+use nimbus_store::{FunctionChange, Storage};
+
+use crate::ApiError;
+
+/// Pause before starting a failed watch again.
+const REWATCH_DELAY: Duration = Duration::from_millis(500);
+
+/// What the cache knows about one key.
+#[derive(Clone)]
+enum Entry {
+    Present(Arc<FunctionMeta>),
+    Deleted,
+}
+
+struct Inner {
+    entries: HashMap<(Username, FunctionId), Entry>,
+    /// Bumped at every reset; a read that began under an older generation
+    /// is not cached.
+    generation: u64,
+}
+
+/// Function metadata by owner and id.
+pub struct FunctionCache {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+impl FunctionCache {
+    /// An empty cache of at most `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                generation: 0,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// `owner`'s function `id`: from memory, else from `storage` (and then
+    /// remembered). `None` if it does not exist or is someone else's.
+    pub(crate) async fn get(
+        &self,
+        storage: Result<&Storage, ApiError>,
+        owner: &Username,
+        id: FunctionId,
+    ) -> Result<Option<Arc<FunctionMeta>>, ApiError> {
+        let key = (owner.clone(), id);
+        let generation = {
+            let inner = self.lock();
+            match inner.entries.get(&key) {
+                Some(Entry::Present(meta)) => return Ok(Some(meta.clone())),
+                Some(Entry::Deleted) => return Ok(None),
+                None => inner.generation,
+            }
+        };
+        let Some(meta) = storage?.function(owner.as_str(), id).await? else {
+            return Ok(None);
+        };
+        let meta = Arc::new(meta);
+        let mut inner = self.lock();
+        if inner.generation == generation && !inner.entries.contains_key(&key) {
+            self.make_room(&mut inner);
+            inner.entries.insert(key, Entry::Present(meta.clone()));
+        }
+        Ok(Some(meta))
+    }
+
+    /// Remember `meta` (a function just created, or a test's seed).
+    pub fn insert(&self, meta: FunctionMeta) {
+        let mut inner = self.lock();
+        self.make_room(&mut inner);
+        inner.entries.insert(
+            (meta.owner.clone(), meta.id),
+            Entry::Present(Arc::new(meta)),
+        );
+    }
+
+    /// Forget `owner`'s function `id` for good: it was deleted.
+    pub fn remove(&self, owner: &Username, id: FunctionId) {
+        let mut inner = self.lock();
+        self.make_room(&mut inner);
+        inner.entries.insert((owner.clone(), id), Entry::Deleted);
+    }
+
+    /// Start following the bucket: returns once the watch is in place, and
+    /// keeps it in place (starting it again after a failure) for as long as
+    /// the cache lives.
+    pub(crate) async fn follow(self: &Arc<Self>, storage: Storage) -> anyhow::Result<()> {
+        let changes = storage.watch_functions().await?;
+        let cache = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut changes = Some(changes);
+            loop {
+                if let Some(mut stream) = changes.take() {
+                    while let Some(change) = stream.next().await {
+                        let Some(cache) = cache.upgrade() else { return };
+                        match change {
+                            Ok(FunctionChange::Put(meta)) => cache.insert(meta),
+                            Ok(FunctionChange::Deleted { owner, id }) => cache.remove(&owner, id),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "function watch failed; starting over");
+                                cache.reset();
+                                break;
+                            }
+                        }
+                    }
+                }
+                let Some(cache) = cache.upgrade() else { return };
+                cache.reset();
+                drop(cache);
+                tokio::time::sleep(REWATCH_DELAY).await;
+                match storage.watch_functions().await {
+                    Ok(stream) => changes = Some(stream),
+                    Err(e) => tracing::warn!(error = %e, "cannot watch functions; retrying"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Forget everything.
+    fn reset(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.generation += 1;
+    }
+
+    fn make_room(&self, inner: &mut Inner) {
+        if inner.entries.len() >= self.capacity {
+            inner.entries.clear();
+            inner.generation += 1;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("function cache lock")
+    }
+}

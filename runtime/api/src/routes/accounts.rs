@@ -1,0 +1,104 @@
+//! Registration and login.
+//!
+//! Passwords are bcrypt-hashed (cost configurable; hashing runs on the
+//! blocking pool so it never stalls the async workers, and at most one hash
+//! per core runs at once).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use nimbus_core::Username;
+use nimbus_store::UserRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::body::{Body, parse_json};
+use crate::{ApiError, AppState};
+
+/// bcrypt only looks at the first 72 bytes; longer passwords are refused
+/// rather than silently truncated.
+const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=72;
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+fn validate(credentials: &Credentials) -> Result<Username, ApiError> {
+    let username =
+        Username::parse(&credentials.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !PASSWORD_BYTES.contains(&credentials.password.len()) {
+        return Err(ApiError::BadRequest(format!(
+            "password must be {} to {} bytes long",
+            PASSWORD_BYTES.start(),
+            PASSWORD_BYTES.end()
+        )));
+    }
+    Ok(username)
+}
+
+/// `POST /auth/register`
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let credentials: Credentials = parse_json(&body)?;
+    let username = validate(&credentials)?;
+    let cost = state.config.bcrypt_cost;
+    let password = credentials.password;
+    let _slot = state.cpu_slot().await;
+    let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await?
+        .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
+    let record = UserRecord {
+        username: username.to_string(),
+        password_hash,
+        created: nimbus_store::now_rfc3339(),
+    };
+    match state.storage()?.create_user(&record).await {
+        Ok(()) => {}
+        Err(nimbus_store::StoreError::AlreadyExists) => {
+            return Err(ApiError::Conflict(format!(
+                "username `{username}` is already taken"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(user = %username, "registered");
+    // The seed's exact message, kept for its curl session.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"message": "Usuario registrado exitosamente"})),
+    ))
+}
+
+/// `POST /auth/login`
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let credentials: Credentials = parse_json(&body)?;
+    let denied = || ApiError::Unauthorized("invalid username or password".into());
+    let user = match Username::parse(&credentials.username) {
+        Ok(name) => state.storage()?.user(name.as_str()).await?,
+        Err(_) => None,
+    };
+    // Unknown users are checked against a dummy hash of the same cost, so
+    // response time does not reveal which usernames exist.
+    let hash = match &user {
+        Some(user) => user.password_hash.clone(),
+        None => state.dummy_hash.clone(),
+    };
+    let password = credentials.password;
+    let _slot = state.cpu_slot().await;
+    let matches =
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await?;
+    match user {
+        Some(user) if matches => Ok(Json(json!({"token": state.jwt.issue(&user.username)}))),
+        _ => Err(denied()),
+    }
+}

@@ -1,0 +1,161 @@
+//! Invocation routes: `POST /functions/{id}/execute` (synchronous, or
+//! asynchronous with `?async=true` / `Prefer: respond-async`) and
+//! `GET /invocations/{id}`.
+//!
+//! This is the hot path. A warm synchronous call reads the function from
+//! the in-memory cache, parses the body once to find `input`, hands a slice
+//! of the body's own buffer to the dispatcher, and writes the worker's
+//! result into the answer without parsing it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nimbus_core::http::Executed;
+use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
+use nimbus_core::{FunctionError, FunctionErrorKind};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::auth::Caller;
+use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
+use crate::routes::functions::not_found;
+use crate::{ApiError, AppState};
+
+/// The execute body; `input` borrowed from the request's buffer.
+#[derive(Deserialize)]
+struct ExecuteRequest<'a> {
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+}
+
+/// Query string of `POST /functions/{id}/execute`. Other parameters are
+/// ignored, as they always were (cache busters and the like).
+#[derive(Deserialize)]
+struct ExecuteQuery {
+    #[serde(default, rename = "async")]
+    run_async: Option<bool>,
+}
+
+/// `POST /functions/{id}/execute`. An empty body means `{"input": null}`.
+/// Synchronous unless `?async=true` or `Prefer: respond-async` asks otherwise.
+pub async fn execute(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    FunctionIdPath(id): FunctionIdPath,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let run_async = match query.as_deref() {
+        None => prefers_async(&headers),
+        query => parse_query::<ExecuteQuery>(query)?
+            .run_async
+            .unwrap_or_else(|| prefers_async(&headers)),
+    };
+    let input = input_of(&body)?;
+    let meta = state
+        .functions
+        .get(state.storage(), &caller, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if input.len() as u64 > meta.limits.max_input_bytes {
+        return Err(ApiError::Function(FunctionError::new(
+            FunctionErrorKind::InvalidInput,
+            format!(
+                "input is {} bytes, this function accepts at most {}",
+                input.len(),
+                meta.limits.max_input_bytes
+            ),
+        )));
+    }
+    if run_async {
+        let input = std::str::from_utf8(&input)
+            .ok()
+            .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+            .ok_or_else(|| ApiError::BadRequest("input is not JSON".into()))?;
+        let record = state
+            .dispatch
+            .enqueue(JobRequest {
+                function_id: id,
+                digest: meta.digest.clone(),
+                limits: meta.limits,
+                caller,
+                input,
+                wait_ms: 0,
+            })
+            .await?;
+        let location = format!("/invocations/{}", record.id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location)],
+            Json(record),
+        )
+            .into_response());
+    }
+    let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
+    let call = Call {
+        function_id: id,
+        digest: meta.digest.clone(),
+        limits: meta.limits,
+        caller,
+        wait_ms: wait.as_millis() as u64,
+    };
+    match state.dispatch.call(call, input, wait).await? {
+        Reply::Ok(success) => Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            Executed::body(&success.result, success.fuel_consumed, success.duration_us),
+        )
+            .into_response()),
+        Reply::FunctionError(error) => Err(ApiError::Function(error)),
+        Reply::PlatformError(message) => Err(ApiError::worker_failed(message)),
+        Reply::Overloaded(message) => Err(ApiError::overloaded(message)),
+    }
+}
+
+/// The input JSON: a slice of the body's own buffer (`null` when the body
+/// is empty or has no `input`).
+fn input_of(body: &Bytes) -> Result<Bytes, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::from_static(b"null"));
+    }
+    let request: ExecuteRequest = parse_json(body)?;
+    Ok(match request.input {
+        Some(input) => body.slice_ref(input.get().as_bytes()),
+        None => Bytes::from_static(b"null"),
+    })
+}
+
+/// Whether a `Prefer` header asks for `respond-async`. A preference may
+/// carry parameters: `respond-async; foo=bar`.
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split(';').next())
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// `GET /invocations/{id}`: the caller's asynchronous invocation.
+pub async fn invocation(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<InvocationRecord>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no invocation with id {id}"));
+    if !nimbus_core::wire::is_invocation_id(&id) {
+        return Err(not_found());
+    }
+    let record = state
+        .storage()?
+        .invocation(caller.as_str(), &id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(record))
+}

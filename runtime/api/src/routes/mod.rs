@@ -1,0 +1,5 @@
+//! The HTTP routes, one file per resource; the router is in `lib.rs`.
+
+pub mod accounts;
+pub mod functions;
+pub mod invocations;

@@ -1,0 +1,129 @@
+//! What every handler shares: settings, the storage, the function cache,
+//! the dispatcher, the upload engine, the JWT keys and the CPU slots.
+
+use std::sync::Arc;
+
+use nimbus_engine::Engine;
+use nimbus_store::Storage;
+
+use crate::auth::JwtKeys;
+use crate::dispatch::{Dispatch, NatsDispatch};
+use crate::function_cache::FunctionCache;
+use crate::{ApiConfig, ApiError};
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub(crate) config: ApiConfig,
+    /// `None` only for a [detached](AppState::detached) state.
+    storage: Option<Storage>,
+    pub(crate) nats: Option<async_nats::Client>,
+    pub(crate) functions: Arc<FunctionCache>,
+    pub(crate) dispatch: Arc<dyn Dispatch>,
+    pub(crate) engine: Engine,
+    /// Built on the first JavaScript upload: it compiles the QuickJS shim.
+    js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
+    pub(crate) jwt: JwtKeys,
+    /// Bounds CPU-heavy work requests can start (bcrypt, compiling modules,
+    /// evaluating JavaScript) to the number of cores, so a burst of logins
+    /// or uploads queues instead of starving everything else.
+    cpu_slots: tokio::sync::Semaphore,
+    /// A bcrypt hash of a random password at the configured cost; logins for
+    /// unknown users are checked against it to take the same time.
+    pub(crate) dummy_hash: String,
+}
+
+impl AppState {
+    /// Build the state, and start following the `functions` bucket (the
+    /// function cache's watch). `engine` is used to validate and compile
+    /// uploads; it runs nothing.
+    pub async fn new(
+        config: ApiConfig,
+        storage: Storage,
+        nats: async_nats::Client,
+        engine: Engine,
+        jwt_secret: &[u8],
+    ) -> anyhow::Result<Self> {
+        let functions = Arc::new(FunctionCache::new(config.function_cache_entries));
+        functions.follow(storage.clone()).await?;
+        let dispatch = Arc::new(NatsDispatch::new(
+            nats.clone(),
+            storage.clone(),
+            config.max_jobs_per_user,
+        ));
+        let mut state = Self::detached(config, dispatch, engine, jwt_secret)?;
+        state.functions = functions;
+        state.storage = Some(storage);
+        state.nats = Some(nats);
+        Ok(state)
+    }
+
+    /// A state without NATS: invocations go to `dispatch`, functions are
+    /// whatever is put in [`AppState::functions`], and the routes that read
+    /// or write JetStream answer 503. For handler tests (axum's `oneshot`)
+    /// of what does not need JetStream: extractors, body limits, error
+    /// mapping, execute.
+    pub fn detached(
+        config: ApiConfig,
+        dispatch: Arc<dyn Dispatch>,
+        engine: Engine,
+        jwt_secret: &[u8],
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            jwt_secret.len() >= 32,
+            "the JWT secret must be at least 32 bytes long"
+        );
+        let dummy_hash = bcrypt::hash(
+            format!("{:?}", std::time::Instant::now()),
+            config.bcrypt_cost,
+        )?;
+        Ok(Self {
+            jwt: JwtKeys::new(jwt_secret, config.token_ttl),
+            functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
+            config,
+            storage: None,
+            nats: None,
+            dispatch,
+            engine,
+            js: tokio::sync::OnceCell::new(),
+            cpu_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            dummy_hash,
+        })
+    }
+
+    /// The function metadata cache (to seed a detached state in tests).
+    pub fn functions(&self) -> &FunctionCache {
+        &self.functions
+    }
+
+    /// The storage; a detached state has none.
+    pub(crate) fn storage(&self) -> Result<&Storage, ApiError> {
+        self.storage
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("this API server runs detached from JetStream"))
+    }
+
+    /// Wait for a CPU slot (see `cpu_slots`).
+    pub(crate) async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.cpu_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// The JavaScript compiler, built on first use.
+    pub(crate) async fn js(&self) -> Result<Arc<nimbus_js::JsCompiler>, ApiError> {
+        self.js
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| {
+                    nimbus_js::JsCompiler::new(nimbus_js::InitLimits::default())
+                })
+                .await?
+                .map(Arc::new)
+                .map_err(|e| ApiError::Internal(e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+}

@@ -1,0 +1,110 @@
+//! `nimbus deploy`, `ls`, `rm` and `logs`: managing your functions (running
+//! them is in `invoke.rs`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use nimbus_core::{FunctionId, LimitsRequest};
+
+use super::args::ClientArgs;
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The module or source: .wasm, .wat or .js.
+    file: PathBuf,
+    /// A name for the function.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    limits: LimitsRequest,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl DeployArgs {
+    /// Upload; the id goes to stdout (for scripts), the rest to stderr.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let created = self
+            .client
+            .client()
+            .deploy(&self.file, self.name.as_deref(), &self.limits)
+            .await?;
+        eprintln!(
+            "deployed {} as function {} ({}, {} bytes, sha256 {})",
+            self.file.display(),
+            created.id,
+            created.runtime.as_str(),
+            created.size,
+            created.digest,
+        );
+        println!("{}", created.id);
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl ListArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let functions = self.client.client().list().await?;
+        println!(
+            "{:>6}  {:<20}  {:<7}  {:>9}  CREATED",
+            "ID", "NAME", "RUNTIME", "SIZE"
+        );
+        for f in functions {
+            println!(
+                "{:>6}  {:<20}  {:<7}  {:>9}  {}",
+                f.id,
+                f.name.as_deref().unwrap_or("-"),
+                f.runtime.as_str(),
+                f.size,
+                f.created,
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    /// Function id.
+    id: FunctionId,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl RemoveArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.client.client().remove(self.id).await?;
+        println!("deleted function {}", self.id);
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Function id.
+    id: FunctionId,
+    /// How many recent entries.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl LogsArgs {
+    /// Each line of each entry, prefixed with the entry's time.
+    pub async fn run(self) -> anyhow::Result<()> {
+        for entry in self.client.client().logs(self.id, self.limit).await? {
+            let truncated = if entry.truncated { " [truncated]" } else { "" };
+            for line in entry.text.lines() {
+                println!("{} {line}{truncated}", entry.time);
+            }
+        }
+        Ok(())
+    }
+}

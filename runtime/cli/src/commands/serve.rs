@@ -1,0 +1,315 @@
+//! `nimbus up`, `nimbus api` and `nimbus worker`: running the platform.
+//!
+//! Every setting is a flag with an environment variable, and its default is
+//! read from the config type the flag fills (`ApiConfig`, `WorkerConfig`,
+//! `StoreConfig`), so each default is written once, there. Each command
+//! runs its parts as [`Component`]s until SIGINT or SIGTERM, then stops them
+//! gracefully; a part that fails ends the command with its error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use nimbus_api::ApiConfig;
+use nimbus_cli::component::{Component, Shutdown};
+use nimbus_cli::nats_server::{self, NatsServer};
+use nimbus_cli::{client, platform};
+use nimbus_store::StoreConfig;
+use nimbus_worker::WorkerConfig;
+
+/// Where `api` and `worker` find NATS unless told.
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// `--module-cache-mb` counts in these.
+const MIB: u64 = 1 << 20;
+
+#[derive(Args)]
+pub struct StoreFlags {
+    /// Replicas per JetStream bucket: 1 on a single server, 3 on a cluster.
+    #[arg(long, env = "NIMBUS_REPLICAS", default_value_t = StoreConfig::default().replicas)]
+    replicas: usize,
+    /// Seconds one store operation keeps retrying while JetStream refuses
+    /// it (a stream leader election after a node died); then 503.
+    #[arg(
+        long,
+        env = "NIMBUS_STORE_FAILOVER_SECS",
+        default_value_t = StoreConfig::default().failover_wait.as_secs()
+    )]
+    store_failover_secs: u64,
+}
+
+impl StoreFlags {
+    fn config(&self) -> StoreConfig {
+        StoreConfig {
+            replicas: self.replicas,
+            failover_wait: Duration::from_secs(self.store_failover_secs),
+            ..StoreConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ApiFlags {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = client::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// HS256 secret for tokens (at least 32 bytes); every API server of a
+    /// deployment needs the same one.
+    #[arg(long, env = "NIMBUS_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// bcrypt cost for new passwords.
+    #[arg(long, env = "NIMBUS_BCRYPT_COST", default_value_t = ApiConfig::default().bcrypt_cost)]
+    bcrypt_cost: u32,
+    /// Token lifetime in seconds.
+    #[arg(
+        long,
+        env = "NIMBUS_TOKEN_TTL_SECS",
+        default_value_t = ApiConfig::default().token_ttl.as_secs()
+    )]
+    token_ttl_secs: u64,
+    /// Asynchronous invocations one user may have queued or running.
+    #[arg(
+        long,
+        env = "NIMBUS_MAX_JOBS_PER_USER",
+        default_value_t = ApiConfig::default().max_jobs_per_user
+    )]
+    max_jobs_per_user: u64,
+}
+
+impl ApiFlags {
+    fn config(&self) -> ApiConfig {
+        ApiConfig {
+            bcrypt_cost: self.bcrypt_cost,
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            max_jobs_per_user: self.max_jobs_per_user,
+            ..ApiConfig::default()
+        }
+    }
+
+    async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.listen))
+    }
+}
+
+#[derive(Args)]
+pub struct WorkerFlags {
+    /// Invocations one worker runs at once.
+    #[arg(
+        long = "worker-concurrency",
+        env = "NIMBUS_WORKER_CONCURRENCY",
+        default_value_t = WorkerConfig::default().concurrency
+    )]
+    concurrency: usize,
+    /// Invocations one worker holds waiting for a slot; past that it answers
+    /// new ones `overloaded` (HTTP 503 with Retry-After) at once.
+    #[arg(
+        long = "worker-queue",
+        env = "NIMBUS_WORKER_QUEUE",
+        default_value_t = WorkerConfig::default().queue_capacity
+    )]
+    queue_capacity: usize,
+    /// Share compiled native artifacts through the object store (trusts it with native code).
+    #[arg(long, env = "NIMBUS_SHARE_COMPILED")]
+    share_compiled: bool,
+    /// Benchmarking only: answer every invocation with its input without
+    /// running it, to measure the platform's own round trip.
+    #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
+    benchmark_floor: bool,
+    /// Attempts at an asynchronous invocation (platform failures and dead
+    /// workers count) before it is recorded as failed.
+    #[arg(
+        long,
+        env = "NIMBUS_JOB_ATTEMPTS",
+        default_value_t = WorkerConfig::default().job_attempts
+    )]
+    job_attempts: u32,
+    /// Seconds a job may go unacknowledged (running jobs send progress) before
+    /// another worker takes it over.
+    #[arg(
+        long,
+        env = "NIMBUS_JOB_ACK_WAIT_SECS",
+        default_value_t = WorkerConfig::default().job_ack_wait.as_secs()
+    )]
+    job_ack_wait_secs: u64,
+    /// MiB of compiled modules a worker keeps in memory (least recently
+    /// used dropped first).
+    #[arg(
+        long,
+        env = "NIMBUS_MODULE_CACHE_MB",
+        default_value_t = WorkerConfig::default().module_cache_bytes / MIB
+    )]
+    module_cache_mb: u64,
+}
+
+impl WorkerFlags {
+    fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.concurrency,
+            queue_capacity: self.queue_capacity,
+            share_compiled: self.share_compiled,
+            benchmark_floor: self.benchmark_floor,
+            module_cache_bytes: self.module_cache_mb.saturating_mul(MIB),
+            job_attempts: self.job_attempts,
+            job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Directory for nats-server's store, its config and the generated JWT secret.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+    data_dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "NIMBUS_NATS_URL")]
+    nats_url: Option<String>,
+    /// The nats-server binary to start (default: PATH, then .tools/bin).
+    #[arg(long, env = "NIMBUS_NATS_SERVER")]
+    nats_server: Option<PathBuf>,
+    /// Client port for the nats-server started by `up` (default: a free one).
+    #[arg(long, env = "NIMBUS_NATS_PORT")]
+    nats_port: Option<u16>,
+    #[command(flatten)]
+    api: ApiFlags,
+    #[command(flatten)]
+    worker: WorkerFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+}
+
+impl UpArgs {
+    /// Start nats-server (unless given a URL), then an API server and a
+    /// worker in this process; on a signal, stop them, then nats-server.
+    pub async fn run(self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        let secret = match &self.api.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => load_or_create_secret(&self.data_dir.join("jwt-secret"))?,
+        };
+        let (nats, nats_url) = match &self.nats_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let binary = nats_server::locate(self.nats_server.as_deref())?;
+                let store_dir = std::path::absolute(self.data_dir.join("nats"))?;
+                let server = NatsServer::start(&binary, &store_dir, self.nats_port).await?;
+                let url = server.url();
+                (Some(server), url)
+            }
+        };
+        let listener = self.api.bind().await?;
+        // From here on a signal stops nats-server too, even mid-start.
+        let shutdown = Shutdown::on_terminate()?;
+        let starting = platform::Components::start(platform::ComponentSettings {
+            api_nats_url: nats_url.clone(),
+            worker_nats_url: nats_url.clone(),
+            store: self.store.config(),
+            listener,
+            api: self.api.config(),
+            jwt_secret: secret.into_bytes(),
+            worker: self.worker.config(),
+        });
+        let started = tokio::select! {
+            started = starting => Some(started?),
+            () = shutdown.clone().requested() => None,
+        };
+        let stopped = match started {
+            Some(components) => {
+                println!("Nimbus is up");
+                println!("  API   http://{}", self.api.listen);
+                println!("  NATS  {nats_url}");
+                println!("  data  {}", self.data_dir.display());
+                println!("Ctrl-C to stop.");
+                components.run_until(shutdown).await
+            }
+            None => Ok(()),
+        };
+        if let Some(server) = nats {
+            server.stop();
+        }
+        stopped
+    }
+}
+
+#[derive(Args)]
+pub struct ApiArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NIMBUS_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    nats_url: String,
+    #[command(flatten)]
+    api: ApiFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+}
+
+impl ApiArgs {
+    /// Serve the API until a signal.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let secret = self.api.jwt_secret.clone().context(
+            "set NIMBUS_JWT_SECRET (or --jwt-secret): every API server must share one secret",
+        )?;
+        let (client, store) =
+            platform::open_store(&self.nats_url, "nimbus-api", &self.store.config()).await?;
+        let listener = self.api.bind().await?;
+        let config = self.api.config();
+        let shutdown = Shutdown::on_terminate()?;
+        Component::spawn("API server", move |stop| {
+            platform::run_api(
+                client,
+                store,
+                listener,
+                config,
+                secret.into_bytes(),
+                stop.requested(),
+            )
+        })
+        .run_until(shutdown)
+        .await
+    }
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NIMBUS_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    nats_url: String,
+    #[command(flatten)]
+    worker: WorkerFlags,
+    #[command(flatten)]
+    store: StoreFlags,
+}
+
+impl WorkerArgs {
+    /// Run a worker until a signal.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (client, store) =
+            platform::open_store(&self.nats_url, "nimbus-worker", &self.store.config()).await?;
+        let config = self.worker.config();
+        let shutdown = Shutdown::on_terminate()?;
+        Component::spawn("worker", move |stop| {
+            platform::run_worker(client, store, config, stop.requested())
+        })
+        .run_until(shutdown)
+        .await
+    }
+}
+
+/// The secret `up` signs tokens with when none is given: generated once and
+/// kept (mode 0600) so tokens survive restarts.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(secret) = std::fs::read_to_string(path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    client::write_private(path, &secret)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}

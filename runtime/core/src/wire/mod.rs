@@ -1,0 +1,11 @@
+//! What API servers and workers send each other over NATS: the synchronous
+//! call (headers + raw payload, see [`call`]) and the asynchronous job with
+//! the record that follows it (JSON, durable, see [`job`]).
+
+pub mod call;
+pub mod job;
+
+pub use call::{Call, EnvelopeError, Headers, Reply, Success, headers};
+pub use job::{
+    InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, is_invocation_id,
+};

@@ -1,0 +1,152 @@
+//! The upload-time half of the engine: compile or load a module once, keep it
+//! in the module cache, and refuse up front what could never run.
+
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use nimbus_core::Limits;
+
+use crate::{CodeCacheStats, CompileError, CompiledModule, Engine, digest, module, to_binary};
+
+/// Bytes in a WebAssembly page.
+const WASM_PAGE_BYTES: u64 = 64 << 10;
+
+impl Engine {
+    /// Validate and compile `source` (wasm binary or WAT text). Returns the
+    /// module and its binary form, which is what gets stored and digested.
+    ///
+    /// CPU-bound (Cranelift): call it from a blocking context.
+    pub fn compile<'a>(
+        &self,
+        source: &'a [u8],
+    ) -> Result<(Arc<CompiledModule>, Cow<'a, [u8]>), CompileError> {
+        let max = self.inner.config.max_module_bytes;
+        if source.len() > max {
+            return Err(CompileError::TooLarge {
+                size: source.len(),
+                max,
+            });
+        }
+        let binary = to_binary(source)?;
+        let digest = digest(&binary);
+        if let Some(module) = self.cached(&digest) {
+            return Ok((module, binary));
+        }
+        let module = wasmtime::Module::new(&self.inner.wasmtime, &binary)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let compiled = self.finish(digest, module)?;
+        Ok((compiled, binary))
+    }
+
+    /// The compiled module for `digest`, if this engine has it.
+    pub fn cached(&self, digest: &str) -> Option<Arc<CompiledModule>> {
+        self.inner.cache.lock().expect("cache lock").get(digest)
+    }
+
+    /// Number of compiled modules held.
+    pub fn cached_modules(&self) -> usize {
+        self.inner.cache.lock().expect("cache lock").len()
+    }
+
+    /// Bytes of compiled modules held (see [`EngineConfig::cache_bytes`]).
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.cache.lock().expect("cache lock").bytes()
+    }
+
+    /// How often compiles reused machine code (zero when the cache is off).
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.inner
+            .code_cache
+            .as_ref()
+            .map(|cache| cache.stats())
+            .unwrap_or_default()
+    }
+
+    /// A native artifact of `module` that another engine with the same
+    /// configuration can load with [`Engine::load_precompiled`].
+    pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, wasmtime::Error> {
+        module.module.serialize()
+    }
+
+    /// A key that differs between engines whose artifacts are incompatible
+    /// (wasmtime version, target, settings); store artifacts under it.
+    pub fn artifact_key(&self) -> String {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .wasmtime
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Load a native artifact made by [`Engine::serialize`] for the module
+    /// with `digest`, skipping compilation.
+    ///
+    /// Artifacts are machine code: they must come only from storage that is
+    /// as trusted as this process (Nimbus's own object store), never from users.
+    #[allow(unsafe_code)]
+    pub fn load_precompiled(
+        &self,
+        digest: &str,
+        artifact: &[u8],
+    ) -> Result<Arc<CompiledModule>, CompileError> {
+        if let Some(module) = self.cached(digest) {
+            return Ok(module);
+        }
+        // SAFETY: wasmtime checks that the artifact was produced by a
+        // compatible engine; its integrity rests on the trusted store it came
+        // from, as documented above.
+        let module = unsafe { wasmtime::Module::deserialize(&self.inner.wasmtime, artifact) }
+            .map_err(|e| CompileError::Artifact(format!("{e:#}")))?;
+        self.finish(digest.to_owned(), module)
+    }
+
+    fn finish(
+        &self,
+        digest: String,
+        module: wasmtime::Module,
+    ) -> Result<Arc<CompiledModule>, CompileError> {
+        module::check_imports(&module)?;
+        let abi = module::detect_abi(&module)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| CompileError::ForbiddenImport(format!("{e:#}")))?;
+        let compiled = Arc::new(CompiledModule {
+            digest: digest.clone(),
+            abi,
+            module,
+            pre,
+        });
+        self.inner
+            .cache
+            .lock()
+            .expect("cache lock")
+            .insert(digest, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Refuse, at upload, a module that could never start under `limits`:
+    /// its initial memory is above the function's memory cap.
+    pub fn check_limits(
+        &self,
+        module: &CompiledModule,
+        limits: &Limits,
+    ) -> Result<(), CompileError> {
+        let resources = module.module.resources_required();
+        let initial = resources
+            .max_initial_memory_size
+            .unwrap_or(0)
+            .saturating_mul(WASM_PAGE_BYTES)
+            .saturating_mul(u64::from(resources.num_memories));
+        if initial > limits.memory_bytes {
+            return Err(CompileError::ExceedsLimits(format!(
+                "its initial linear memory is {initial} bytes, above the function's memory_bytes limit of {}",
+                limits.memory_bytes
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Function metadata in the `functions` bucket, under `<owner>.<id>`, and
+//! the id counter that hands out function ids.
+
+use async_nats::jetstream::{
+    consumer::{DeliverPolicy, push::OrderedConfig},
+    kv,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use nimbus_core::{FunctionId, FunctionMeta};
+
+use crate::codec::{decode, encode, owner_key};
+use crate::failover::{NatsError, Retry};
+use crate::{Storage, StoreError, unavailable};
+
+/// Key of the function id counter in the `functions` bucket.
+pub const ID_COUNTER_KEY: &str = "_next_id";
+
+impl Storage {
+    /// Allocate the next function id: compare-and-set on a counter, so ids are
+    /// unique across any number of API servers.
+    pub async fn next_function_id(&self) -> Result<FunctionId, StoreError> {
+        loop {
+            let entry = self
+                .ride_out(Retry::Idempotent, "read id counter", || {
+                    self.functions.entry(ID_COUNTER_KEY)
+                })
+                .await?;
+            // `AlreadyExists`: somebody else moved the counter first.
+            let (next, attempt) = match entry {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    let current: FunctionId = decode(ID_COUNTER_KEY, &entry.value)?;
+                    let next = current + 1;
+                    let attempt = self
+                        .ride_out_raw(Retry::Undelivered, "update id counter", || {
+                            self.functions
+                                .update(ID_COUNTER_KEY, encode(&next), entry.revision)
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                                StoreError::AlreadyExists
+                            } else {
+                                unavailable("update id counter", e)
+                            }
+                        });
+                    (next, attempt)
+                }
+                _ => {
+                    let attempt = self
+                        .create(
+                            &self.functions,
+                            "create id counter",
+                            ID_COUNTER_KEY,
+                            encode(&1u64),
+                        )
+                        .await
+                        .map(|_| ());
+                    (1, attempt)
+                }
+            };
+            match attempt {
+                Ok(()) => return Ok(next),
+                // Another API server won the race: read the counter again.
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Store new function metadata; never overwrites.
+    pub async fn create_function(&self, meta: &FunctionMeta) -> Result<(), StoreError> {
+        let key = owner_key(&meta.owner, meta.id);
+        self.create(&self.functions, "create function", &key, encode(meta))
+            .await
+            .map(|_| ())
+    }
+
+    /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
+    pub async fn function(
+        &self,
+        owner: &str,
+        id: FunctionId,
+    ) -> Result<Option<FunctionMeta>, StoreError> {
+        let key = owner_key(owner, id);
+        let value = self
+            .ride_out(Retry::Idempotent, "read function", || {
+                self.functions.get(&key)
+            })
+            .await?;
+        value.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Every function `owner` has, by id.
+    pub async fn functions_of(&self, owner: &str) -> Result<Vec<FunctionMeta>, StoreError> {
+        let filter = format!("{}{owner}.*", self.functions.prefix);
+        // The whole read is retried: its consumer can fail mid-way too.
+        let stored = self
+            .ride_out(Retry::Idempotent, "list functions", || {
+                self.last_per_subject(&filter)
+            })
+            .await?;
+        let mut functions = stored
+            .iter()
+            .map(|(subject, value)| decode(subject, value))
+            .collect::<Result<Vec<FunctionMeta>, _>>()?;
+        functions.sort_by_key(|f| f.id);
+        Ok(functions)
+    }
+
+    /// The latest value of every key of the `functions` bucket matching
+    /// `filter`, deleted ones left out: `(subject, value)` pairs.
+    async fn last_per_subject(&self, filter: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
+        let consumer = self
+            .functions
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsError::new)?;
+        let mut stored = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(stored);
+        }
+        let mut messages = consumer.messages().await.map_err(NatsError::new)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(NatsError::new)?;
+            let pending = message.info().map_err(NatsError::boxed)?.pending;
+            let deleted = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+            if !deleted {
+                stored.push((message.subject.to_string(), message.payload.clone()));
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Delete `owner`'s function `id`; `false` if there was none.
+    ///
+    /// The module stays in the object store: modules are content addressed
+    /// and may be shared by other functions.
+    pub async fn delete_function(&self, owner: &str, id: FunctionId) -> Result<bool, StoreError> {
+        if self.function(owner, id).await?.is_none() {
+            return Ok(false);
+        }
+        let key = owner_key(owner, id);
+        self.ride_out(Retry::Idempotent, "delete function", || {
+            self.functions.delete(&key)
+        })
+        .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,119 @@
+//! Start-up: create the buckets and streams if missing, or update them to
+//! the configuration, and take handles on them. Idempotent, so whichever
+//! process starts first creates them and the others find them.
+
+use async_nats::jetstream::{
+    self, kv, object_store,
+    stream::{self, DiscardPolicy, RetentionPolicy},
+};
+use nimbus_core::subjects;
+
+use crate::{Storage, StoreConfig, StoreError, unavailable};
+
+impl Storage {
+    /// Create the buckets and streams if missing (or update them to `config`)
+    /// and return handles on them.
+    pub async fn open(
+        client: async_nats::Client,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let kv_config = |bucket: &str, description: &str, history: i64| kv::Config {
+            bucket: bucket.to_owned(),
+            description: description.to_owned(),
+            history,
+            num_replicas: config.replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let users = js
+            .create_or_update_key_value(kv_config(subjects::USERS_BUCKET, "Nimbus users", 1))
+            .await
+            .map_err(|e| unavailable("create the users bucket", e))?;
+        let functions = js
+            .create_or_update_key_value(kv_config(
+                subjects::FUNCTIONS_BUCKET,
+                "Nimbus function metadata",
+                1,
+            ))
+            .await
+            .map_err(|e| unavailable("create the functions bucket", e))?;
+        let invocations = js
+            .create_or_update_key_value(kv::Config {
+                max_age: config.invocation_retention,
+                max_bytes: config.invocations_max_bytes,
+                ..kv_config(
+                    subjects::INVOCATIONS_BUCKET,
+                    "Nimbus asynchronous invocations",
+                    1,
+                )
+            })
+            .await
+            .map_err(|e| unavailable("create the invocations bucket", e))?;
+        let modules = match js.get_object_store(subjects::MODULES_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: subjects::MODULES_BUCKET.to_owned(),
+                    description: Some("Nimbus modules by sha256 digest".to_owned()),
+                    num_replicas: config.replicas,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| unavailable("create the modules object store", e))?,
+        };
+        js.create_or_update_stream(stream::Config {
+            name: subjects::LOGS_STREAM.to_owned(),
+            description: Some("Nimbus function logs".to_owned()),
+            subjects: vec![subjects::LOGS_ALL.to_owned()],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_age: config.log_retention,
+            max_bytes: config.log_max_bytes,
+            max_messages_per_subject: config.log_max_per_function,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable("create the logs stream", e))?;
+        let logs = js
+            .get_stream(subjects::LOGS_STREAM)
+            .await
+            .map_err(|e| unavailable("open the logs stream", e))?;
+        // Each job is taken by exactly one worker and removed once acked.
+        js.create_or_update_stream(stream::Config {
+            name: subjects::JOBS_STREAM.to_owned(),
+            description: Some("Nimbus asynchronous invocations".to_owned()),
+            subjects: vec![
+                subjects::JOBS_ALL.to_owned(),
+                subjects::JOBS_LEGACY.to_owned(),
+            ],
+            retention: RetentionPolicy::WorkQueue,
+            max_age: config.invocation_retention,
+            max_bytes: config.jobs_max_bytes,
+            discard: DiscardPolicy::New,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable("create the jobs stream", e))?;
+        let jobs = js
+            .get_stream(subjects::JOBS_STREAM)
+            .await
+            .map_err(|e| unavailable("open the jobs stream", e))?;
+        Ok(Self {
+            client,
+            logs,
+            users,
+            functions,
+            invocations,
+            jobs,
+            modules,
+            js,
+            failover_wait: config.failover_wait,
+        })
+    }
+}

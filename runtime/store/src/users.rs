@@ -1,0 +1,36 @@
+//! Accounts: one record per username in the `users` bucket.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::decode;
+use crate::failover::Retry;
+use crate::{Storage, StoreError};
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The validated username.
+    pub username: String,
+    /// bcrypt hash of the password.
+    pub password_hash: String,
+    /// RFC 3339 registration time.
+    pub created: String,
+}
+
+impl Storage {
+    /// Store a new user; [`StoreError::AlreadyExists`] if the name is taken.
+    pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(user).expect("user serialises");
+        self.create(&self.users, "create user", &user.username, value.into())
+            .await
+            .map(|_| ())
+    }
+
+    /// The user called `username`, if any.
+    pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let value = self
+            .ride_out(Retry::Idempotent, "read user", || self.users.get(username))
+            .await?;
+        value.map(|v| decode(username, &v)).transpose()
+    }
+}

@@ -1,0 +1,55 @@
+//! Worker settings. Each default is written once, here: the `nimbus` flags
+//! take theirs from [`WorkerConfig::default`].
+
+use std::time::Duration;
+
+use nimbus_core::LimitPolicy;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Invocations run at once by this worker.
+    pub concurrency: usize,
+    /// Invocations that may wait for a slot; past that, new ones are
+    /// answered `Overloaded` at once.
+    pub queue_capacity: usize,
+    /// Limits this worker accepts; requests beyond them are refused.
+    pub policy: LimitPolicy,
+    /// Load and publish precompiled native artifacts through the object
+    /// store, so a module compiled by one worker is not compiled again by the
+    /// next. Off by default: it means trusting the object store with native
+    /// code, so only enable it where NATS permissions keep users out of the
+    /// `modules` bucket (they do in deploy/nats).
+    pub share_compiled: bool,
+    /// Benchmarking only: answer every invocation with its input, without
+    /// fetching or running the module. Measures the platform's own round
+    /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
+    /// `make bench` compares real functions against.
+    pub benchmark_floor: bool,
+    /// Bytes of compiled modules kept in memory (see
+    /// `nimbus_engine::EngineConfig::cache_bytes`).
+    pub module_cache_bytes: u64,
+    /// Attempts at an asynchronous invocation before it is recorded as
+    /// failed, counting runs that failed for platform reasons and runs whose
+    /// worker died.
+    pub job_attempts: u32,
+    /// How long a job may go without an ack (a running job sends progress
+    /// acks four times per period) before JetStream hands it to another
+    /// worker: how soon a dead worker's job is taken up again.
+    pub job_ack_wait: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            queue_capacity: 256,
+            policy: LimitPolicy::default(),
+            share_compiled: false,
+            benchmark_floor: false,
+            module_cache_bytes: 1 << 30,
+            job_attempts: 3,
+            job_ack_wait: Duration::from_secs(30),
+        }
+    }
+}

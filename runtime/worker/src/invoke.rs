@@ -1,0 +1,81 @@
+//! One run on the engine: check the limits against this worker's policy,
+//! get the compiled module, run it, publish the guest's log output on
+//! `functions.logs.<id>` and, when the function failed, an event on
+//! `functions.error`.
+//!
+//! The input is the request's own payload buffer and the result the
+//! engine's own output buffer: nothing is parsed or copied on the way.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use nimbus_core::subjects;
+use nimbus_core::wire::{Call, Reply, Success, headers};
+
+use crate::Worker;
+
+impl Worker {
+    /// Run `call` on `input` and say how it went.
+    pub(crate) async fn invoke(&self, call: &Call, input: Bytes) -> Reply {
+        if let Err(e) = self.config.policy.check(&call.limits) {
+            return Reply::PlatformError(format!("limits refused by this worker: {e}"));
+        }
+        if self.config.benchmark_floor {
+            return Reply::Ok(Success {
+                result: input,
+                fuel_consumed: 0,
+                duration_us: 0,
+            });
+        }
+        let module = match self.module(&call.digest).await {
+            Ok(module) => module,
+            Err(error) => {
+                let message = crate::modules::describe(&error);
+                tracing::error!(function = call.function_id, digest = %call.digest, %message);
+                return Reply::PlatformError(message);
+            }
+        };
+        let outcome = self.engine.invoke(&module, input, &call.limits).await;
+        if !outcome.logs.is_empty() {
+            self.publish_logs(call, outcome.logs, outcome.logs_truncated)
+                .await;
+        }
+        match outcome.result {
+            // The engine validated the output: one JSON document.
+            Ok(result) => Reply::Ok(Success {
+                result,
+                fuel_consumed: outcome.fuel_consumed,
+                duration_us: outcome.duration.as_micros() as u64,
+            }),
+            Err(error) => {
+                let event = serde_json::json!({
+                    "function_id": call.function_id,
+                    "caller": call.caller,
+                    "kind": error.kind,
+                    "message": error.message,
+                    "fuel_consumed": error.fuel_consumed,
+                });
+                self.client
+                    .publish(subjects::ERRORS, event.to_string().into())
+                    .await
+                    .ok();
+                Reply::FunctionError(error)
+            }
+        }
+    }
+
+    async fn publish_logs(&self, call: &Call, logs: Bytes, truncated: bool) {
+        let mut log_headers = HeaderMap::new();
+        log_headers.insert(headers::CALLER, call.caller.as_str());
+        if truncated {
+            log_headers.insert(headers::LOGS_TRUNCATED, "true");
+        }
+        let subject = subjects::logs(call.function_id);
+        if let Err(e) = self
+            .client
+            .publish_with_headers(subject, log_headers, logs)
+            .await
+        {
+            tracing::warn!(function = call.function_id, error = %e, "could not publish logs");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Asynchronous invocations: jobs pulled from the `FUNCTION_JOBS` work-queue
+//! stream through one durable pull consumer that all workers share.
+//!
+//! A worker pulls a job only when it has a free slot (the same slots as
+//! synchronous calls), so jobs go to workers with capacity: real
+//! backpressure. A job's record in the `invocations` bucket follows it
+//! (running, then succeeded or failed) and the final record is also
+//! published on `functions.result.<invocation>`. Delivery is at least once:
+//! a running job is kept claimed by progress acks, and a job whose worker
+//! dies is delivered again once its ack wait
+//! ([`WorkerConfig::job_ack_wait`](crate::WorkerConfig::job_ack_wait))
+//! passes. A platform failure (module missing, store unreachable) or a dead
+//! worker costs an attempt; after
+//! [`WorkerConfig::job_attempts`](crate::WorkerConfig::job_attempts) of them
+//! the record is marked failed (the delivery after a last attempt that never
+//! finished does only that). A function failure is a result, not retried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use nimbus_core::PlatformErrorKind;
+use nimbus_core::subjects;
+use nimbus_core::wire::{InvocationRecord, InvocationStatus, Job, RecordedError, Reply};
+use nimbus_store::now_rfc3339;
+use tokio::sync::{Semaphore, watch};
+
+use crate::Worker;
+
+/// Backoff after a JetStream error, and the first retry delay of a job.
+const JOB_POLL: Duration = Duration::from_secs(1);
+/// How often an idle worker looks for a job: the longest a queued job waits
+/// for an idle worker.
+const JOB_IDLE_POLL: Duration = Duration::from_millis(200);
+/// Longest wait for the answer to a job fetch (normally immediate).
+const JOB_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the jobs loop steps back when synchronous calls wait for a slot.
+const JOB_YIELD: Duration = Duration::from_millis(5);
+
+/// Pull jobs, one per free slot, until `stop` turns true.
+///
+/// A slot is taken first and held only for a no-wait fetch (one round
+/// trip): a job is pulled only when this worker can start it at once, so
+/// queued jobs go to workers with capacity, and an idle poll never holds a
+/// slot that a synchronous call needs. Synchronous calls come first: while
+/// any wait for a slot, no job is pulled.
+pub(crate) async fn take_jobs(
+    worker: Arc<Worker>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut consumer = None;
+    while !*stop.borrow() {
+        let Some(jobs) = &consumer else {
+            match worker
+                .storage
+                .jobs_consumer(worker.config.job_ack_wait)
+                .await
+            {
+                Ok(bound) => consumer = Some(bound),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bind the jobs consumer; retrying");
+                    pause(&mut stop, JOB_POLL).await;
+                }
+            }
+            continue;
+        };
+        let permit = tokio::select! {
+            _ = stop.changed() => continue,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        if waiting.load(Ordering::SeqCst) > 0 {
+            drop(permit);
+            pause(&mut stop, JOB_YIELD).await;
+            continue;
+        }
+        // A no-wait fetch answers at once; the timeout covers a reply lost
+        // with the connection (the slot must not stay held, nor shutdown wait).
+        let fetch = async {
+            match jobs.fetch().max_messages(1).messages().await {
+                Ok(mut batch) => batch.next().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull jobs");
+                    None
+                }
+            }
+        };
+        let job = tokio::time::timeout(JOB_FETCH_TIMEOUT, fetch)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("a job fetch went unanswered");
+                None
+            });
+        match job {
+            Some(Ok(message)) => {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    worker.run_job(message).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot pull jobs");
+                drop(permit);
+                pause(&mut stop, JOB_POLL).await;
+            }
+            None => {
+                drop(permit);
+                pause(&mut stop, JOB_IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+/// Sleep for `duration`, or less if `stop` turns true.
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        _ = stop.changed() => {}
+        _ = tokio::time::sleep(duration) => {}
+    }
+}
+
+impl Worker {
+    /// Run one job and record how it went; ack it once the record is final.
+    async fn run_job(&self, message: jetstream::Message) {
+        let job = match serde_json::from_slice::<Job>(&message.payload) {
+            Ok(job) if nimbus_core::wire::is_invocation_id(&job.record.id) => job,
+            Ok(_) | Err(_) => {
+                tracing::error!(subject = %message.subject, "malformed job dropped");
+                message.ack_with(AckKind::Term).await.ok();
+                return;
+            }
+        };
+        let attempt = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or(1)
+            .max(1) as u64;
+        let attempts = self.job_attempts();
+        let last_attempt = attempt >= attempts;
+        // Every write below is a compare-and-set on the record's revision:
+        // if another worker got the same job (a redelivery while this one
+        // still runs it), neither overwrites what the other wrote.
+        let revision = match self
+            .storage
+            .invocation_with_revision(job.record.owner.as_str(), &job.record.id)
+            .await
+        {
+            // Delivery is at least once: a job whose previous worker
+            // recorded the result but died before acking comes back. It is
+            // not run again.
+            Ok(Some((stored, _))) if stored.status.is_final() => {
+                message.double_ack().await.ok();
+                return;
+            }
+            // Delivered again after the last attempt: that attempt's worker
+            // died before finishing it (a failed attempt would have ended it).
+            Ok(Some((stored, _))) if attempt > attempts => {
+                let record = InvocationRecord {
+                    error: Some(RecordedError::platform(
+                        PlatformErrorKind::WorkerFailed,
+                        format!(
+                            "gave up after {} attempts: the worker running it stopped before finishing",
+                            stored.attempts
+                        ),
+                    )),
+                    ..stored
+                };
+                return self.retry_later(message, Some(record), attempt).await;
+            }
+            Ok(Some((_, revision))) => revision,
+            // Expired (or never written): nobody can read the outcome.
+            Ok(None) => {
+                message.ack_with(AckKind::Term).await.ok();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(invocation = %job.record.id, error = %e, "cannot read a job's record");
+                return self.retry_later(message, None, attempt).await;
+            }
+        };
+        let mut record = InvocationRecord {
+            status: InvocationStatus::Running,
+            attempts: attempt,
+            updated: now_rfc3339(),
+            ..job.record
+        };
+        let revision = match self.storage.update_invocation(&record, revision).await {
+            Ok(Some(revision)) => revision,
+            Ok(None) => {
+                // Another worker is on it right now; leave it to that one.
+                message.double_ack().await.ok();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(invocation = %record.id, error = %e, "cannot record a job");
+                return self.retry_later(message, Some(record), attempt).await;
+            }
+        };
+        // Keep the job ours while it runs: JetStream restarts its ack timer
+        // at every progress ack.
+        let (call, input) = job.request.into_call();
+        let reply = {
+            let run = self.invoke(&call, input);
+            let keep_alive = async {
+                loop {
+                    message.ack_with(AckKind::Progress).await.ok();
+                    tokio::time::sleep(self.config.job_ack_wait / 4).await;
+                }
+            };
+            tokio::select! {
+                reply = run => reply,
+                () = keep_alive => unreachable!("the keep-alive loop never ends"),
+            }
+        };
+        record.updated = now_rfc3339();
+        match reply {
+            Reply::Ok(success) => {
+                let result = String::from_utf8(success.result.to_vec())
+                    .ok()
+                    .and_then(|text| serde_json::value::RawValue::from_string(text).ok());
+                record.status = InvocationStatus::Succeeded;
+                record.result = result;
+                record.error = None;
+                record.fuel_consumed = Some(success.fuel_consumed);
+                record.duration_us = Some(success.duration_us);
+            }
+            Reply::FunctionError(error) => {
+                record.status = InvocationStatus::Failed;
+                record.fuel_consumed = Some(error.fuel_consumed);
+                record.error = Some(RecordedError::function(error));
+            }
+            Reply::PlatformError(message_text) | Reply::Overloaded(message_text) => {
+                record.error = Some(RecordedError::platform(
+                    PlatformErrorKind::WorkerFailed,
+                    message_text,
+                ));
+                if !last_attempt {
+                    record.status = InvocationStatus::Queued;
+                    self.storage.update_invocation(&record, revision).await.ok();
+                }
+                return self.retry_later(message, Some(record), attempt).await;
+            }
+        }
+        match self.storage.update_invocation(&record, revision).await {
+            Ok(Some(_)) => {
+                let payload = serde_json::to_vec(&record).expect("record serialises");
+                self.client
+                    .publish(subjects::result(&record.id), payload.into())
+                    .await
+                    .ok();
+            }
+            // Somebody else recorded an outcome meanwhile: theirs stands.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(invocation = %record.id, error = %e, "cannot record a job's result");
+                return self.retry_later(message, Some(record), attempt).await;
+            }
+        }
+        if let Err(e) = message.double_ack().await {
+            tracing::warn!(invocation = %record.id, error = %e, "cannot ack a finished job");
+        }
+    }
+
+    /// Attempts a job gets (see [`WorkerConfig::job_attempts`](crate::WorkerConfig::job_attempts)).
+    fn job_attempts(&self) -> u64 {
+        u64::from(self.config.job_attempts.max(1))
+    }
+
+    /// Hand a job back for a later attempt, with a growing delay. After the
+    /// last attempt the job is terminated instead, and its record marked
+    /// failed (best effort, with the last error) so that it does not stay
+    /// `queued` or `running`.
+    async fn retry_later(
+        &self,
+        message: jetstream::Message,
+        record: Option<InvocationRecord>,
+        attempt: u64,
+    ) {
+        if attempt < self.job_attempts() {
+            let delay = JOB_POLL * 5u32.pow(attempt as u32 - 1);
+            message.ack_with(AckKind::Nak(Some(delay))).await.ok();
+            return;
+        }
+        if let Some(mut record) = record {
+            record.status = InvocationStatus::Failed;
+            record.updated = now_rfc3339();
+            record.error.get_or_insert_with(|| {
+                RecordedError::platform(
+                    PlatformErrorKind::Unavailable,
+                    "the platform could not record this invocation's outcome",
+                )
+            });
+            self.storage.put_invocation(&record).await.ok();
+        }
+        message.ack_with(AckKind::Term).await.ok();
+    }
+}

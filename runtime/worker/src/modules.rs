@@ -1,0 +1,138 @@
+//! The compiled module for a digest: from the engine's cache, else a shared
+//! precompiled artifact (when `share_compiled` is on), else compiled from the
+//! object store's bytes, checked against the digest they are stored under.
+
+use std::sync::Arc;
+
+use nimbus_engine::{CompileError, CompiledModule};
+use nimbus_store::StoreError;
+
+use crate::Worker;
+
+/// Why a worker has no module to run: a platform failure, answered as such.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ModuleError {
+    /// The object store could not be read.
+    #[error("could not fetch module {digest}")]
+    Fetch {
+        digest: String,
+        #[source]
+        source: StoreError,
+    },
+    /// Nothing is stored under the digest.
+    #[error("module {digest} is missing from the object store")]
+    Missing { digest: String },
+    /// What is stored does not compile (it did at upload).
+    #[error("stored module {digest} does not compile")]
+    Invalid {
+        digest: String,
+        #[source]
+        source: CompileError,
+    },
+    /// The compiling task died.
+    #[error("compiling module {digest} panicked")]
+    Panicked {
+        digest: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// What is stored is not what the digest names.
+    #[error("module stored as {digest} has digest {actual}; refusing to run it")]
+    DigestMismatch { digest: String, actual: String },
+}
+
+impl Worker {
+    /// The compiled module for `digest`, or why there is none.
+    pub(crate) async fn module(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
+        if let Some(module) = self.engine.cached(digest) {
+            return Ok(module);
+        }
+        let engine_key = self.engine.artifact_key();
+        if self.config.share_compiled
+            && let Some(module) = self.shared_artifact(digest, &engine_key).await
+        {
+            return Ok(module);
+        }
+        let bytes = self
+            .storage
+            .module(digest)
+            .await
+            .map_err(|source| ModuleError::Fetch {
+                digest: digest.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| ModuleError::Missing {
+                digest: digest.to_owned(),
+            })?;
+        let engine = self.engine.clone();
+        let module =
+            tokio::task::spawn_blocking(move || engine.compile(&bytes).map(|(module, _)| module))
+                .await
+                .map_err(|source| ModuleError::Panicked {
+                    digest: digest.to_owned(),
+                    source,
+                })?
+                .map_err(|source| ModuleError::Invalid {
+                    digest: digest.to_owned(),
+                    source,
+                })?;
+        if module.digest() != digest {
+            return Err(ModuleError::DigestMismatch {
+                digest: digest.to_owned(),
+                actual: module.digest().to_owned(),
+            });
+        }
+        if self.config.share_compiled {
+            match self.engine.serialize(&module) {
+                Ok(artifact) => {
+                    if let Err(e) = self
+                        .storage
+                        .put_artifact(digest, &engine_key, &artifact)
+                        .await
+                    {
+                        tracing::warn!(%digest, error = %e, "could not share the compiled artifact");
+                    }
+                }
+                Err(e) => tracing::warn!(%digest, error = %e, "could not serialise the module"),
+            }
+        }
+        Ok(module)
+    }
+
+    /// A precompiled artifact another worker shared, if there is a usable one.
+    async fn shared_artifact(&self, digest: &str, engine_key: &str) -> Option<Arc<CompiledModule>> {
+        let artifact = self.storage.artifact(digest, engine_key).await.ok()??;
+        let engine = self.engine.clone();
+        let digest_owned = digest.to_owned();
+        let loaded =
+            tokio::task::spawn_blocking(move || engine.load_precompiled(&digest_owned, &artifact))
+                .await;
+        match loaded {
+            Ok(Ok(module)) => Some(module),
+            Ok(Err(e)) => {
+                tracing::warn!(%digest, error = %e, "ignoring unusable artifact");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "artifact loading panicked");
+                None
+            }
+        }
+    }
+}
+
+/// `error` and its sources, "a: b: c", for a reply's message (a cause
+/// whose text is already there is not repeated).
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
