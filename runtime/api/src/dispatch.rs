@@ -90,7 +90,7 @@ impl NatsDispatch {
     /// record is written first, so an accepted id can always be looked up.
     async fn queue(&self, request: JobRequest) -> Result<InvocationRecord, ApiError> {
         let quota = self.max_jobs_per_user;
-        let held = self.storage.jobs_of(request.caller.as_str()).await?;
+        let held = self.storage.jobs_of(&request.caller).await?;
         if held >= quota {
             return Err(ApiError::TooManyJobs(format!(
                 "you have {held} asynchronous invocations queued or running, and one user may \

@@ -85,7 +85,7 @@ impl FunctionCache {
                 None => inner.generation,
             }
         };
-        let Some(meta) = storage?.function(owner.as_str(), id).await? else {
+        let Some(meta) = storage?.function(owner, id).await? else {
             return Ok(None);
         };
         let meta = Arc::new(meta);

@@ -7,7 +7,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use nimbus_core::{FunctionId, FunctionMeta};
+use nimbus_core::{FunctionId, FunctionMeta, Username};
 
 use crate::codec::{decode, encode, owner_key};
 use crate::failover::{NatsError, Retry};
@@ -80,7 +80,7 @@ impl Storage {
     /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
     pub async fn function(
         &self,
-        owner: &str,
+        owner: &Username,
         id: FunctionId,
     ) -> Result<Option<FunctionMeta>, StoreError> {
         let key = owner_key(owner, id);
@@ -93,7 +93,7 @@ impl Storage {
     }
 
     /// Every function `owner` has, by id.
-    pub async fn functions_of(&self, owner: &str) -> Result<Vec<FunctionMeta>, StoreError> {
+    pub async fn functions_of(&self, owner: &Username) -> Result<Vec<FunctionMeta>, StoreError> {
         let filter = format!("{}{owner}.*", self.functions.prefix);
         // The whole read is retried: its consumer can fail mid-way too.
         let stored = self
@@ -150,7 +150,11 @@ impl Storage {
     ///
     /// The module stays in the object store: modules are content addressed
     /// and may be shared by other functions.
-    pub async fn delete_function(&self, owner: &str, id: FunctionId) -> Result<bool, StoreError> {
+    pub async fn delete_function(
+        &self,
+        owner: &Username,
+        id: FunctionId,
+    ) -> Result<bool, StoreError> {
         if self.function(owner, id).await?.is_none() {
             return Ok(false);
         }

@@ -2,6 +2,7 @@
 //! `<owner>.<id>`; the bucket's TTL expires them.
 
 use async_nats::jetstream::kv;
+use nimbus_core::Username;
 use nimbus_core::wire::InvocationRecord;
 
 use crate::codec::{decode, encode, owner_key};
@@ -49,7 +50,7 @@ impl Storage {
     /// `owner`'s invocation `id` and its revision (for [`Storage::update_invocation`]).
     pub async fn invocation_with_revision(
         &self,
-        owner: &str,
+        owner: &Username,
         id: &str,
     ) -> Result<Option<(InvocationRecord, u64)>, StoreError> {
         let key = owner_key(owner, id);
@@ -69,7 +70,7 @@ impl Storage {
     /// `owner`'s invocation `id`; `None` if unknown, expired or someone else's.
     pub async fn invocation(
         &self,
-        owner: &str,
+        owner: &Username,
         id: &str,
     ) -> Result<Option<InvocationRecord>, StoreError> {
         Ok(self

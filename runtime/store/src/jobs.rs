@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use nimbus_core::subjects;
 use nimbus_core::wire::Job;
+use nimbus_core::{Username, subjects};
 use serde::Deserialize;
 
 use crate::codec::encode;
@@ -35,7 +35,7 @@ impl Storage {
     /// How many of `owner`'s jobs are queued or running: a job stays in the
     /// work-queue stream until a worker acks it, which it does once the
     /// invocation's outcome is recorded.
-    pub async fn jobs_of(&self, owner: &str) -> Result<u64, StoreError> {
+    pub async fn jobs_of(&self, owner: &Username) -> Result<u64, StoreError> {
         // One STREAM.INFO request with a subject filter answers a count per
         // matching subject (one per function of the owner). async-nats's
         // `info_with_subjects` would ask again for a next page every time.

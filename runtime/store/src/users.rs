@@ -1,5 +1,6 @@
 //! Accounts: one record per username in the `users` bucket.
 
+use nimbus_core::Username;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::decode;
@@ -10,7 +11,7 @@ use crate::{Storage, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     /// The validated username.
-    pub username: String,
+    pub username: Username,
     /// bcrypt hash of the password.
     pub password_hash: String,
     /// RFC 3339 registration time.
@@ -27,9 +28,11 @@ impl Storage {
     }
 
     /// The user called `username`, if any.
-    pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
         let value = self
-            .ride_out(Retry::Idempotent, "read user", || self.users.get(username))
+            .ride_out(Retry::Idempotent, "read user", || {
+                self.users.get(username.as_str())
+            })
             .await?;
         value.map(|v| decode(username, &v)).transpose()
     }

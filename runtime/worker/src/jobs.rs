@@ -146,7 +146,7 @@ impl Worker {
         // still runs it), neither overwrites what the other wrote.
         let revision = match self
             .storage
-            .invocation_with_revision(job.record.owner.as_str(), &job.record.id)
+            .invocation_with_revision(&job.record.owner, &job.record.id)
             .await
         {
             // Delivery is at least once: a job whose previous worker

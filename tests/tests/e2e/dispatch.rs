@@ -401,3 +401,54 @@ async fn a_bad_nats_url_is_reported_without_its_password() {
     assert!(message.contains("invalid NATS URL"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");
 }
+
+#[tokio::test]
+async fn a_request_in_another_envelope_gets_a_platform_error_not_a_guess() {
+    use nimbus_core::wire::Reply;
+
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let client = platform.nats_client().await;
+
+    // An API server of the previous release: one JSON document on the
+    // previous subject. It is told to upgrade, in its own format.
+    let previous = json!({
+        "function_id": add, "digest": "00", "caller": "alice", "input": 1,
+        "limits": nimbus_core::Limits::DEFAULT, "wait_ms": 10_000,
+    });
+    let reply = client
+        .request(
+            format!("functions.execute.{add}"),
+            serde_json::to_vec(&previous).unwrap().into(),
+        )
+        .await
+        .expect("a worker answers the previous subject");
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(
+        answer["platform_error"]
+            .as_str()
+            .is_some_and(|m| m.contains("upgrade the API server")),
+        "{answer}"
+    );
+
+    // The current subject without the envelope's version: refused, not run.
+    let reply = client
+        .request(nimbus_core::subjects::execute(add), "1".into())
+        .await
+        .expect("answered");
+    let headers = reply.headers.as_ref();
+    let reply = Reply::decode(
+        |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
+        reply.payload.clone(),
+    )
+    .expect("a reply in the current envelope");
+    assert!(
+        matches!(&reply, Reply::PlatformError(m) if m.contains("envelope version")),
+        "{reply:?}"
+    );
+
+    // The platform still serves the current envelope.
+    let (status, body) = platform.execute(&token, add, json!(1)).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(2)));
+}

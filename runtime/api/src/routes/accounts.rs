@@ -54,7 +54,7 @@ pub async fn register(
         .await?
         .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
     let record = UserRecord {
-        username: username.to_string(),
+        username: username.clone(),
         password_hash,
         created: nimbus_store::now_rfc3339(),
     };
@@ -83,7 +83,7 @@ pub async fn login(
     let credentials: Credentials = parse_json(&body)?;
     let denied = || ApiError::Unauthorized("invalid username or password".into());
     let user = match Username::parse(&credentials.username) {
-        Ok(name) => state.storage()?.user(name.as_str()).await?,
+        Ok(name) => state.storage()?.user(&name).await?,
         Err(_) => None,
     };
     // Unknown users are checked against a dummy hash of the same cost, so

@@ -91,7 +91,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
 ) -> Result<Json<FunctionList>, ApiError> {
-    let functions = state.storage()?.functions_of(caller.as_str()).await?;
+    let functions = state.storage()?.functions_of(&caller).await?;
     Ok(Json(FunctionList { functions }))
 }
 
@@ -115,11 +115,7 @@ pub async fn delete(
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    if !state
-        .storage()?
-        .delete_function(caller.as_str(), id)
-        .await?
-    {
+    if !state.storage()?.delete_function(&caller, id).await? {
         return Err(not_found(id));
     }
     state.functions.remove(&caller, id);

@@ -154,7 +154,7 @@ pub async fn invocation(
     }
     let record = state
         .storage()?
-        .invocation(caller.as_str(), &id)
+        .invocation(&caller, &id)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(record))
