@@ -14,10 +14,12 @@
 //!   the cache was reset since the read began (its generation changed).
 //! - The server that deletes a function drops it at once; other servers see
 //!   the delete within the watch's latency (a message on loopback).
-//! - If the watch fails, the cache is emptied and the watch started again:
-//!   a change made while nobody watched cannot leave a stale entry behind.
-//!   While a watch is down (NATS unreachable) the cache can lag; so can the
-//!   dispatch it serves, which needs NATS too.
+//! - The watch is an ordered consumer, which resumes by itself from the last
+//!   message it delivered (after a missed heartbeat, a reconnection). If it
+//!   ends for good, a new watch is started and only then is the cache
+//!   emptied: a change made while nobody watched cannot leave a stale entry
+//!   behind. While a watch is down (NATS unreachable) the cache can lag; so
+//!   can the dispatch it serves, which needs NATS too.
 //!
 //! It holds at most `capacity` entries; when full it starts over, empty.
 //! Users are not cached: only login reads them, and it must see a password
@@ -54,6 +56,16 @@ struct Inner {
 pub struct FunctionCache {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// The task following the bucket, stopped with the cache.
+    watch: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for FunctionCache {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.get_mut().ok().and_then(Option::take) {
+            watch.abort();
+        }
+    }
 }
 
 impl FunctionCache {
@@ -65,6 +77,7 @@ impl FunctionCache {
                 generation: 0,
             }),
             capacity: capacity.max(1),
+            watch: Mutex::new(None),
         }
     }
 
@@ -97,14 +110,16 @@ impl FunctionCache {
         Ok(Some(meta))
     }
 
-    /// Remember `meta` (a function just created, or a test's seed).
+    /// Remember `meta` (a function just created, or a test's seed), unless
+    /// it has been deleted already.
     pub fn insert(&self, meta: FunctionMeta) {
         let mut inner = self.lock();
+        let key = (meta.owner.clone(), meta.id);
+        if matches!(inner.entries.get(&key), Some(Entry::Deleted)) {
+            return;
+        }
         self.make_room(&mut inner);
-        inner.entries.insert(
-            (meta.owner.clone(), meta.id),
-            Entry::Present(Arc::new(meta)),
-        );
+        inner.entries.insert(key, Entry::Present(Arc::new(meta)));
     }
 
     /// Forget `owner`'s function `id` for good: it was deleted.
@@ -115,38 +130,43 @@ impl FunctionCache {
     }
 
     /// Start following the bucket: returns once the watch is in place, and
-    /// keeps it in place (starting it again after a failure) for as long as
-    /// the cache lives.
+    /// keeps it in place for as long as the cache lives.
     pub(crate) async fn follow(self: &Arc<Self>, storage: Storage) -> anyhow::Result<()> {
-        let changes = storage.watch_functions().await?;
+        let mut changes = storage.watch_functions().await?;
         let cache = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut changes = Some(changes);
+        let task = tokio::spawn(async move {
             loop {
-                if let Some(mut stream) = changes.take() {
-                    while let Some(change) = stream.next().await {
-                        let Some(cache) = cache.upgrade() else { return };
-                        match change {
-                            Ok(FunctionChange::Put(meta)) => cache.insert(meta),
-                            Ok(FunctionChange::Deleted { owner, id }) => cache.remove(&owner, id),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "function watch failed; starting over");
-                                cache.reset();
-                                break;
-                            }
-                        }
+                while let Some(change) = changes.next().await {
+                    let Some(cache) = cache.upgrade() else { return };
+                    match change {
+                        Ok(FunctionChange::Put(meta)) => cache.insert(meta),
+                        Ok(FunctionChange::Deleted { owner, id }) => cache.remove(&owner, id),
+                        // The watch is an ordered consumer: after a missed
+                        // heartbeat or a lost message it starts again from
+                        // the last message it delivered, so nothing is
+                        // skipped. Keep reading.
+                        Err(e) => tracing::warn!(error = %e, "function watch interrupted"),
                     }
                 }
+                // The watch ended for good: watch again. The cache is emptied
+                // only once the new watch is in place, so a read after that
+                // sees every delete made before it, and the new watch
+                // delivers every delete made after.
+                changes = loop {
+                    tokio::time::sleep(REWATCH_DELAY).await;
+                    if cache.strong_count() == 0 {
+                        return;
+                    }
+                    match storage.watch_functions().await {
+                        Ok(changes) => break changes,
+                        Err(e) => tracing::warn!(error = %e, "cannot watch functions; retrying"),
+                    }
+                };
                 let Some(cache) = cache.upgrade() else { return };
                 cache.reset();
-                drop(cache);
-                tokio::time::sleep(REWATCH_DELAY).await;
-                match storage.watch_functions().await {
-                    Ok(stream) => changes = Some(stream),
-                    Err(e) => tracing::warn!(error = %e, "cannot watch functions; retrying"),
-                }
             }
         });
+        *self.watch.lock().expect("watch lock") = Some(task.abort_handle());
         Ok(())
     }
 

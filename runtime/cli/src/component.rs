@@ -128,14 +128,22 @@ impl Component {
             .with_context(|| format!("the {} failed", self.name))
     }
 
-    /// Run until `shutdown` resolves, then [`stop`](Self::stop); if the
-    /// component ends first (it failed), return at once with its error.
+    /// Run until `shutdown` resolves, then [`stop`](Self::stop). If the
+    /// component ends first, return at once: with its error, or with one
+    /// saying it stopped by itself (a server that stops serving while
+    /// nobody asked must not look like a clean exit).
     pub async fn run_until(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tokio::select! {
-            () = shutdown.requested() => tracing::info!("shutting down"),
-            () = self.ended() => {}
-        }
-        self.stop().await
+        let by_itself = tokio::select! {
+            () = shutdown.requested() => {
+                tracing::info!("shutting down");
+                false
+            }
+            () = self.ended() => true,
+        };
+        let name = self.name.clone();
+        self.stop().await?;
+        anyhow::ensure!(!by_itself, "the {name} stopped by itself");
+        Ok(())
     }
 
     /// Resolves once the task has ended, for whatever reason, without

@@ -178,20 +178,31 @@ impl Components {
         })
     }
 
-    /// Run until `shutdown` resolves or either component fails, then stop
-    /// both.
+    /// Run until `shutdown` resolves or either component ends, then stop
+    /// both. A component that ended while nobody asked is an error, even if
+    /// it ended cleanly.
     pub async fn run_until(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tokio::select! {
-            () = shutdown.requested() => tracing::info!("shutting down"),
-            () = self.api.ended() => {}
-            () = self.worker.ended() => {}
+        let ended = tokio::select! {
+            () = shutdown.requested() => {
+                tracing::info!("shutting down");
+                None
+            }
+            () = self.api.ended() => Some("API server"),
+            () = self.worker.ended() => Some("worker"),
+        };
+        self.stop().await?;
+        match ended {
+            Some(name) => anyhow::bail!("the {name} stopped by itself"),
+            None => Ok(()),
         }
-        self.stop().await
     }
 
-    /// Stop both gracefully (requests and invocations in flight finish).
+    /// Stop both gracefully (requests and invocations in flight finish);
+    /// the errors of both, if both failed.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let (api, worker) = tokio::join!(self.api.stop(), self.worker.stop());
-        api.and(worker)
+        match tokio::join!(self.api.stop(), self.worker.stop()) {
+            (Err(api), Err(worker)) => Err(anyhow::anyhow!("{api:#}; and {worker:#}")),
+            (api, worker) => api.and(worker),
+        }
     }
 }

@@ -10,8 +10,9 @@ pub const WORKER_QUEUE_GROUP: &str = "workers";
 /// worker only ever receives requests in a format it reads.
 pub const EXECUTE_ALL: &str = "functions.execute.v2.*";
 /// Where API servers of the previous release (JSON envelope) send
-/// synchronous invocations. Workers answer them with a platform error
-/// ([`crate::wire::call::legacy_refusal`]) during a rolling upgrade.
+/// synchronous invocations. Workers still serve them
+/// ([`crate::wire::legacy`]) so that a rolling upgrade loses no call; drop
+/// it once no API server of the previous release is left.
 pub const EXECUTE_LEGACY_ALL: &str = "functions.execute.*";
 /// Function error events (one per failed invocation).
 pub const ERRORS: &str = "functions.error";

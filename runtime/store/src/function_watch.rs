@@ -25,9 +25,9 @@ pub enum FunctionChange {
 
 impl Storage {
     /// The changes to function metadata from now on (not the history). The
-    /// stream is an ordered consumer: it resumes by itself after a lost
-    /// message or a reconnection; when it yields an error, changes may have
-    /// been missed.
+    /// stream is an ordered consumer: after a lost message or a reconnection
+    /// it yields an error and resumes by itself from the last message it
+    /// delivered. Unreadable records are skipped (and logged).
     pub async fn watch_functions(
         &self,
     ) -> Result<BoxStream<'static, Result<FunctionChange, StoreError>>, StoreError> {
@@ -47,7 +47,15 @@ impl Storage {
                 }
                 match entry.operation {
                     async_nats::jetstream::kv::Operation::Put => {
-                        Some(decode(&entry.key, &entry.value).map(FunctionChange::Put))
+                        match decode(&entry.key, &entry.value) {
+                            Ok(meta) => Some(Ok(FunctionChange::Put(meta))),
+                            // No reason to stop following the others: the
+                            // record's readers will say it is corrupt.
+                            Err(e) => {
+                                tracing::warn!(key = %entry.key, error = %e, "unreadable function record");
+                                None
+                            }
+                        }
                     }
                     async_nats::jetstream::kv::Operation::Delete
                     | async_nats::jetstream::kv::Operation::Purge => {

@@ -14,6 +14,12 @@
 //! busy worker can shed a request while another is idle; the queue is sized
 //! (default 256) so that this happens only under real overload.
 //!
+//! Calls come in two envelopes: the current one (headers and raw payload,
+//! on `functions.execute.v2.<id>`) and, for one release, the previous one
+//! (JSON, on `functions.execute.<id>`), so that API servers of the previous
+//! release are served during a rolling upgrade. Both share the queue and
+//! the slots; each reply goes back in its request's envelope.
+//!
 //! On shutdown the subscriptions are drained, not dropped: the server stops
 //! sending, and what was already delivered is still queued, run and answered.
 
@@ -25,14 +31,24 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use nimbus_core::subjects;
-use nimbus_core::wire::{Call, Headers, Reply, call::legacy_refusal};
+use nimbus_core::wire::{Call, Headers, Reply, legacy};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::Worker;
 
-/// A request taken off the subscription, waiting for a slot.
+/// Which envelope a request came in; its reply goes back in the same one.
+#[derive(Clone, Copy)]
+enum Envelope {
+    /// Headers and raw payload, on `functions.execute.v2.<id>`.
+    Current,
+    /// The previous release's JSON, on `functions.execute.<id>`.
+    Legacy,
+}
+
+/// A request taken off a subscription, waiting for a slot.
 struct Queued {
     message: Message,
+    envelope: Envelope,
     received: Instant,
 }
 
@@ -43,8 +59,8 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    /// Join the queue group (and the previous envelope's, to refuse what
-    /// comes there), and make sure the server has the subscriptions before
+    /// Join the queue group on the current envelope's subject and on the
+    /// previous one's, and make sure the server has the subscriptions before
     /// the worker reports ready.
     pub(crate) async fn subscribe(worker: &Worker) -> anyhow::Result<Self> {
         let group = subjects::WORKER_QUEUE_GROUP.to_owned();
@@ -70,44 +86,43 @@ impl Intake {
         shutdown: impl Future<Output = ()>,
         stopping: watch::Sender<bool>,
     ) {
-        let Self {
-            mut calls,
-            mut legacy,
-        } = self;
         let (queue, mut queued) = mpsc::channel::<Queued>(worker.config.queue_capacity.max(1));
-        let intake = async {
-            tokio::pin!(shutdown);
-            let mut draining = false;
-            loop {
-                let message = if draining {
-                    calls.next().await
-                } else {
-                    tokio::select! {
-                        _ = &mut shutdown => {
-                            draining = true;
-                            stopping.send(true).ok();
-                            calls.drain().await.ok();
-                            continue;
-                        }
-                        message = calls.next() => message,
-                    }
-                };
-                let Some(message) = message else { break };
-                let request = Queued {
-                    message,
-                    received: Instant::now(),
-                };
-                waiting.fetch_add(1, Ordering::SeqCst);
-                if let Err(mpsc::error::TrySendError::Full(request)) = queue.try_send(request) {
-                    waiting.fetch_sub(1, Ordering::SeqCst);
-                    worker.shed(request.message).await;
-                }
-            }
-            // The subscription is over (drained, or the connection closed):
-            // stop taking jobs too. Closing the queue lets the executor finish
-            // what it holds, then stop.
+        let (drain, draining) = watch::channel(false);
+        let intakes = async {
+            tokio::join!(
+                take(
+                    &worker,
+                    self.calls,
+                    Envelope::Current,
+                    &queue,
+                    &waiting,
+                    draining.clone()
+                ),
+                take(
+                    &worker,
+                    self.legacy,
+                    Envelope::Legacy,
+                    &queue,
+                    &waiting,
+                    draining
+                ),
+            );
+            // The subscriptions are over (drained, or the connection
+            // closed): stop taking jobs too. Closing the queue lets the
+            // executor finish what it holds, then stop.
             stopping.send(true).ok();
             drop(queue);
+        };
+        let intakes = async {
+            tokio::pin!(intakes);
+            tokio::select! {
+                () = &mut intakes => {}
+                () = shutdown => {
+                    stopping.send(true).ok();
+                    drain.send(true).ok();
+                    intakes.await;
+                }
+            }
         };
         // Executor: the next queued request, then a slot for it. (Holding a
         // slot while idle would keep it from jobs.) At most one request waits
@@ -127,46 +142,71 @@ impl Intake {
                 });
             }
         };
-        // Requests in the previous envelope get a platform error in that
-        // envelope, at once and without a slot.
-        let refuse_legacy = async {
-            let mut stop = stopping.subscribe();
-            let mut draining = false;
-            loop {
-                let message = if draining {
-                    legacy.next().await
-                } else {
-                    tokio::select! {
-                        _ = async { stop.wait_for(|stop| *stop).await.ok(); } => {
-                            draining = true;
-                            legacy.drain().await.ok();
-                            continue;
-                        }
-                        message = legacy.next() => message,
-                    }
-                };
-                let Some(message) = message else { break };
-                if let Some(reply_to) = message.reply {
-                    worker.client.publish(reply_to, legacy_refusal()).await.ok();
+        tokio::join!(intakes, execute);
+    }
+}
+
+/// Take requests off `subscription` into the queue as they arrive, shedding
+/// what the full queue cannot hold, until the subscription ends; once
+/// `drain` turns true, drain it (the server stops sending; what was already
+/// delivered is still taken).
+async fn take(
+    worker: &Worker,
+    mut subscription: Subscriber,
+    envelope: Envelope,
+    queue: &mpsc::Sender<Queued>,
+    waiting: &AtomicUsize,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut draining = false;
+    loop {
+        let message = if draining {
+            subscription.next().await
+        } else {
+            tokio::select! {
+                () = async { drain.wait_for(|drain| *drain).await.ok(); } => {
+                    draining = true;
+                    subscription.drain().await.ok();
+                    continue;
                 }
+                message = subscription.next() => message,
             }
         };
-        tokio::join!(intake, execute, refuse_legacy);
+        let Some(message) = message else { break };
+        let request = Queued {
+            message,
+            envelope,
+            received: Instant::now(),
+        };
+        waiting.fetch_add(1, Ordering::SeqCst);
+        if let Err(mpsc::error::TrySendError::Full(request)) = queue.try_send(request) {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            worker.shed(request).await;
+        }
     }
 }
 
 impl Worker {
     async fn handle(&self, queued: Queued) {
-        let Queued { message, received } = queued;
-        let call = Call::from_headers(|name| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|headers| headers.get(name))
-                .map(|value| value.as_str())
-        });
+        let Queued {
+            message,
+            envelope,
+            received,
+        } = queued;
+        let call = match envelope {
+            Envelope::Current => Call::from_headers(|name| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(name))
+                    .map(|value| value.as_str())
+            })
+            .map(|call| (call, message.payload.clone()))
+            .map_err(|e| e.to_string()),
+            Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),
+        };
         let reply = match call {
-            Ok(call) => {
+            Ok((call, input)) => {
                 let waited = received.elapsed();
                 if call.wait_ms > 0 && waited >= Duration::from_millis(call.wait_ms) {
                     tracing::debug!(
@@ -176,35 +216,43 @@ impl Worker {
                     );
                     return;
                 }
-                self.invoke(&call, message.payload.clone()).await
+                self.invoke(&call, input).await
             }
             Err(e) => Reply::PlatformError(format!("unreadable invocation request: {e}")),
         };
-        self.reply(&message, reply).await;
+        self.reply(&message, envelope, reply).await;
     }
 
     /// Answer a request that arrived with the queue full.
-    async fn shed(&self, message: Message) {
-        tracing::debug!(subject = %message.subject, "queue full: request shed");
+    async fn shed(&self, queued: Queued) {
+        tracing::debug!(subject = %queued.message.subject, "queue full: request shed");
         let reply = Reply::Overloaded(format!(
             "a worker had {} invocations running and {} waiting",
             self.config.concurrency.max(1),
             self.config.queue_capacity.max(1)
         ));
-        self.reply(&message, reply).await;
+        self.reply(&queued.message, queued.envelope, reply).await;
     }
 
-    async fn reply(&self, message: &Message, reply: Reply) {
+    async fn reply(&self, message: &Message, envelope: Envelope, reply: Reply) {
         let Some(reply_to) = message.reply.clone() else {
             tracing::warn!(subject = %message.subject, "invocation without a reply subject dropped");
             return;
         };
-        let (headers, payload) = reply.encode();
-        if let Err(e) = self
-            .client
-            .publish_with_headers(reply_to, header_map(headers), payload)
-            .await
-        {
+        let sent = match envelope {
+            Envelope::Current => {
+                let (headers, payload) = reply.encode();
+                self.client
+                    .publish_with_headers(reply_to, header_map(headers), payload)
+                    .await
+            }
+            Envelope::Legacy => {
+                self.client
+                    .publish(reply_to, legacy::encode_reply(reply))
+                    .await
+            }
+        };
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send a reply");
         }
     }

@@ -217,11 +217,23 @@ impl Worker {
             }
         };
         record.updated = now_rfc3339();
+        // The record keeps the result as JSON text. The engine promises one
+        // JSON document; were that broken, the attempt is a platform failure,
+        // never a success without a result.
+        let result = match &reply {
+            Reply::Ok(success) => String::from_utf8(success.result.to_vec())
+                .ok()
+                .and_then(|text| serde_json::value::RawValue::from_string(text).ok()),
+            _ => None,
+        };
+        let reply = match reply {
+            Reply::Ok(_) if result.is_none() => {
+                Reply::PlatformError("the engine produced output that is not JSON".into())
+            }
+            reply => reply,
+        };
         match reply {
             Reply::Ok(success) => {
-                let result = String::from_utf8(success.result.to_vec())
-                    .ok()
-                    .and_then(|text| serde_json::value::RawValue::from_string(text).ok());
                 record.status = InvocationStatus::Succeeded;
                 record.result = result;
                 record.error = None;

@@ -13,10 +13,11 @@
 //! The envelope is versioned ([`ENVELOPE_VERSION`], header
 //! `Nimbus-Envelope`) and the version is also in the subject, so a worker of
 //! the previous format, which would read the raw input as its JSON envelope,
-//! never receives a request of this one. Workers still listen on the old
-//! subject only to answer "upgrade the API server" (see
-//! [`legacy_refusal`]), and a request or reply of a version a side cannot
-//! read is answered, or reported, as a platform error: never run on a guess.
+//! never receives a request of this one. Workers still serve the previous
+//! envelope on its own subject for one release (see [`super::legacy`]), so
+//! API servers of the previous release keep working while workers are
+//! upgraded. A request or reply in a version a side cannot read is answered,
+//! or reported, as a platform error: never run on a guess.
 
 use bytes::Bytes;
 
@@ -229,20 +230,6 @@ impl Reply {
     }
 }
 
-/// The answer a worker gives to a request of the previous envelope (JSON,
-/// on `functions.execute.<id>`): a platform error in that envelope's own
-/// format, so an API server of the previous release tells its caller what is
-/// wrong (502 `worker_failed`) instead of waiting for a timeout.
-pub fn legacy_refusal() -> Bytes {
-    let message = format!(
-        "this worker reads invocation envelope version {ENVELOPE_VERSION} only: \
-         upgrade the API server"
-    );
-    serde_json::to_vec(&serde_json::json!({ "platform_error": message }))
-        .expect("JSON serialises")
-        .into()
-}
-
 fn check_version<'a>(
     header: &impl Fn(&'static str) -> Option<&'a str>,
 ) -> Result<(), EnvelopeError> {
@@ -374,15 +361,5 @@ mod tests {
                 "{name}: {value}"
             );
         }
-    }
-
-    #[test]
-    fn the_legacy_refusal_is_a_platform_error_in_the_old_format() {
-        let refusal: serde_json::Value = serde_json::from_slice(&legacy_refusal()).unwrap();
-        assert!(
-            refusal["platform_error"]
-                .as_str()
-                .is_some_and(|m| m.contains("upgrade"))
-        );
     }
 }

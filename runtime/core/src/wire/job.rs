@@ -37,8 +37,9 @@ pub struct JobRequest {
     pub caller: Username,
     /// The input JSON document.
     pub input: Box<RawValue>,
-    /// Always 0 (nobody waits on a job's reply); kept for the jobs that
-    /// releases before the header envelope queued with it.
+    /// How long the requester waits for a reply, in milliseconds: 0 for a
+    /// job (nobody waits). The previous synchronous envelope had this very
+    /// shape (see [`super::legacy`]).
     #[serde(default)]
     pub wait_ms: u64,
 }
@@ -52,7 +53,7 @@ impl JobRequest {
             digest: self.digest,
             limits: self.limits,
             caller: self.caller,
-            wait_ms: 0,
+            wait_ms: self.wait_ms,
         };
         (call, input)
     }

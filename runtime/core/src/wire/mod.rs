@@ -1,9 +1,11 @@
 //! What API servers and workers send each other over NATS: the synchronous
 //! call (headers + raw payload, see [`call`]) and the asynchronous job with
-//! the record that follows it (JSON, durable, see [`job`]).
+//! the record that follows it (JSON, durable, see [`job`]); [`legacy`] is
+//! the previous synchronous envelope, still served for one release.
 
 pub mod call;
 pub mod job;
+pub mod legacy;
 
 pub use call::{Call, EnvelopeError, Headers, Reply, Success, headers};
 pub use job::{
