@@ -3,7 +3,7 @@
 //!
 //! [`NatsDispatch`] is the real one: a synchronous call is a NATS request
 //! on `functions.execute.v2.<id>` to the `workers` queue group (envelope in
-//! headers, raw input as payload, see `nimbus_core::wire::call`); an
+//! a header, raw input as payload, see `nimbus_core::wire::call`); an
 //! asynchronous one is recorded in the `invocations` bucket and queued as a
 //! job on the `FUNCTION_JOBS` work queue.
 
@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use nimbus_core::PlatformErrorKind;
 use nimbus_core::subjects;
 use nimbus_core::wire::{
-    Call, InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, Reply,
+    Call, InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, Reply, headers,
 };
 use nimbus_store::{Storage, now_rfc3339};
 
@@ -56,9 +56,7 @@ impl NatsDispatch {
 
     async fn request(&self, call: Call, input: Bytes, wait: Duration) -> Result<Reply, ApiError> {
         let mut headers = HeaderMap::new();
-        for (name, value) in call.headers() {
-            headers.insert(name, value.as_str());
-        }
+        headers.insert(headers::CALL, call.header().as_str());
         let wait_ms = wait.as_millis() as u64;
         let reply = self
             .nats
@@ -78,12 +76,13 @@ impl NatsDispatch {
                 ),
                 _ => ApiError::unavailable(format!("NATS request failed: {e}")),
             })?;
-        let headers = reply.headers.as_ref();
-        Reply::decode(
-            |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
-            reply.payload.clone(),
-        )
-        .map_err(|e| ApiError::worker_failed(format!("unreadable reply: {e}")))
+        let header = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::REPLY))
+            .map(|v| v.as_str());
+        Reply::decode(header, reply.payload.clone())
+            .map_err(|e| ApiError::worker_failed(format!("unreadable reply: {e}")))
     }
 
     /// Record an asynchronous invocation as queued, then queue its job. The

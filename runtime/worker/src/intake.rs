@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use nimbus_core::subjects;
-use nimbus_core::wire::{Call, Headers, Reply, legacy};
+use nimbus_core::wire::{Call, Reply, headers, legacy};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::Worker;
@@ -39,7 +39,7 @@ use crate::Worker;
 /// Which envelope a request came in; its reply goes back in the same one.
 #[derive(Clone, Copy)]
 enum Envelope {
-    /// Headers and raw payload, on `functions.execute.v2.<id>`.
+    /// A header and the raw payload, on `functions.execute.v2.<id>`.
     Current,
     /// The previous release's JSON, on `functions.execute.<id>`.
     Legacy,
@@ -194,15 +194,9 @@ impl Worker {
             received,
         } = queued;
         let call = match envelope {
-            Envelope::Current => Call::from_headers(|name| {
-                message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get(name))
-                    .map(|value| value.as_str())
-            })
-            .map(|call| (call, message.payload.clone()))
-            .map_err(|e| e.to_string()),
+            Envelope::Current => Call::parse(header(&message, headers::CALL))
+                .map(|call| (call, message.payload.clone()))
+                .map_err(|e| e.to_string()),
             Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),
         };
         let reply = match call {
@@ -241,9 +235,11 @@ impl Worker {
         };
         let sent = match envelope {
             Envelope::Current => {
-                let (headers, payload) = reply.encode();
+                let (header, payload) = reply.encode();
+                let mut reply_headers = HeaderMap::new();
+                reply_headers.insert(headers::REPLY, header.as_str());
                 self.client
-                    .publish_with_headers(reply_to, header_map(headers), payload)
+                    .publish_with_headers(reply_to, reply_headers, payload)
                     .await
             }
             Envelope::Legacy => {
@@ -258,11 +254,11 @@ impl Worker {
     }
 }
 
-/// The envelope's headers as NATS headers.
-pub(crate) fn header_map(headers: Headers) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.insert(name, value.as_str());
-    }
-    map
+/// The value of `message`'s header `name`, if any.
+fn header<'a>(message: &'a Message, name: &'static str) -> Option<&'a str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(name))
+        .map(|value| value.as_str())
 }

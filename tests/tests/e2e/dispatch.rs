@@ -443,12 +443,13 @@ async fn an_api_server_of_the_previous_release_is_still_served_and_no_envelope_i
         .request(nimbus_core::subjects::execute(add), "1".into())
         .await
         .expect("answered");
-    let headers = reply.headers.as_ref();
-    let reply = Reply::decode(
-        |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str()),
-        reply.payload.clone(),
-    )
-    .expect("a reply in the current envelope");
+    let header = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(nimbus_core::wire::headers::REPLY))
+        .map(|v| v.as_str());
+    let reply =
+        Reply::decode(header, reply.payload.clone()).expect("a reply in the current envelope");
     assert!(
         matches!(&reply, Reply::PlatformError(m) if m.contains("envelope version")),
         "{reply:?}"

@@ -364,3 +364,27 @@ async fn malformed_bodies_unknown_routes_and_wrong_methods_are_named() {
         (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed"))
     );
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    // Valid for 0 s: accepted only within the 5 s leeway after its issue.
+    let keys = JwtKeys::new(SECRET, Duration::ZERO);
+    let token = keys.issue("ada");
+    assert_eq!(keys.verify(&token).expect("fresh").sub, "ada");
+    // Verified once, it is remembered; it must still stop working.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while keys.verify(&token).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an expired token was still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A token that never verified is not let in by the memory either.
+    let forged = JwtKeys::new(
+        b"another-secret-0123456789abcdef-xyz",
+        Duration::from_secs(60),
+    )
+    .issue("ada");
+    assert!(keys.verify(&forged).is_err());
+}

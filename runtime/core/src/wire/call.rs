@@ -2,16 +2,19 @@
 //! request on `functions.execute.v2.<id>` (queue group `workers`) and its
 //! reply.
 //!
-//! Metadata travels in NATS headers and the payload is the raw bytes the
-//! guest reads or wrote: the request's payload is the input JSON exactly as
+//! Metadata travels in one NATS header each way (`Nimbus-Call`,
+//! `Nimbus-Reply`: a version, then space-separated fields; one header
+//! because each header costs a parse and an allocation at both ends, and
+//! they showed in profiles) and the payload is the raw bytes the guest
+//! reads or wrote: the request's payload is the input JSON exactly as
 //! the API parsed it out of the HTTP body, handed to the guest's stdin as is;
 //! the reply's payload is the function's result (one JSON document the
 //! engine validated), written into the HTTP answer as is. Neither side
 //! parses or re-encodes what it only forwards: the first envelope (JSON
 //! around the input and the result) cost a parse and a copy at every hop.
 //!
-//! The envelope is versioned ([`ENVELOPE_VERSION`], header
-//! `Nimbus-Envelope`) and the version is also in the subject, so a worker of
+//! The envelope is versioned ([`ENVELOPE_VERSION`], the first field of each
+//! header) and the version is also in the subject, so a worker of
 //! the previous format, which would read the raw input as its JSON envelope,
 //! never receives a request of this one. Workers still serve the previous
 //! envelope on its own subject for one release (see [`super::legacy`]), so
@@ -26,35 +29,21 @@ use crate::{FunctionError, FunctionErrorKind, FunctionId, Limits, Username};
 /// The envelope version this code writes and reads.
 pub const ENVELOPE_VERSION: &str = "2";
 
-/// Header names of the envelope.
+/// Header names Nimbus puts on NATS messages.
 pub mod headers {
-    /// The envelope version, on requests and replies.
-    pub const ENVELOPE: &str = "Nimbus-Envelope";
-    /// The function invoked (for logs and error events).
-    pub const FUNCTION: &str = "Nimbus-Function";
-    /// sha256 of the module to run, hex.
-    pub const DIGEST: &str = "Nimbus-Digest";
-    /// The limits, as six decimal numbers in [`crate::Limits`] field order,
-    /// separated by spaces.
-    pub const LIMITS: &str = "Nimbus-Limits";
-    /// Who invoked it; also on published log lines.
+    /// On a call: `<version> <function> <digest> <caller> <wait_ms>
+    /// <fuel> <memory_bytes> <timeout_ms> <max_input_bytes>
+    /// <max_output_bytes> <max_log_bytes>`.
+    pub const CALL: &str = "Nimbus-Call";
+    /// On a reply: `<version> ok <fuel> <duration_us>`, `<version>
+    /// function_error <kind> <fuel>`, `<version> platform_error` or
+    /// `<version> overloaded`; the payload is the result or the message.
+    pub const REPLY: &str = "Nimbus-Reply";
+    /// On published log lines: who invoked the function.
     pub const CALLER: &str = "Nimbus-Caller";
-    /// How long the requester waits for the reply, in milliseconds.
-    pub const WAIT_MS: &str = "Nimbus-Wait-Ms";
-    /// How the call ended: `ok`, `function_error`, `platform_error`, `overloaded`.
-    pub const OUTCOME: &str = "Nimbus-Outcome";
-    /// A function error's kind (`trap`, `out_of_fuel`...).
-    pub const ERROR_KIND: &str = "Nimbus-Error-Kind";
-    /// Fuel burned.
-    pub const FUEL: &str = "Nimbus-Fuel";
-    /// Engine time, microseconds.
-    pub const DURATION_US: &str = "Nimbus-Duration-Us";
     /// On published log lines: the guest wrote more than its log cap.
     pub const LOGS_TRUNCATED: &str = "Nimbus-Logs-Truncated";
 }
-
-/// Headers as name/value pairs, for whichever client library sends them.
-pub type Headers = Vec<(&'static str, String)>;
 
 /// An envelope this side cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,16 +57,13 @@ pub enum EnvelopeError {
         /// The version found, if any.
         found: Option<String>,
     },
-    /// A header the envelope needs is absent.
-    #[error("header {0} is missing")]
-    Missing(&'static str),
-    /// A header that does not parse.
-    #[error("header {name} is malformed: {value:?}")]
+    /// A field that is missing or does not parse.
+    #[error("envelope field {field} is missing or malformed in {header:?}")]
     Malformed {
-        /// Which header.
-        name: &'static str,
-        /// What it held.
-        value: String,
+        /// Which field.
+        field: &'static str,
+        /// The header it was read from (its first 200 characters).
+        header: String,
     },
 }
 
@@ -100,44 +86,47 @@ pub struct Call {
 }
 
 impl Call {
-    /// The request headers.
-    pub fn headers(&self) -> Headers {
+    /// The value of the [`headers::CALL`] header.
+    pub fn header(&self) -> String {
         let l = &self.limits;
-        vec![
-            (headers::ENVELOPE, ENVELOPE_VERSION.to_owned()),
-            (headers::FUNCTION, self.function_id.to_string()),
-            (headers::DIGEST, self.digest.clone()),
-            (
-                headers::LIMITS,
-                format!(
-                    "{} {} {} {} {} {}",
-                    l.fuel,
-                    l.memory_bytes,
-                    l.timeout_ms,
-                    l.max_input_bytes,
-                    l.max_output_bytes,
-                    l.max_log_bytes
-                ),
-            ),
-            (headers::CALLER, self.caller.to_string()),
-            (headers::WAIT_MS, self.wait_ms.to_string()),
-        ]
+        format!(
+            "{ENVELOPE_VERSION} {} {} {} {} {} {} {} {} {} {}",
+            self.function_id,
+            self.digest,
+            self.caller,
+            self.wait_ms,
+            l.fuel,
+            l.memory_bytes,
+            l.timeout_ms,
+            l.max_input_bytes,
+            l.max_output_bytes,
+            l.max_log_bytes
+        )
     }
 
-    /// Read a request's headers (`header` looks one up by name).
-    pub fn from_headers<'a>(
-        header: impl Fn(&'static str) -> Option<&'a str>,
-    ) -> Result<Self, EnvelopeError> {
-        check_version(&header)?;
-        let required = |name| header(name).ok_or(EnvelopeError::Missing(name));
-        let limits = parse_limits(required(headers::LIMITS)?)?;
-        let caller = required(headers::CALLER)?;
+    /// Read the [`headers::CALL`] header (`None`: the message had none).
+    pub fn parse(header: Option<&str>) -> Result<Self, EnvelopeError> {
+        let mut fields = Fields::new(header)?;
+        let function_id = fields.number("function")?;
+        let digest = fields.next("digest")?.to_owned();
+        let caller = fields.next("caller")?;
+        let caller = Username::parse(caller).map_err(|_| fields.malformed("caller"))?;
+        let wait_ms = fields.number("wait_ms")?;
+        let limits = Limits {
+            fuel: fields.number("fuel")?,
+            memory_bytes: fields.number("memory_bytes")?,
+            timeout_ms: fields.number("timeout_ms")?,
+            max_input_bytes: fields.number("max_input_bytes")?,
+            max_output_bytes: fields.number("max_output_bytes")?,
+            max_log_bytes: fields.number("max_log_bytes")?,
+        };
+        fields.end()?;
         Ok(Self {
-            function_id: number(headers::FUNCTION, required(headers::FUNCTION)?)?,
-            digest: required(headers::DIGEST)?.to_owned(),
+            function_id,
+            digest,
             limits,
-            caller: Username::parse(caller).map_err(|_| malformed(headers::CALLER, caller))?,
-            wait_ms: number(headers::WAIT_MS, required(headers::WAIT_MS)?)?,
+            caller,
+            wait_ms,
         })
     }
 }
@@ -168,121 +157,115 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Headers and payload of the reply. The payload is the result, or the
-    /// error's message.
-    pub fn encode(self) -> (Headers, Bytes) {
-        let mut out = vec![(headers::ENVELOPE, ENVELOPE_VERSION.to_owned())];
-        let payload = match self {
-            Self::Ok(success) => {
-                out.push((headers::OUTCOME, "ok".to_owned()));
-                out.push((headers::FUEL, success.fuel_consumed.to_string()));
-                out.push((headers::DURATION_US, success.duration_us.to_string()));
-                success.result
-            }
-            Self::FunctionError(error) => {
-                out.push((headers::OUTCOME, "function_error".to_owned()));
-                out.push((headers::ERROR_KIND, error.kind.as_str().to_owned()));
-                out.push((headers::FUEL, error.fuel_consumed.to_string()));
-                Bytes::from(error.message)
-            }
-            Self::PlatformError(message) => {
-                out.push((headers::OUTCOME, "platform_error".to_owned()));
-                Bytes::from(message)
-            }
-            Self::Overloaded(message) => {
-                out.push((headers::OUTCOME, "overloaded".to_owned()));
-                Bytes::from(message)
-            }
-        };
-        (out, payload)
+    /// The value of the [`headers::REPLY`] header, and the payload: the
+    /// result, or the error's message.
+    pub fn encode(self) -> (String, Bytes) {
+        match self {
+            Self::Ok(success) => (
+                format!(
+                    "{ENVELOPE_VERSION} ok {} {}",
+                    success.fuel_consumed, success.duration_us
+                ),
+                success.result,
+            ),
+            Self::FunctionError(error) => (
+                format!(
+                    "{ENVELOPE_VERSION} function_error {} {}",
+                    error.kind.as_str(),
+                    error.fuel_consumed
+                ),
+                Bytes::from(error.message),
+            ),
+            Self::PlatformError(message) => (
+                format!("{ENVELOPE_VERSION} platform_error"),
+                Bytes::from(message),
+            ),
+            Self::Overloaded(message) => (
+                format!("{ENVELOPE_VERSION} overloaded"),
+                Bytes::from(message),
+            ),
+        }
     }
 
-    /// Read a reply from its headers and payload.
-    pub fn decode<'a>(
-        header: impl Fn(&'static str) -> Option<&'a str>,
-        payload: Bytes,
-    ) -> Result<Self, EnvelopeError> {
-        check_version(&header)?;
-        let required = |name| header(name).ok_or(EnvelopeError::Missing(name));
+    /// Read a reply from its [`headers::REPLY`] header and payload.
+    pub fn decode(header: Option<&str>, payload: Bytes) -> Result<Self, EnvelopeError> {
+        let mut fields = Fields::new(header)?;
         let text = |payload: Bytes| String::from_utf8_lossy(&payload).into_owned();
-        let outcome = required(headers::OUTCOME)?;
-        Ok(match outcome {
+        let reply = match fields.next("outcome")? {
             "ok" => Self::Ok(Success {
+                fuel_consumed: fields.number("fuel")?,
+                duration_us: fields.number("duration_us")?,
                 result: payload,
-                fuel_consumed: number(headers::FUEL, required(headers::FUEL)?)?,
-                duration_us: number(headers::DURATION_US, required(headers::DURATION_US)?)?,
             }),
             "function_error" => {
-                let kind = required(headers::ERROR_KIND)?;
+                let kind = fields.next("kind")?;
                 let kind: FunctionErrorKind =
                     serde_json::from_value(serde_json::Value::String(kind.to_owned()))
-                        .map_err(|_| malformed(headers::ERROR_KIND, kind))?;
+                        .map_err(|_| fields.malformed("kind"))?;
                 Self::FunctionError(FunctionError {
                     kind,
+                    fuel_consumed: fields.number("fuel")?,
                     message: text(payload),
-                    fuel_consumed: number(headers::FUEL, required(headers::FUEL)?)?,
                 })
             }
             "platform_error" => Self::PlatformError(text(payload)),
             "overloaded" => Self::Overloaded(text(payload)),
-            other => return Err(malformed(headers::OUTCOME, other)),
-        })
+            _ => return Err(fields.malformed("outcome")),
+        };
+        fields.end()?;
+        Ok(reply)
     }
 }
 
-fn check_version<'a>(
-    header: &impl Fn(&'static str) -> Option<&'a str>,
-) -> Result<(), EnvelopeError> {
-    match header(headers::ENVELOPE) {
-        Some(ENVELOPE_VERSION) => Ok(()),
-        found => Err(EnvelopeError::Version {
-            found: found.map(str::to_owned),
-        }),
+/// The space-separated fields of a header, after its version.
+struct Fields<'a> {
+    header: &'a str,
+    fields: std::str::Split<'a, char>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(header: Option<&'a str>) -> Result<Self, EnvelopeError> {
+        let Some(header) = header else {
+            return Err(EnvelopeError::Version { found: None });
+        };
+        let mut fields = header.split(' ');
+        match fields.next() {
+            Some(ENVELOPE_VERSION) => Ok(Self { header, fields }),
+            found => Err(EnvelopeError::Version {
+                found: found.map(|v| v.chars().take(20).collect()),
+            }),
+        }
     }
-}
 
-fn malformed(name: &'static str, value: &str) -> EnvelopeError {
-    EnvelopeError::Malformed {
-        name,
-        value: value.chars().take(100).collect(),
+    fn next(&mut self, field: &'static str) -> Result<&'a str, EnvelopeError> {
+        match self.fields.next() {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(self.malformed(field)),
+        }
     }
-}
 
-fn number(name: &'static str, value: &str) -> Result<u64, EnvelopeError> {
-    value.parse().map_err(|_| malformed(name, value))
-}
+    fn number(&mut self, field: &'static str) -> Result<u64, EnvelopeError> {
+        self.next(field)?.parse().map_err(|_| self.malformed(field))
+    }
 
-fn parse_limits(value: &str) -> Result<Limits, EnvelopeError> {
-    let mut fields = value.split(' ').map(|field| number(headers::LIMITS, field));
-    let mut next = || {
-        fields
-            .next()
-            .unwrap_or(Err(malformed(headers::LIMITS, value)))
-    };
-    let limits = Limits {
-        fuel: next()?,
-        memory_bytes: next()?,
-        timeout_ms: next()?,
-        max_input_bytes: next()?,
-        max_output_bytes: next()?,
-        max_log_bytes: next()?,
-    };
-    match next() {
-        Err(_) => Ok(limits),
-        Ok(_) => Err(malformed(headers::LIMITS, value)),
+    fn end(&mut self) -> Result<(), EnvelopeError> {
+        match self.fields.next() {
+            None => Ok(()),
+            Some(_) => Err(self.malformed("end")),
+        }
+    }
+
+    fn malformed(&self, field: &'static str) -> EnvelopeError {
+        EnvelopeError::Malformed {
+            field,
+            header: self.header.chars().take(200).collect(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn lookup<'a>(headers: &'a Headers) -> impl Fn(&'static str) -> Option<&'a str> + 'a {
-        let map: HashMap<&str, &str> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        move |name| map.get(name).copied()
-    }
 
     fn call() -> Call {
         Call {
@@ -303,8 +286,7 @@ mod tests {
 
     #[test]
     fn a_call_reads_back_as_written() {
-        let headers = call().headers();
-        assert_eq!(Call::from_headers(lookup(&headers)), Ok(call()));
+        assert_eq!(Call::parse(Some(&call().header())), Ok(call()));
     }
 
     #[test]
@@ -324,42 +306,58 @@ mod tests {
             Reply::Overloaded("32 running, 256 waiting".into()),
         ];
         for reply in replies {
-            let (headers, payload) = reply.clone().encode();
-            assert_eq!(Reply::decode(lookup(&headers), payload), Ok(reply));
+            let (header, payload) = reply.clone().encode();
+            assert_eq!(Reply::decode(Some(&header), payload), Ok(reply));
         }
     }
 
     #[test]
     fn another_envelope_version_is_refused_not_guessed() {
-        let mut headers = call().headers();
-        headers.retain(|(name, _)| *name != headers::ENVELOPE);
         assert_eq!(
-            Call::from_headers(lookup(&headers)),
+            Call::parse(None),
             Err(EnvelopeError::Version { found: None })
         );
-        headers.push((headers::ENVELOPE, "3".into()));
+        let header = call().header().replacen("2 ", "3 ", 1);
+        assert_eq!(
+            Call::parse(Some(&header)),
+            Err(EnvelopeError::Version {
+                found: Some("3".into())
+            })
+        );
         assert!(matches!(
-            Call::from_headers(lookup(&headers)),
-            Err(EnvelopeError::Version { found: Some(v) }) if v == "3"
+            Reply::decode(Some("1 ok 1 1"), Bytes::new()),
+            Err(EnvelopeError::Version { .. })
         ));
     }
 
     #[test]
-    fn malformed_headers_are_named() {
-        for (name, value) in [
-            (headers::LIMITS, "1 2 3 4 5"),
-            (headers::LIMITS, "1 2 3 4 5 6 7"),
-            (headers::LIMITS, "1 2 3 4 5 x"),
-            (headers::CALLER, "no.dots"),
-            (headers::FUNCTION, "-1"),
+    fn malformed_fields_are_named() {
+        let good = call().header();
+        let fields: Vec<&str> = good.split(' ').collect();
+        let with = |index: usize, value: &str| {
+            let mut fields = fields.clone();
+            fields[index] = value;
+            fields.join(" ")
+        };
+        for (header, field) in [
+            (with(1, "-1"), "function"),
+            (with(3, "no.dots"), "caller"),
+            (with(5, "x"), "fuel"),
+            (fields[..10].join(" "), "max_log_bytes"),
+            (format!("{good} 7"), "end"),
+            (with(2, ""), "digest"),
         ] {
-            let mut headers = call().headers();
-            headers.retain(|(n, _)| *n != name);
-            headers.push((name, value.into()));
             assert!(
-                matches!(Call::from_headers(lookup(&headers)), Err(EnvelopeError::Malformed { name: n, .. }) if n == name),
-                "{name}: {value}"
+                matches!(Call::parse(Some(&header)), Err(EnvelopeError::Malformed { field: f, .. }) if f == field),
+                "{header}: {field}"
             );
         }
+        assert!(matches!(
+            Reply::decode(Some("2 exploded"), Bytes::new()),
+            Err(EnvelopeError::Malformed {
+                field: "outcome",
+                ..
+            })
+        ));
     }
 }
