@@ -114,9 +114,12 @@ impl Engine {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| CompileError::ForbiddenImport(format!("{e:#}")))?;
+        // `check_imports` let only WASI functions through.
+        let imports_wasi = module.imports().len() > 0;
         let compiled = Arc::new(CompiledModule {
             digest: digest.clone(),
             abi,
+            imports_wasi,
             module,
             pre,
         });

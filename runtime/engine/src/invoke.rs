@@ -36,7 +36,8 @@ pub struct Outcome {
 
 /// Per-Store host state.
 pub struct Host {
-    wasi: WasiP1Ctx,
+    /// Only for modules that import WASI functions.
+    wasi: Option<WasiP1Ctx>,
     limiter: Limiter,
 }
 
@@ -44,7 +45,11 @@ pub struct Host {
 /// only, each working on the invocation's own [`Host`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime::Error> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| {
+        host.wasi
+            .as_mut()
+            .expect("a module that imports WASI runs with a WASI context")
+    })?;
     Ok(linker)
 }
 
@@ -94,17 +99,20 @@ impl Engine {
             .expect("semaphore never closed");
         let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
         let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone())
-            .stderr(stderr.clone())
-            // `random_get` fills its buffer on the host, outside the memory
-            // limiter: keep each call small.
-            .max_random_size(MAX_RANDOM_BYTES);
-        if params.is_none() {
-            wasi.stdin(MemoryInputPipe::new(input));
-        }
+        let wasi = module.imports_wasi.then(|| {
+            let mut wasi = WasiCtxBuilder::new();
+            wasi.stdout(stdout.clone())
+                .stderr(stderr.clone())
+                // `random_get` fills its buffer on the host, outside the
+                // memory limiter: keep each call small.
+                .max_random_size(MAX_RANDOM_BYTES);
+            if params.is_none() {
+                wasi.stdin(MemoryInputPipe::new(input));
+            }
+            wasi.build_p1()
+        });
         let host = Host {
-            wasi: wasi.build_p1(),
+            wasi,
             limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
         };
         let mut store = Store::new(&self.inner.wasmtime, host);

@@ -54,6 +54,9 @@ impl Scalar {
 pub struct CompiledModule {
     pub(crate) digest: String,
     pub(crate) abi: Abi,
+    /// Whether it imports anything (WASI functions): a module that does not
+    /// runs without a WASI context, which costs a dozen allocations a call.
+    pub(crate) imports_wasi: bool,
     pub(crate) module: wasmtime::Module,
     pub(crate) pre: InstancePre<Host>,
 }
