@@ -8,6 +8,7 @@ mod auth;
 mod cluster;
 mod deploy;
 mod dispatch;
+mod docs;
 mod examples;
 mod function_cache;
 mod functions;
