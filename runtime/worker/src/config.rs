@@ -47,7 +47,7 @@ impl Default for WorkerConfig {
             policy: LimitPolicy::default(),
             share_compiled: false,
             benchmark_floor: false,
-            module_cache_bytes: 1 << 30,
+            module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,
             job_ack_wait: Duration::from_secs(30),
         }
