@@ -8,21 +8,45 @@ use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
-/// The raw body, size-capped by the router's `DefaultBodyLimit`.
+/// The raw body, size-capped by the route's `DefaultBodyLimit`.
 pub struct Body(pub Bytes);
+
+/// The body cap of a route, as its `DefaultBodyLimit` says, so that the 413
+/// answer can say what it is; for uploads, also the module cap it follows
+/// from.
+#[derive(Clone, Copy)]
+pub struct BodyCap {
+    /// Bytes of body the route accepts.
+    pub bytes: usize,
+    /// For uploads: bytes of module.
+    pub module: Option<usize>,
+}
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let cap = request.extensions().get::<BodyCap>().copied();
         Bytes::from_request(request, state)
             .await
             .map(Body)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(
-                        "request body is larger than the server accepts".into(),
-                    )
+                    ApiError::PayloadTooLarge(match cap {
+                        Some(BodyCap {
+                            bytes,
+                            module: Some(module),
+                        }) => format!(
+                            "request body is larger than uploads may be ({bytes} bytes): a module \
+                             may be at most {module} bytes, or its base64 in JSON"
+                        ),
+                        Some(BodyCap { bytes, .. }) => {
+                            format!(
+                                "request body is larger than this route accepts ({bytes} bytes)"
+                            )
+                        }
+                        None => "request body is larger than the server accepts".into(),
+                    })
                 } else {
                     ApiError::BadRequest(rejection.body_text())
                 }

@@ -14,8 +14,13 @@ pub struct ApiConfig {
     pub token_ttl: Duration,
     /// Limits granted to functions.
     pub policy: LimitPolicy,
-    /// Largest request body, in bytes (a base64 module is ~4/3 its size).
+    /// Largest request body, in bytes, but for uploads (see
+    /// `max_module_bytes`).
     pub max_body_bytes: usize,
+    /// Largest module or component an upload may carry, in bytes. A raw
+    /// `application/wasm` body may be this large; a JSON upload, which
+    /// carries the module in base64, 4/3 of it.
+    pub max_module_bytes: usize,
     /// Time a worker gets on top of the function's own deadline (fetching
     /// and compiling a module it has not cached) before the API answers 504.
     pub dispatch_grace: Duration,
@@ -36,6 +41,7 @@ impl Default for ApiConfig {
             token_ttl: Duration::from_secs(24 * 3600),
             policy: LimitPolicy::default(),
             max_body_bytes: 12 << 20,
+            max_module_bytes: nimbus_engine::EngineConfig::default().max_module_bytes,
             dispatch_grace: Duration::from_secs(10),
             max_jobs_per_user: 1000,
             function_cache_entries: 100_000,

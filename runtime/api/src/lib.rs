@@ -29,12 +29,13 @@ mod routes;
 mod state;
 mod upload;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 pub use auth::{Caller, Claims, ISSUER, JwtKeys};
@@ -44,16 +45,25 @@ pub use error::ApiError;
 pub use function_cache::FunctionCache;
 pub use state::AppState;
 
+use body::BodyCap;
 use routes::{accounts, functions, invocations};
 
 /// The router with every route of the HTTP contract.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    // An upload carries a module: as is, or in base64 inside JSON.
+    let max_upload = state.config.max_module_bytes.div_ceil(3) * 4 + (64 << 10);
+    let upload = post(functions::create)
+        .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
+        .layer::<_, Infallible>(Extension(BodyCap {
+            bytes: max_upload,
+            module: Some(state.config.max_module_bytes),
+        }));
     Router::new()
         .route("/healthz", get(health))
         .route("/auth/register", post(accounts::register))
         .route("/auth/login", post(accounts::login))
-        .route("/functions", post(functions::create).get(functions::list))
+        .route("/functions", upload.get(functions::list))
         .route(
             "/functions/{id}",
             get(functions::get).delete(functions::delete),
@@ -64,6 +74,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(Extension(BodyCap {
+            bytes: max_body,
+            module: None,
+        }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(Arc::new(state))
 }

@@ -28,8 +28,9 @@ struct UploadRequest {
 /// An upload, read: the module (binary or WAT) and what goes with it.
 pub(crate) struct Upload {
     pub runtime: Runtime,
-    /// A wasm binary or WAT text, ready for the engine.
-    pub module: Vec<u8>,
+    /// A wasm binary or WAT text, ready for the engine (a raw upload's
+    /// body itself, not a copy).
+    pub module: Bytes,
     pub name: Option<String>,
     pub limits: LimitsRequest,
     /// Source echoed back in the answer (text uploads only).
@@ -51,7 +52,7 @@ impl Upload {
             let (name, limits) = parse_upload_query(query)?;
             Self {
                 runtime: Runtime::Wasm,
-                module: body.to_vec(),
+                module: body,
                 name,
                 limits,
                 echo: None,
@@ -60,6 +61,13 @@ impl Upload {
             Self::from_json(state, caller, &body).await?
         };
         check_name(&upload.name)?;
+        let max = state.config.max_module_bytes;
+        if upload.module.len() > max {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "module is {} bytes, the limit is {max}",
+                upload.module.len()
+            )));
+        }
         Ok(upload)
     }
 
@@ -84,9 +92,9 @@ impl Upload {
                             "`code` must be base64 for runtime `wasm`: {e}"
                         ))
                     })?;
-                (bytes, None)
+                (Bytes::from(bytes), None)
             }
-            Runtime::Wat => (upload.code.clone().into_bytes(), Some(upload.code)),
+            Runtime::Wat => (Bytes::from(upload.code.clone()), Some(upload.code)),
             Runtime::Js => {
                 let js = state.js().await?;
                 let _slot = state.cpu_slot().await;
@@ -94,7 +102,7 @@ impl Upload {
                     nimbus_js::JsError::Internal(_) => ApiError::Internal(e.to_string()),
                     other => ApiError::InvalidSource(other),
                 })?;
-                (wasm, Some(upload.code))
+                (Bytes::from(wasm), Some(upload.code))
             }
         };
         Ok(Self {

@@ -70,8 +70,9 @@ pub async fn open_store(
 /// runs, but it is configured like a worker's (pooling allocator included,
 /// with one slot), because wasmtime checks a module against the pool's limits
 /// when compiling it: what the API accepts, every worker can run.
-pub fn upload_engine() -> anyhow::Result<Engine> {
+pub fn upload_engine(max_module_bytes: usize) -> anyhow::Result<Engine> {
     Engine::new(EngineConfig {
+        max_module_bytes,
         cache_capacity: 16,
         max_concurrency: 1,
         ..EngineConfig::default()
@@ -80,9 +81,11 @@ pub fn upload_engine() -> anyhow::Result<Engine> {
 }
 
 /// The engine a worker runs functions with, sized to its concurrency and
-/// its module cache budget.
+/// its module cache budget. It takes modules of any size: it compiles only
+/// what an API server accepted (and bounded) at upload.
 pub fn worker_engine(config: &WorkerConfig) -> anyhow::Result<Engine> {
     Engine::new(EngineConfig {
+        max_module_bytes: usize::MAX,
         max_concurrency: u32::try_from(config.concurrency.max(1))?,
         cache_bytes: config.module_cache_bytes,
         ..EngineConfig::default()
@@ -99,7 +102,7 @@ pub async fn run_api(
     jwt_secret: Vec<u8>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let engine = upload_engine()?;
+    let engine = upload_engine(config.max_module_bytes)?;
     let state = AppState::new(config, store, client, engine, &jwt_secret).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
     nimbus_api::serve(listener, state, shutdown).await?;

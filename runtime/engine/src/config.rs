@@ -42,7 +42,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_module_bytes: 8 << 20,
+            max_module_bytes: 64 << 20,
             cache_capacity: 256,
             cache_bytes: 1 << 30,
             max_concurrency: 64,

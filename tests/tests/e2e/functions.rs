@@ -5,7 +5,7 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{ADD_WAT, Platform, assert_error};
+use crate::harness::{ADD_WAT, Platform, Setup, assert_error};
 
 #[tokio::test]
 async fn users_only_see_and_touch_their_own_functions() {
@@ -329,4 +329,83 @@ async fn users_and_functions_survive_a_full_restart() {
     assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(100)));
     // The id counter survived too.
     assert_eq!(platform.upload(&token, ADD_WAT, None).await, id + 1);
+}
+
+/// A module of about `mib` MiB: a data segment that size, and the seed's
+/// `handle`.
+fn module_of_mib(mib: usize) -> Vec<u8> {
+    let pages = mib * 16 + 1;
+    let wat = format!(
+        r#"(module (memory {pages}) (data (i32.const 0) "{}")
+            (func (export "handle") (param i32) (result i32)
+              local.get 0 i32.const 1 i32.add))"#,
+        "a".repeat(mib << 20)
+    );
+    nimbus_engine::to_binary(wat.as_bytes())
+        .expect("valid WAT")
+        .into_owned()
+}
+
+#[tokio::test]
+async fn a_module_far_larger_than_a_nats_message_deploys_and_runs() {
+    let platform = Platform::start().await;
+    let token = platform.user("alice").await;
+    // 20 MiB: more than twice NATS's 8 MiB max_payload, and the size of a
+    // Python component; stored in the object store's chunks.
+    let module = module_of_mib(20);
+    let (status, created) = platform
+        .send(
+            Method::POST,
+            "/functions?name=big",
+            Some(&token),
+            Some(("application/wasm", module.clone())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["size"], module.len());
+    let id = created["id"].as_u64().unwrap();
+    let (status, body) = platform.execute(&token, id, json!(41)).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (StatusCode::OK, &json!(42)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_over_the_module_cap_is_413_naming_the_cap_and_stores_nothing() {
+    let mut setup = Setup::default();
+    setup.api.max_module_bytes = 1 << 20;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("alice").await;
+    let module = module_of_mib(2);
+
+    let (status, body) = platform
+        .send(
+            Method::POST,
+            "/functions",
+            Some(&token),
+            Some(("application/wasm", module.clone())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["kind"], "payload_too_large");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("1048576"), "{message}");
+
+    // In base64 inside JSON it is over the route's body cap: 413 too, naming it.
+    let code = base64::engine::general_purpose::STANDARD.encode(&module);
+    let (status, body) = platform
+        .post_json(
+            "/functions",
+            Some(&token),
+            &json!({"code": code, "runtime": "wasm"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at most 1048576 bytes"), "{message}");
+
+    let (_, listing) = platform.get("/functions", Some(&token)).await;
+    assert_eq!(listing, json!({"functions": []}));
 }

@@ -70,6 +70,7 @@ fn api(answer: impl Fn() -> Result<Reply, ApiError> + Send + Sync + 'static) -> 
     let config = ApiConfig {
         bcrypt_cost: 4,
         max_body_bytes: 1024,
+        max_module_bytes: 2048,
         ..ApiConfig::default()
     };
     let engine = Engine::new(EngineConfig {
@@ -319,18 +320,41 @@ async fn a_token_is_enough_to_read_a_cached_function_without_jetstream() {
 }
 
 #[tokio::test]
-async fn a_body_over_the_cap_is_413_in_our_error_format() {
+async fn bodies_over_their_caps_are_413_naming_the_cap() {
     let api = api(ok("1"));
-    let big = "x".repeat(4096);
-    let request = Request::post("/functions")
-        .header(header::AUTHORIZATION, format!("Bearer {}", api.token))
-        .header(header::CONTENT_TYPE, "application/wasm")
-        .body(Body::from(big))
-        .unwrap();
-    let (status, _, body) = api.send(request).await;
+    let send = |path: &str, content_type: &str, bytes: usize| {
+        Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", api.token))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from("x".repeat(bytes)))
+            .unwrap()
+    };
+    // Most routes: the general cap (1024 bytes here).
+    let (status, _, body) = api
+        .send(send("/functions/7/execute", "application/json", 4096))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["kind"], "payload_too_large");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("1024"),
+        "{body}"
+    );
+    // Uploads: the module cap (2048 bytes here), far above the general one.
+    let (status, _, body) = api.send(send("/functions", "application/wasm", 4096)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2048"),
+        "{body}"
+    );
+    let (status, _, body) = api.send(send("/functions", "application/wasm", 1500)).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_module")),
+        "under the module cap, the engine reads it: {body}"
+    );
 }
 
 #[tokio::test]

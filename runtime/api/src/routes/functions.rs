@@ -46,7 +46,14 @@ pub async fn create(
     let (digest, binary) = tokio::task::spawn_blocking(move || {
         let (module, binary) = engine.compile(&code)?;
         engine.check_limits(&module, &limits)?;
-        Ok((module.digest().to_owned(), binary.into_owned()))
+        // A binary upload is stored as it came: the request's own buffer,
+        // held once however large the module is. Text was turned into a
+        // binary by the engine.
+        let binary = match binary {
+            std::borrow::Cow::Borrowed(_) => code.clone(),
+            std::borrow::Cow::Owned(binary) => bytes::Bytes::from(binary),
+        };
+        Ok((module.digest().to_owned(), binary))
     })
     .await?
     .map_err(|e| match e {

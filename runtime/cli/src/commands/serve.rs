@@ -76,6 +76,13 @@ pub struct ApiFlags {
         default_value_t = ApiConfig::default().max_jobs_per_user
     )]
     max_jobs_per_user: u64,
+    /// Largest module or component an upload may carry, in MiB.
+    #[arg(
+        long,
+        env = "NIMBUS_MAX_MODULE_MB",
+        default_value_t = ApiConfig::default().max_module_bytes as u64 / MIB
+    )]
+    max_module_mb: u64,
 }
 
 impl ApiFlags {
@@ -84,6 +91,8 @@ impl ApiFlags {
             bcrypt_cost: self.bcrypt_cost,
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             max_jobs_per_user: self.max_jobs_per_user,
+            max_module_bytes: usize::try_from(self.max_module_mb.saturating_mul(MIB))
+                .unwrap_or(usize::MAX),
             ..ApiConfig::default()
         }
     }
