@@ -41,6 +41,9 @@ pub const USERS_BUCKET: &str = "users";
 pub const FUNCTIONS_BUCKET: &str = "functions";
 /// Object store of module bytes, by digest.
 pub const MODULES_BUCKET: &str = "modules";
+/// The stream behind [`MODULES_BUCKET`] (an object store `x` is stream
+/// `OBJ_x`).
+pub const MODULES_STREAM: &str = "OBJ_modules";
 
 /// Subject a synchronous invocation of `id` is requested on.
 pub fn execute(id: FunctionId) -> String {
@@ -61,6 +64,12 @@ pub fn jobs(owner: &str, id: FunctionId) -> String {
 /// Wildcard covering `owner`'s jobs.
 pub fn jobs_of(owner: &str) -> String {
     format!("functions.jobs.{owner}.*")
+}
+
+/// Subject the chunks of object `nuid` of object store `bucket` are kept on
+/// (the object store's own layout, read with direct gets).
+pub fn object_chunks(bucket: &str, nuid: &str) -> String {
+    format!("$O.{bucket}.C.{nuid}")
 }
 
 /// Subject the final record of asynchronous invocation `invocation` is

@@ -66,6 +66,7 @@ pub struct Storage {
     invocations: kv::Store,
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,
+    modules_stream: jetstream::stream::Stream,
     js: jetstream::Context,
     failover_wait: Duration,
 }

@@ -65,6 +65,11 @@ impl Storage {
                 .await
                 .map_err(|e| unavailable("create the modules object store", e))?,
         };
+        // Its stream, for reading objects with direct gets (see objects.rs).
+        let modules_stream = js
+            .get_stream(subjects::MODULES_STREAM)
+            .await
+            .map_err(|e| unavailable("open the modules stream", e))?;
         js.create_or_update_stream(stream::Config {
             name: subjects::LOGS_STREAM.to_owned(),
             description: Some("Nimbus function logs".to_owned()),
@@ -112,6 +117,7 @@ impl Storage {
             invocations,
             jobs,
             modules,
+            modules_stream,
             js,
             failover_wait: config.failover_wait,
         })

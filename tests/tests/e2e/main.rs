@@ -6,6 +6,7 @@ mod harness;
 
 mod auth;
 mod cluster;
+mod cold;
 mod deploy;
 mod dispatch;
 mod docs;
