@@ -41,6 +41,7 @@ struct Worker {
     storage: Storage,
     engine: Engine,
     config: WorkerConfig,
+    loading: modules::Loading,
 }
 
 /// Serve invocations until `shutdown` resolves, then finish the ones in
@@ -58,6 +59,7 @@ pub async fn run(
         storage,
         engine,
         config,
+        loading: modules::Loading::default(),
     });
     let intake = intake::Intake::subscribe(&worker).await?;
     let slots = Arc::new(Semaphore::new(concurrency));

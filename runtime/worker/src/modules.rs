@@ -1,8 +1,14 @@
 //! The compiled module for a digest: from the engine's cache, else a shared
 //! precompiled artifact (when `share_compiled` is on), else compiled from the
 //! object store's bytes, checked against the digest they are stored under.
+//!
+//! Concurrent first calls of one module load it once (single flight): the
+//! first takes the module's turn and loads it, the others wait for the turn
+//! and find it in the engine's cache. A burst of first calls therefore costs
+//! one fetch and one compile, not one per call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use nimbus_engine::{CompileError, CompiledModule};
 use nimbus_store::StoreError;
@@ -41,12 +47,38 @@ pub(crate) enum ModuleError {
     DigestMismatch { digest: String, actual: String },
 }
 
+/// Modules being loaded, by digest: one turn each (see the module docs).
+#[derive(Default)]
+pub(crate) struct Loading(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
 impl Worker {
     /// The compiled module for `digest`, or why there is none.
     pub(crate) async fn module(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
         if let Some(module) = self.engine.cached(digest) {
             return Ok(module);
         }
+        let turn = {
+            let mut loading = self.loading.0.lock().expect("loading lock");
+            loading.entry(digest.to_owned()).or_default().clone()
+        };
+        let loaded = {
+            let _turn = turn.lock().await;
+            match self.engine.cached(digest) {
+                Some(module) => Ok(module),
+                None => self.load(digest).await,
+            }
+        };
+        // Forget the turn once nobody else holds it (clones are only made
+        // under this lock, so the count cannot grow meanwhile).
+        let mut loading = self.loading.0.lock().expect("loading lock");
+        if Arc::strong_count(&turn) == 2 {
+            loading.remove(digest);
+        }
+        loaded
+    }
+
+    /// Load `digest`: a shared artifact, else the stored module compiled.
+    async fn load(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
         let engine_key = self.engine.artifact_key();
         if self.config.share_compiled
             && let Some(module) = self.shared_artifact(digest, &engine_key).await

@@ -64,3 +64,54 @@ async fn hundreds_of_functions_called_cold_at_once_all_answer() {
         failures.first()
     );
 }
+
+/// A module with a few functions, `handle` adding `n`.
+fn module_adding(n: usize) -> String {
+    format!(
+        r#"(module
+             (func $twice (param i32) (result i32) local.get 0 i32.const 2 i32.mul)
+             (func $square (param i32) (result i32) local.get 0 local.get 0 i32.mul)
+             (func (export "handle") (param i32) (result i32)
+               local.get 0 call $twice call $square drop
+               local.get 0 i32.const {n} i32.add))"#
+    )
+}
+
+#[tokio::test]
+async fn a_burst_of_first_calls_to_one_function_compiles_it_once() {
+    let platform = Arc::new(Platform::start().await);
+    let token = Arc::new(platform.user("alice").await);
+
+    // What one compile of such a module costs the worker, in functions.
+    let warmup = platform.upload(&token, &module_adding(1000), None).await;
+    let before = platform.worker_code_cache(0);
+    let (status, _) = platform.execute(&token, warmup, json!(1)).await;
+    assert_eq!(status, StatusCode::OK);
+    let after = platform.worker_code_cache(0);
+    let one_compile = (after.hits + after.misses) - (before.hits + before.misses);
+    assert!(one_compile > 0, "the worker compiled the module");
+
+    // A burst of first calls to another module of the same shape.
+    let id = platform.upload(&token, &module_adding(7), None).await;
+    let before = platform.worker_code_cache(0);
+    let calls: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (platform, token) = (platform.clone(), token.clone());
+            tokio::spawn(async move { platform.execute(&token, id, json!(1)).await })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(
+            (status, &body["result"]),
+            (StatusCode::OK, &json!(8)),
+            "{body}"
+        );
+    }
+    let after = platform.worker_code_cache(0);
+    assert_eq!(
+        (after.hits + after.misses) - (before.hits + before.misses),
+        one_compile,
+        "{CONNECTIONS} concurrent first calls compiled the module more than once"
+    );
+}

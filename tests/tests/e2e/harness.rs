@@ -28,6 +28,8 @@ pub const ADD_WAT: &str = include_str!("../../../runtime/engine/fixtures/add.wat
 struct Worker {
     component: Component,
     client: async_nats::Client,
+    /// The worker's engine (shared with it), to read what it compiled.
+    engine: nimbus_engine::Engine,
 }
 
 /// How a test platform is set up.
@@ -170,15 +172,22 @@ impl Platform {
                 .await
                 .expect("store opens");
         let config = self.setup.worker.clone();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let worker_client = client.clone();
-        let component = Component::spawn("worker", move |shutdown| async move {
-            let engine = platform::worker_engine(&config)?;
-            ready_tx.send(()).ok();
-            nimbus_worker::run(worker_client, store, engine, config, shutdown.requested()).await
+        let engine = platform::worker_engine(&config).expect("worker engine built");
+        let (worker_client, worker_engine) = (client.clone(), engine.clone());
+        let component = Component::spawn("worker", move |shutdown| {
+            nimbus_worker::run(
+                worker_client,
+                store,
+                worker_engine,
+                config,
+                shutdown.requested(),
+            )
         });
-        ready_rx.await.expect("worker engine built");
-        self.workers.push(Some(Worker { component, client }));
+        self.workers.push(Some(Worker {
+            component,
+            client,
+            engine,
+        }));
         let index = self.workers.len() - 1;
         self.wait_until_serving(index).await;
         index
@@ -198,6 +207,16 @@ impl Platform {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("worker {i} never received a message");
+    }
+
+    /// Machine code worker `i`'s engine compiled (misses) or reused (hits),
+    /// in functions, so far.
+    pub fn worker_code_cache(&self, i: usize) -> nimbus_engine::CodeCacheStats {
+        self.workers[i]
+            .as_ref()
+            .expect("worker running")
+            .engine
+            .code_cache_stats()
     }
 
     /// Messages worker `i` has received from NATS so far.
@@ -226,6 +245,7 @@ impl Platform {
         let Worker {
             mut component,
             client,
+            ..
         } = self.workers[i].take().expect("worker running");
         component.abort();
         component.ended().await;
