@@ -96,20 +96,12 @@ impl NatsDispatch {
                  have {quota}; try again once some have finished"
             )));
         }
-        let now = now_rfc3339();
-        let record = InvocationRecord {
-            id: format!("{:032x}", rand::random::<u128>()),
-            function_id: request.function_id,
-            owner: request.caller.clone(),
-            status: InvocationStatus::Queued,
-            result: None,
-            error: None,
-            fuel_consumed: None,
-            duration_us: None,
-            attempts: 0,
-            created: now.clone(),
-            updated: now,
-        };
+        let record = InvocationRecord::queued(
+            format!("{:032x}", rand::random::<u128>()),
+            request.function_id,
+            request.caller.clone(),
+            now_rfc3339(),
+        );
         let revision = self.storage.create_invocation(&record).await?;
         let job = Job {
             record: record.clone(),

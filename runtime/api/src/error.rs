@@ -9,6 +9,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_core::error::describe;
 use nimbus_core::http::{ErrorBody, ErrorDetail};
 use nimbus_core::{ErrorSource, FunctionError, FunctionErrorKind, PlatformErrorKind};
 use nimbus_store::StoreError;
@@ -155,23 +156,6 @@ fn platform_status(kind: PlatformErrorKind) -> StatusCode {
     }
 }
 
-/// `error` and its sources, outermost first: "a: b: c". Some errors print
-/// their source in their own message already; a cause whose text is
-/// already there is not repeated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.parts();
@@ -187,11 +171,11 @@ impl IntoResponse for ApiError {
                 ..detail(e.message.clone(), Some(ErrorSource::Function))
             },
             _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
-                tracing::error!(error = chain(&self), "internal error");
+                tracing::error!(error = describe(&self), "internal error");
                 detail("internal error".into(), Some(ErrorSource::Platform))
             }
             Self::Platform { .. } | Self::Store(_) => {
-                let message = chain(&self);
+                let message = describe(&self);
                 tracing::warn!(error = message, "platform failure");
                 detail(message, Some(ErrorSource::Platform))
             }

@@ -76,6 +76,24 @@ impl FunctionError {
     }
 }
 
+/// `error` and its sources, outermost first: "a: b: c", for a message shown
+/// at an edge (an HTTP answer, a worker's reply). Some errors print their
+/// source in their own message already; a cause whose text is already there
+/// is not repeated.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Whose fault a failed invocation was: the guest's, or the platform's.
 /// Stable strings on the wire, in records and in HTTP bodies (`"source"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ impl Worker {
         let module = match self.module(&call.digest).await {
             Ok(module) => module,
             Err(error) => {
-                let message = crate::modules::describe(&error);
+                let message = nimbus_core::error::describe(&error);
                 tracing::error!(function = call.function_id, digest = %call.digest, %message);
                 return Reply::PlatformError(message);
             }

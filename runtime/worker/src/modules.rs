@@ -152,19 +152,3 @@ impl Worker {
         }
     }
 }
-
-/// `error` and its sources, "a: b: c", for a reply's message (a cause
-/// whose text is already there is not repeated).
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use futures::future::BoxFuture;
 use nimbus_api::{ApiConfig, ApiError, AppState, Dispatch, JwtKeys};
-use nimbus_core::wire::{Call, InvocationRecord, InvocationStatus, JobRequest, Reply, Success};
+use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply, Success};
 use nimbus_core::{FunctionError, FunctionErrorKind, FunctionMeta, Limits, Runtime, Username};
 use nimbus_engine::{Engine, EngineConfig};
 use serde_json::{Value, json};
@@ -41,19 +41,12 @@ impl Dispatch for Recording {
 
     fn enqueue(&self, request: JobRequest) -> BoxFuture<'_, Result<InvocationRecord, ApiError>> {
         Box::pin(async move {
-            Ok(InvocationRecord {
-                id: "0123456789abcdef0123456789abcdef".into(),
-                function_id: request.function_id,
-                owner: request.caller,
-                status: InvocationStatus::Queued,
-                result: None,
-                error: None,
-                fuel_consumed: None,
-                duration_us: None,
-                attempts: 0,
-                created: "now".into(),
-                updated: "now".into(),
-            })
+            Ok(InvocationRecord::queued(
+                "0123456789abcdef0123456789abcdef".into(),
+                request.function_id,
+                request.caller,
+                "now".into(),
+            ))
         })
     }
 }

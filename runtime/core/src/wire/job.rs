@@ -146,6 +146,26 @@ pub struct InvocationRecord {
     pub updated: String,
 }
 
+impl InvocationRecord {
+    /// A record of `owner`'s invocation `id` of `function_id`, just accepted
+    /// at `now` (RFC 3339): queued, no attempt yet.
+    pub fn queued(id: String, function_id: FunctionId, owner: Username, now: String) -> Self {
+        Self {
+            id,
+            function_id,
+            owner,
+            status: InvocationStatus::Queued,
+            result: None,
+            error: None,
+            fuel_consumed: None,
+            duration_us: None,
+            attempts: 0,
+            created: now.clone(),
+            updated: now,
+        }
+    }
+}
+
 /// Whether `id` has the shape of an invocation id (32 lowercase hex digits),
 /// so it is safe in a KV key and a subject.
 pub fn is_invocation_id(id: &str) -> bool {
