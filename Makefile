@@ -14,9 +14,10 @@ NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
 APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
 	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml
 
-## setup: the wasm32-wasip1 target, the shim's C toolchain, nats-server (>= 2.11) into .tools/
+## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11) into .tools/
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 	@scripts/install-apt-packages.sh $(APT_PACKAGES)
 	@mkdir -p $(TOOLS)

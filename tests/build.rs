@@ -1,6 +1,7 @@
 //! Builds the Rust example functions (examples/functions, for
-//! wasm32-wasip1) so the end-to-end tests run the real artifacts; exports
-//! their directory as `NIMBUS_EXAMPLES_WASM_DIR`.
+//! wasm32-wasip1) and the test components (tests/guests, for wasm32-wasip2)
+//! so the end-to-end tests run the real artifacts; exports their
+//! directories as `NIMBUS_EXAMPLES_WASM_DIR` and `NIMBUS_COMPONENTS_WASM_DIR`.
 
 use std::path::PathBuf;
 
@@ -15,4 +16,15 @@ fn main() {
         "The examples need `rustup target add wasm32-wasip1` (run `make setup`).",
     );
     println!("cargo:rustc-env=NIMBUS_EXAMPLES_WASM_DIR={}", out.display());
+    let components = nimbus_guest_build::build_for(
+        nimbus_guest_build::COMPONENT_TARGET,
+        &manifest_dir.join("guests"),
+        &PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests-target"),
+        &[],
+        "The test components need `rustup target add wasm32-wasip2` (run `make setup`).",
+    );
+    println!(
+        "cargo:rustc-env=NIMBUS_COMPONENTS_WASM_DIR={}",
+        components.display()
+    );
 }

@@ -176,3 +176,29 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller(caller))
     }
 }
+
+/// The caller if the request carries a valid Nimbus token, else nobody:
+/// function URLs are open to anonymous callers (public functions), and an
+/// `Authorization` header that is not a Nimbus token may be the function's
+/// own business (a webhook's signature scheme).
+#[derive(Debug, Clone)]
+pub struct MaybeCaller(pub Option<Username>);
+
+impl FromRequestParts<Arc<AppState>> for MaybeCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        Ok(Self(
+            Caller::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|Caller(user)| user),
+        ))
+    }
+}

@@ -6,9 +6,13 @@
 //! How it stays true:
 //! - Every put and delete in the bucket reaches each API server through one
 //!   watch (an ordered consumer on `$KV.functions.>`, delivering new
-//!   messages only). A put is cached; a delete leaves a tombstone. Function
-//!   ids are never reused and metadata never changes after creation, so a
-//!   tombstone is final: a deleted function answers 404 without JetStream.
+//!   messages only). A put is cached (a `PATCH` is a put too); a delete
+//!   leaves a tombstone. Function ids are never reused, so a tombstone is
+//!   final: a deleted function answers 404 without JetStream.
+//! - Names (function URLs) are looked up through a name -> id index built
+//!   from the cached metadata. A hit counts only if the cached function
+//!   still has that name; anything else (a miss, a rename, a delete) asks
+//!   the `function_names` bucket, which is the truth.
 //! - A miss reads the bucket and caches what it found, unless the watch has
 //!   said something about that key meanwhile (then the watch is newer), or
 //!   the cache was reset since the read began (its generation changed).
@@ -47,6 +51,8 @@ enum Entry {
 
 struct Inner {
     entries: HashMap<(Username, FunctionId), Entry>,
+    /// Names of the cached functions.
+    names: HashMap<(Username, String), FunctionId>,
     /// Bumped at every reset; a read that began under an older generation
     /// is not cached.
     generation: u64,
@@ -74,6 +80,7 @@ impl FunctionCache {
         Self {
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
+                names: HashMap::new(),
                 generation: 0,
             }),
             capacity: capacity.max(1),
@@ -105,9 +112,39 @@ impl FunctionCache {
         let mut inner = self.lock();
         if inner.generation == generation && !inner.entries.contains_key(&key) {
             self.make_room(&mut inner);
+            index_name(&mut inner, &meta);
             inner.entries.insert(key, Entry::Present(meta.clone()));
         }
         Ok(Some(meta))
+    }
+
+    /// `owner`'s function called `name`: from memory when the cached
+    /// function still has that name, else through the `function_names`
+    /// bucket.
+    pub(crate) async fn by_name(
+        &self,
+        storage: Result<&Storage, ApiError>,
+        owner: &Username,
+        name: &str,
+    ) -> Result<Option<Arc<FunctionMeta>>, ApiError> {
+        {
+            let inner = self.lock();
+            let cached = inner
+                .names
+                .get(&(owner.clone(), name.to_owned()))
+                .and_then(|id| inner.entries.get(&(owner.clone(), *id)));
+            if let Some(Entry::Present(meta)) = cached
+                && meta.name.as_deref() == Some(name)
+            {
+                return Ok(Some(meta.clone()));
+            }
+        }
+        let storage = storage?;
+        let Some(id) = storage.function_id_by_name(owner, name).await? else {
+            return Ok(None);
+        };
+        let meta = self.get(Ok(storage), owner, id).await?;
+        Ok(meta.filter(|meta| meta.name.as_deref() == Some(name)))
     }
 
     /// Remember `meta` (a function just created, or a test's seed), unless
@@ -119,7 +156,9 @@ impl FunctionCache {
             return;
         }
         self.make_room(&mut inner);
-        inner.entries.insert(key, Entry::Present(Arc::new(meta)));
+        let meta = Arc::new(meta);
+        index_name(&mut inner, &meta);
+        inner.entries.insert(key, Entry::Present(meta));
     }
 
     /// Forget `owner`'s function `id` for good: it was deleted.
@@ -174,17 +213,27 @@ impl FunctionCache {
     fn reset(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
+        inner.names.clear();
         inner.generation += 1;
     }
 
     fn make_room(&self, inner: &mut Inner) {
         if inner.entries.len() >= self.capacity {
             inner.entries.clear();
+            inner.names.clear();
             inner.generation += 1;
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("function cache lock")
+    }
+}
+
+fn index_name(inner: &mut Inner, meta: &FunctionMeta) {
+    if let Some(name) = &meta.name {
+        inner
+            .names
+            .insert((meta.owner.clone(), name.clone()), meta.id);
     }
 }

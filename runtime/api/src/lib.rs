@@ -8,7 +8,8 @@
 //! upload) but never runs them.
 //!
 //! - `config`: settings; `state`: what handlers share.
-//! - `routes/`: one file per resource (accounts, functions, invocations).
+//! - `routes/`: one file per resource (accounts, functions, invocations,
+//!   and `urls`: functions called on their own URL).
 //! - `auth`: tokens and the `Caller` extractor; `body`: body and path
 //!   extractors with our error format; `upload`: reading an upload.
 //! - `dispatch`: handing invocations to workers, behind a trait.
@@ -34,7 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
@@ -46,7 +47,9 @@ pub use function_cache::FunctionCache;
 pub use state::AppState;
 
 use body::BodyCap;
-use routes::{accounts, functions, invocations};
+use routes::{accounts, functions, invocations, urls};
+
+pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
 /// The router with every route of the HTTP contract.
 pub fn app(state: AppState) -> Router {
@@ -66,11 +69,22 @@ pub fn app(state: AppState) -> Router {
         .route("/functions", upload.get(functions::list))
         .route(
             "/functions/{id}",
-            get(functions::get).delete(functions::delete),
+            get(functions::get)
+                .patch(functions::change)
+                .delete(functions::delete),
         )
         .route("/functions/{id}/execute", post(invocations::execute))
         .route("/functions/{id}/logs", get(functions::logs))
         .route("/invocations/{id}", get(invocations::invocation))
+        // Each function caps its own request body (its max_input_bytes).
+        .route(
+            "/fn/{owner}/{name}",
+            any(urls::call).layer::<_, Infallible>(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/fn/{owner}/{name}/{*rest}",
+            any(urls::call).layer::<_, Infallible>(DefaultBodyLimit::disable()),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,13 +1,14 @@
 //! Reading an upload: a JSON body (`{"code", "runtime"?, "name"?,
-//! "limits"?}`, the original design's form) or a raw `application/wasm`
-//! body with the name and limits in the query string. JavaScript is turned
+//! "access"?, "limits"?}`, the original design's form) or a raw
+//! `application/wasm` body (a core module or a component) with the name,
+//! access and limits in the query string. JavaScript is turned
 //! into a module here; validating and compiling the module happen in the
 //! `create` handler, the same for every form.
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use bytes::Bytes;
-use nimbus_core::{LimitsRequest, Runtime, Username};
+use nimbus_core::{Access, FunctionName, LimitsRequest, Runtime, Username};
 use serde::Deserialize;
 
 use crate::body::parse_json;
@@ -20,6 +21,7 @@ struct UploadRequest {
     code: String,
     runtime: Option<Runtime>,
     name: Option<String>,
+    access: Option<Access>,
     limits: Option<LimitsRequest>,
     /// The seed's clients send the owner; accepted only when it is the caller.
     user: Option<String>,
@@ -31,13 +33,12 @@ pub(crate) struct Upload {
     /// A wasm binary or WAT text, ready for the engine (a raw upload's
     /// body itself, not a copy).
     pub module: Bytes,
-    pub name: Option<String>,
+    pub name: Option<FunctionName>,
+    pub access: Access,
     pub limits: LimitsRequest,
     /// Source echoed back in the answer (text uploads only).
     pub echo: Option<String>,
 }
-
-const MAX_NAME_CHARS: usize = 64;
 
 impl Upload {
     /// Read the request: the body's form follows its content type.
@@ -49,18 +50,18 @@ impl Upload {
         body: Bytes,
     ) -> Result<Self, ApiError> {
         let upload = if is_wasm(headers) {
-            let (name, limits) = parse_upload_query(query)?;
+            let (name, access, limits) = parse_upload_query(query)?;
             Self {
                 runtime: Runtime::Wasm,
                 module: body,
-                name,
+                name: parse_name(name)?,
+                access,
                 limits,
                 echo: None,
             }
         } else {
             Self::from_json(state, caller, &body).await?
         };
-        check_name(&upload.name)?;
         let max = state.config.max_module_bytes;
         if upload.module.len() > max {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -84,12 +85,13 @@ impl Upload {
             .runtime
             .unwrap_or_else(|| Runtime::detect(&upload.code));
         let (module, echo) = match runtime {
-            Runtime::Wasm => {
+            Runtime::Wasm | Runtime::Component => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(upload.code.trim())
                     .map_err(|e| {
                         ApiError::BadRequest(format!(
-                            "`code` must be base64 for runtime `wasm`: {e}"
+                            "`code` must be base64 for runtime `{}`: {e}",
+                            runtime.as_str()
                         ))
                     })?;
                 (Bytes::from(bytes), None)
@@ -108,7 +110,8 @@ impl Upload {
         Ok(Self {
             runtime,
             module,
-            name: upload.name,
+            name: parse_name(upload.name)?,
+            access: upload.access.unwrap_or_default(),
             limits: upload.limits.unwrap_or_default(),
             echo,
         })
@@ -126,34 +129,36 @@ fn is_wasm(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `?name=f&fuel=1000000`: the name, and the rest as a [`LimitsRequest`].
-/// (serde's `flatten` cannot read numbers out of a query string, so the
-/// name is taken out first and the limits read on their own.)
-fn parse_upload_query(query: Option<&str>) -> Result<(Option<String>, LimitsRequest), ApiError> {
+/// `?name=f&access=public&fuel=1000000`: the name, the access, and the rest
+/// as a [`LimitsRequest`]. (serde's `flatten` cannot read numbers out of a
+/// query string, so name and access are taken out first and the limits
+/// read on their own.)
+fn parse_upload_query(
+    query: Option<&str>,
+) -> Result<(Option<String>, Access, LimitsRequest), ApiError> {
     let invalid =
         |e: serde_urlencoded::de::Error| ApiError::BadRequest(format!("invalid query string: {e}"));
     let mut pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.unwrap_or("")).map_err(invalid)?;
-    let name = pairs
-        .iter()
-        .position(|(key, _)| key == "name")
-        .map(|i| pairs.remove(i).1);
+    let mut take = |key: &str| {
+        pairs
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| pairs.remove(i).1)
+    };
+    let name = take("name");
+    let access = match take("access") {
+        Some(access) => access.parse().map_err(ApiError::BadRequest)?,
+        None => Access::default(),
+    };
     let rest = serde_urlencoded::to_string(&pairs).expect("pairs encode");
     let limits = serde_urlencoded::from_str(&rest).map_err(invalid)?;
-    Ok((name, limits))
+    Ok((name, access, limits))
 }
 
-fn check_name(name: &Option<String>) -> Result<(), ApiError> {
-    match name {
-        Some(n)
-            if n.is_empty()
-                || n.chars().count() > MAX_NAME_CHARS
-                || n.chars().any(char::is_control) =>
-        {
-            Err(ApiError::BadRequest(format!(
-                "name must be 1 to {MAX_NAME_CHARS} printable characters"
-            )))
-        }
-        _ => Ok(()),
-    }
+/// Names are unique per owner and become URL path segments.
+pub(crate) fn parse_name(name: Option<String>) -> Result<Option<FunctionName>, ApiError> {
+    name.map(|n| FunctionName::parse(&n))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }

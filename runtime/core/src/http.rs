@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{FunctionId, FunctionMeta, Limits, Runtime};
+use crate::{Access, FunctionId, FunctionMeta, Limits, Runtime, World};
 
 /// `POST /functions` answers 201 with this: the id first and, for text
 /// uploads, the code echoed back as the original design did (binaries are
@@ -24,6 +24,15 @@ pub struct Created {
     pub name: Option<String>,
     /// How it was uploaded.
     pub runtime: Runtime,
+    /// For a component, the world it implements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<World>,
+    /// Who may call it on its URL.
+    #[serde(default)]
+    pub access: Access,
+    /// Its URL's path (`/fn/<owner>/<name>`), for a named function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// sha256 of the stored module, hex.
     pub digest: String,
     /// Size of the stored module, bytes.

@@ -15,4 +15,6 @@ pub mod wire;
 
 pub use error::{ErrorKind, ErrorSource, FunctionError, FunctionErrorKind, PlatformErrorKind};
 pub use limits::{LimitError, LimitPolicy, Limits, LimitsRequest};
-pub use meta::{FunctionId, FunctionMeta, Runtime, Username};
+pub use meta::{
+    Access, FunctionId, FunctionMeta, FunctionName, InvalidFunctionName, Runtime, Username, World,
+};

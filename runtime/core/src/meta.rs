@@ -20,6 +20,53 @@ pub enum Runtime {
     Wasm,
     /// JavaScript source run by the bundled QuickJS shim.
     Js,
+    /// A WebAssembly component (WASI 0.2); its [`World`] says how it is called.
+    Component,
+}
+
+/// The WASI world a component implements: how the platform calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum World {
+    /// Exports `wasi:http/incoming-handler`: a web handler.
+    #[serde(rename = "wasi:http/proxy")]
+    HttpProxy,
+    /// Exports `wasi:cli/run`: input on stdin, result on stdout.
+    #[serde(rename = "wasi:cli/command")]
+    CliCommand,
+}
+
+/// Who may call a function on its URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Only its owner, with their bearer token.
+    #[default]
+    Private,
+    /// Anyone, without credentials.
+    Public,
+}
+
+impl Access {
+    /// The lowercase name used in JSON and query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Public => "public",
+        }
+    }
+}
+
+impl std::str::FromStr for Access {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "private" => Ok(Self::Private),
+            "public" => Ok(Self::Public),
+            other => Err(format!(
+                "access must be \"private\" or \"public\", not {other:?}"
+            )),
+        }
+    }
 }
 
 impl Runtime {
@@ -29,6 +76,7 @@ impl Runtime {
             Self::Wat => "wat",
             Self::Wasm => "wasm",
             Self::Js => "js",
+            Self::Component => "component",
         }
     }
 
@@ -59,11 +107,19 @@ pub struct FunctionMeta {
     pub id: FunctionId,
     /// The user who uploaded it; only they may see or touch it.
     pub owner: Username,
-    /// Optional human name.
+    /// Optional name, unique among its owner's functions (a
+    /// [`FunctionName`] for functions created since names became unique):
+    /// the function answers on `/fn/<owner>/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// How it was uploaded.
     pub runtime: Runtime,
+    /// For a component, the world it implements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<World>,
+    /// Who may call it on its URL.
+    #[serde(default)]
+    pub access: Access,
     /// sha256 of the module bytes, hex; the key in the `modules` object store.
     pub digest: String,
     /// Module size in bytes.
@@ -72,6 +128,67 @@ pub struct FunctionMeta {
     pub limits: Limits,
     /// RFC 3339 creation time.
     pub created: String,
+}
+
+/// A validated function name: 1 to 63 characters from `[a-z0-9-]`, starting
+/// with a letter or digit, so it can be a URL path segment and a NATS KV key
+/// as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionName(String);
+
+/// Why a function name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "function name {0:?} is invalid: 1-63 characters of lowercase letters, digits or '-', starting with a letter or digit"
+)]
+pub struct InvalidFunctionName(String);
+
+impl FunctionName {
+    /// Validate `name`.
+    pub fn parse(name: &str) -> Result<Self, InvalidFunctionName> {
+        let ok_len = (1..=63).contains(&name.len());
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_first = name.bytes().next().is_some_and(|b| b != b'-');
+        if ok_len && ok_chars && ok_first {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidFunctionName(name.chars().take(80).collect()))
+        }
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for FunctionName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FunctionName {
+    type Error = InvalidFunctionName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<FunctionName> for String {
+    fn from(value: FunctionName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A validated username: 3 to 32 characters from `[A-Za-z0-9_-]`, starting
@@ -165,6 +282,25 @@ mod tests {
             Runtime::Js
         );
         assert_eq!(Runtime::detect(";; only a comment"), Runtime::Js);
+    }
+
+    #[test]
+    fn function_names_are_url_and_key_safe() {
+        for bad in ["", "-lead", "Upper", "a.b", "a/b", "a b", "ñ", &"x".repeat(64)] {
+            assert!(FunctionName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["add", "0", "web-hook-2", &"x".repeat(63)] {
+            assert!(FunctionName::parse(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn metadata_written_before_urls_reads_as_private() {
+        let old = r#"{"id":1,"owner":"ada","runtime":"js","digest":"d","size":1,
+            "limits":{"fuel":1,"memory_bytes":1,"timeout_ms":1,"max_input_bytes":1,
+            "max_output_bytes":1,"max_log_bytes":1},"created":"now"}"#;
+        let meta: FunctionMeta = serde_json::from_str(old).unwrap();
+        assert_eq!((meta.access, meta.world), (Access::Private, None));
     }
 
     #[test]

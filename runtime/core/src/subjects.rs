@@ -39,6 +39,9 @@ pub const INVOCATIONS_BUCKET: &str = "invocations";
 pub const USERS_BUCKET: &str = "users";
 /// KV bucket of function metadata.
 pub const FUNCTIONS_BUCKET: &str = "functions";
+
+/// KV bucket: `<owner>.<name>` -> function id (names are unique per owner).
+pub const FUNCTION_NAMES_BUCKET: &str = "function_names";
 /// Object store of module bytes, by digest.
 pub const MODULES_BUCKET: &str = "modules";
 /// The stream behind [`MODULES_BUCKET`] (an object store `x` is stream

@@ -7,14 +7,24 @@ use std::sync::Arc;
 
 use nimbus_core::Limits;
 
-use crate::{CodeCacheStats, CompileError, CompiledModule, Engine, digest, module, to_binary};
+use crate::module::Code;
+use crate::{
+    CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, module, to_binary,
+};
+
+/// Freshly compiled or loaded code, before it is checked and pre-linked.
+enum Compiled {
+    Core(wasmtime::Module),
+    Component(wasmtime::component::Component),
+}
 
 /// Bytes in a WebAssembly page.
 const WASM_PAGE_BYTES: u64 = 64 << 10;
 
 impl Engine {
-    /// Validate and compile `source` (wasm binary or WAT text). Returns the
-    /// module and its binary form, which is what gets stored and digested.
+    /// Validate and compile `source` (a core module or a component, wasm
+    /// binary or WAT text). Returns the module and its binary form, which is
+    /// what gets stored and digested.
     ///
     /// CPU-bound (Cranelift): call it from a blocking context.
     pub fn compile<'a>(
@@ -33,9 +43,16 @@ impl Engine {
         if let Some(module) = self.cached(&digest) {
             return Ok((module, binary));
         }
-        let module = wasmtime::Module::new(&self.inner.wasmtime, &binary)
-            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        let compiled = self.finish(digest, module)?;
+        let invalid = |e: wasmtime::Error| CompileError::Invalid(format!("{e:#}"));
+        let code = if component::is_component(&binary) {
+            Compiled::Component(
+                wasmtime::component::Component::new(&self.inner.wasmtime, &binary)
+                    .map_err(invalid)?,
+            )
+        } else {
+            Compiled::Core(wasmtime::Module::new(&self.inner.wasmtime, &binary).map_err(invalid)?)
+        };
+        let compiled = self.finish(digest, code)?;
         Ok((compiled, binary))
     }
 
@@ -66,7 +83,10 @@ impl Engine {
     /// A native artifact of `module` that another engine with the same
     /// configuration can load with [`Engine::load_precompiled`].
     pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, wasmtime::Error> {
-        module.module.serialize()
+        match &module.code {
+            Code::Core { module, .. } => module.serialize(),
+            Code::Component { component, .. } => component.serialize(),
+        }
     }
 
     /// A key that differs between engines whose artifacts are incompatible
@@ -94,34 +114,53 @@ impl Engine {
         if let Some(module) = self.cached(digest) {
             return Ok(module);
         }
-        // SAFETY: wasmtime checks that the artifact was produced by a
-        // compatible engine; its integrity rests on the trusted store it came
-        // from, as documented above.
-        let module = unsafe { wasmtime::Module::deserialize(&self.inner.wasmtime, artifact) }
-            .map_err(|e| CompileError::Artifact(format!("{e:#}")))?;
-        self.finish(digest.to_owned(), module)
+        let artifact_error = |e: wasmtime::Error| CompileError::Artifact(format!("{e:#}"));
+        let engine = &self.inner.wasmtime;
+        // SAFETY (both arms): wasmtime checks that the artifact was produced
+        // by a compatible engine; its integrity rests on the trusted store it
+        // came from, as documented above.
+        let code = match wasmtime::Engine::detect_precompiled(artifact) {
+            Some(wasmtime::Precompiled::Component) => Compiled::Component(
+                unsafe { wasmtime::component::Component::deserialize(engine, artifact) }
+                    .map_err(artifact_error)?,
+            ),
+            _ => Compiled::Core(
+                unsafe { wasmtime::Module::deserialize(engine, artifact) }
+                    .map_err(artifact_error)?,
+            ),
+        };
+        self.finish(digest.to_owned(), code)
     }
 
-    fn finish(
-        &self,
-        digest: String,
-        module: wasmtime::Module,
-    ) -> Result<Arc<CompiledModule>, CompileError> {
-        module::check_imports(&module)?;
-        let abi = module::detect_abi(&module)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| CompileError::ForbiddenImport(format!("{e:#}")))?;
-        // `check_imports` let only WASI functions through.
-        let imports_wasi = module.imports().len() > 0;
+    fn finish(&self, digest: String, code: Compiled) -> Result<Arc<CompiledModule>, CompileError> {
+        let (abi, code) = match code {
+            Compiled::Core(module) => {
+                module::check_imports(&module)?;
+                let abi = module::detect_abi(&module)?;
+                let pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| CompileError::ForbiddenImport(format!("{e:#}")))?;
+                // `check_imports` let only WASI functions through.
+                let imports_wasi = module.imports().len() > 0;
+                let code = Code::Core {
+                    module,
+                    pre,
+                    imports_wasi,
+                };
+                (abi, code)
+            }
+            Compiled::Component(component) => {
+                let abi = component::check(&self.inner.wasmtime, &component)?;
+                let pre = component::pre(&self.inner.component_linker, &component, &abi)?;
+                (abi, Code::Component { component, pre })
+            }
+        };
         let compiled = Arc::new(CompiledModule {
             digest: digest.clone(),
             abi,
-            imports_wasi,
-            module,
-            pre,
+            code,
         });
         self.inner
             .cache
@@ -138,7 +177,13 @@ impl Engine {
         module: &CompiledModule,
         limits: &Limits,
     ) -> Result<(), CompileError> {
-        let resources = module.module.resources_required();
+        let resources = match &module.code {
+            Code::Core { module, .. } => Some(module.resources_required()),
+            Code::Component { component, .. } => component.resources_required(),
+        };
+        let Some(resources) = resources else {
+            return Ok(());
+        };
         let initial = resources
             .max_initial_memory_size
             .unwrap_or(0)

@@ -6,7 +6,7 @@ use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
 use crate::limiter::LimitExceeded;
-use crate::pipe::{CappedPipe, OutputOverflow};
+use crate::pipe::OutputOverflow;
 
 /// Why a module was refused at compile time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,12 +59,12 @@ pub(crate) fn output_too_large(limits: &Limits) -> FunctionError {
 /// writes the error it returned).
 pub(crate) fn classify(
     error: wasmtime::Error,
-    stdout: &CappedPipe,
+    output_overflowed: bool,
     limits: &Limits,
     logs: &[u8],
 ) -> FunctionError {
     use FunctionErrorKind as Kind;
-    if stdout.overflowed() || error.is::<OutputOverflow>() {
+    if output_overflowed || error.is::<OutputOverflow>() {
         return output_too_large(limits);
     }
     if let Some(exceeded) = error.downcast_ref::<LimitExceeded>() {

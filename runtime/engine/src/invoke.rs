@@ -1,40 +1,60 @@
-//! Running a module once: a fresh `Store` per invocation under fuel, memory,
-//! table, deadline and output limits, with input on stdin (command ABI) or as
-//! `handle`'s parameters (scalar ABI), and the outcome or its failure named.
+//! Running a function once: a fresh `Store` per invocation under fuel,
+//! memory, table, deadline and output limits, with input on stdin (WASI
+//! commands, core or component), as `handle`'s parameters (scalar ABI) or as
+//! an HTTP request body (`wasi:http` components called through `execute`),
+//! and the outcome or its failure named.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use nimbus_core::wire::{HttpRequest, RequestHead};
 use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
 use wasmtime::{Linker, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use crate::component::{ComponentHost, ComponentPre};
 use crate::error::{DeadlineExceeded, classify, output_too_large};
 use crate::limiter::Limiter;
+use crate::module::Code;
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{Abi, CompiledModule, Engine, scalar};
 
 /// What one invocation produced. Logs and fuel are reported whether the
 /// function succeeded or not.
 #[derive(Debug)]
-pub struct Outcome {
-    /// The result JSON text, or why there is none. `Ok` always holds exactly
-    /// one valid JSON document without surrounding whitespace (validated
-    /// here, once), so callers can pass it on without parsing it again.
-    pub result: Result<Bytes, FunctionError>,
+pub struct Outcome<T = Bytes> {
+    /// The result, or why there is none. For [`Engine::invoke`] `Ok` always
+    /// holds exactly one valid JSON document without surrounding whitespace
+    /// (validated here, once), so callers can pass it on without parsing it
+    /// again; for [`Engine::serve`] it is the HTTP response.
+    pub result: Result<T, FunctionError>,
     /// Fuel burned.
     pub fuel_consumed: u64,
     /// Wall time from instantiation to the end of the call.
     pub duration: Duration,
-    /// What the guest wrote to stderr, up to the log cap.
+    /// What the guest wrote to stderr (and, for an HTTP handler, to stdout),
+    /// up to the log cap.
     pub logs: Bytes,
-    /// Whether stderr output was dropped at the cap.
+    /// Whether log output was dropped at the cap.
     pub logs_truncated: bool,
 }
 
-/// Per-Store host state.
+impl<T> Outcome<T> {
+    /// An invocation refused before anything ran.
+    pub(crate) fn refused(error: FunctionError) -> Self {
+        Self {
+            result: Err(error),
+            fuel_consumed: 0,
+            duration: Duration::ZERO,
+            logs: Bytes::new(),
+            logs_truncated: false,
+        }
+    }
+}
+
+/// Per-Store host state of a core module.
 pub struct Host {
     /// Only for modules that import WASI functions.
     wasi: Option<WasiP1Ctx>,
@@ -60,54 +80,87 @@ const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// short enough for fairness, long enough that yielding costs little.
 const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 
+/// How a metered run ended, before its failure is named.
+pub(crate) struct Metered<R> {
+    /// `Err(None)`: the outer timeout fired (a guest parked in a host call).
+    pub(crate) result: Result<R, Option<wasmtime::Error>>,
+    pub(crate) fuel_consumed: u64,
+    pub(crate) duration: Duration,
+}
+
 impl Engine {
     /// Run `module` once on `input` (JSON text) under `limits`.
     ///
     /// `input` is handed to the guest as is (a command reads it from stdin
-    /// without it being copied).
+    /// without it being copied). A `wasi:http` component gets it as the body
+    /// of a `POST /` and must answer 2xx with a JSON body.
     pub async fn invoke(&self, module: &CompiledModule, input: Bytes, limits: &Limits) -> Outcome {
-        let refused = |error: FunctionError| Outcome {
-            result: Err(error),
-            fuel_consumed: 0,
-            duration: Duration::ZERO,
-            logs: Bytes::new(),
-            logs_truncated: false,
-        };
         if input.len() as u64 > limits.max_input_bytes {
-            return refused(FunctionError::new(
-                FunctionErrorKind::InvalidInput,
-                format!(
-                    "input is {} bytes, the limit is {}",
-                    input.len(),
-                    limits.max_input_bytes
-                ),
-            ));
+            return Outcome::refused(input_too_large(input.len(), limits));
         }
-        let params = match &module.abi {
-            Abi::Command => None,
+        match &module.abi {
+            Abi::HttpComponent => {
+                let request = HttpRequest {
+                    head: RequestHead {
+                        method: "POST".into(),
+                        path: "/".into(),
+                        headers: vec![("content-type".into(), "application/json".into())],
+                    },
+                    body: input,
+                };
+                let outcome = self.serve(module, request, limits).await;
+                let fuel_consumed = outcome.fuel_consumed;
+                Outcome {
+                    result: outcome.result.and_then(|response| {
+                        crate::http::json_result(response).map_err(|mut error| {
+                            error.fuel_consumed = fuel_consumed;
+                            error
+                        })
+                    }),
+                    fuel_consumed,
+                    duration: outcome.duration,
+                    logs: outcome.logs,
+                    logs_truncated: outcome.logs_truncated,
+                }
+            }
             Abi::Scalar { params, .. } => match scalar::params(&input, params) {
-                Ok(values) => Some(values),
-                Err(e) => return refused(e),
+                Ok(values) => self.run_core(module, None, Some(values), limits).await,
+                Err(e) => Outcome::refused(e),
             },
-        };
+            Abi::Command | Abi::CliComponent => {
+                if let Code::Component { pre, .. } = &module.code {
+                    self.run_cli(pre, input, limits).await
+                } else {
+                    self.run_core(module, Some(input), None, limits).await
+                }
+            }
+        }
+    }
 
-        let _slot = self
-            .inner
-            .slots
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+    async fn run_core(
+        &self,
+        module: &CompiledModule,
+        stdin: Option<Bytes>,
+        params: Option<Vec<wasmtime::Val>>,
+        limits: &Limits,
+    ) -> Outcome {
+        let Code::Core {
+            pre, imports_wasi, ..
+        } = &module.code
+        else {
+            unreachable!("a core ABI has core code");
+        };
         let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
         let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
-        let wasi = module.imports_wasi.then(|| {
+        let wasi = imports_wasi.then(|| {
             let mut wasi = WasiCtxBuilder::new();
             wasi.stdout(stdout.clone())
                 .stderr(stderr.clone())
                 // `random_get` fills its buffer on the host, outside the
                 // memory limiter: keep each call small.
                 .max_random_size(MAX_RANDOM_BYTES);
-            if params.is_none() {
-                wasi.stdin(MemoryInputPipe::new(input));
+            if let Some(stdin) = stdin {
+                wasi.stdin(MemoryInputPipe::new(stdin));
             }
             wasi.build_p1()
         });
@@ -115,8 +168,79 @@ impl Engine {
             wasi,
             limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
         };
+        let run = self
+            .metered(host, |h| &mut h.limiter, limits, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                match (&module.abi, params) {
+                    (Abi::Scalar { results, .. }, Some(params)) => {
+                        let handle = instance
+                            .get_func(&mut *store, "handle")
+                            .expect("ABI detection found `handle`");
+                        let mut slots = scalar::result_slots(results);
+                        handle.call_async(&mut *store, &params, &mut slots).await?;
+                        Ok(Some(scalar::output(&slots).map_err(wasmtime::Error::new)?))
+                    }
+                    _ => {
+                        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                        exit_zero_is_success(start.call_async(&mut *store, ()).await)?;
+                        Ok(None)
+                    }
+                }
+            })
+            .await;
+        finish(run, stdout.overflowed(), &stderr, limits, |scalar| match scalar {
+            Some(bytes) => Ok(Bytes::from(bytes)),
+            None => command_output(stdout.take()),
+        })
+    }
+
+    async fn run_cli(&self, pre: &ComponentPre, input: Bytes, limits: &Limits) -> Outcome {
+        let ComponentPre::Command(pre) = pre else {
+            unreachable!("a cli component is pre-linked as a command");
+        };
+        let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
+        let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(input))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES)
+            .build();
+        let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
+        let run = self
+            .metered(host, |h| &mut h.limiter, limits, async |store| {
+                let command = pre.instantiate_async(&mut *store).await?;
+                match command.wasi_cli_run().call_run(&mut *store).await {
+                    Ok(Ok(())) => Ok(()),
+                    // `run` returned an error: what `exit(1)` reports.
+                    Ok(Err(())) => Err(wasmtime::Error::new(I32Exit(1))),
+                    Err(e) => exit_zero_is_success(Err(e)),
+                }
+            })
+            .await;
+        finish(run, stdout.overflowed(), &stderr, limits, |()| {
+            command_output(stdout.take())
+        })
+    }
+
+    /// Run `run` on a fresh store holding `host`, under `limits`: fuel,
+    /// memory and tables (through `limiter`), and the deadline, enforced by
+    /// epoch checks and, for a guest parked in a host call, an outer timeout.
+    pub(crate) async fn metered<T: Send + 'static, R>(
+        &self,
+        host: T,
+        limiter: fn(&mut T) -> &mut Limiter,
+        limits: &Limits,
+        run: impl AsyncFnOnce(&mut Store<T>) -> Result<R, wasmtime::Error>,
+    ) -> Metered<R> {
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         let mut store = Store::new(&self.inner.wasmtime, host);
-        store.limiter(|host| &mut host.limiter);
+        store.limiter(move |host| limiter(host));
         // Guests yield to the scheduler at every epoch tick, so neither a
         // busy loop nor a guest spending its time in host calls (which cost
         // almost no fuel) can hold a tokio thread. They also yield every
@@ -146,72 +270,73 @@ impl Engine {
         // The epoch callback stops running guests; this outer timeout covers a
         // guest parked in a host call (a WASI sleep), where no epoch check runs.
         let grace = self.inner.config.epoch_tick * 4;
-        let run = tokio::time::timeout(timeout + grace, run(&mut store, module, params)).await;
+        let result = match tokio::time::timeout(timeout + grace, run(&mut store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(Some(error)),
+            Err(_elapsed) => Err(None),
+        };
         let duration = start.elapsed();
-        let fuel_consumed = if self.inner.config.consume_fuel {
+        let fuel_consumed = if metered {
             limits.fuel - store.get_fuel().unwrap_or(0)
         } else {
             0
         };
-        drop(store);
-
-        let logs = stderr.take();
-        let mut result = match run {
-            Err(_elapsed) => Err(FunctionError::new(
-                FunctionErrorKind::Timeout,
-                format!("deadline of {} ms exceeded", limits.timeout_ms),
-            )),
-            Ok(Ok(_)) if stdout.overflowed() => Err(output_too_large(limits)),
-            Ok(Ok(RunOutput::Scalar(bytes))) => Ok(Bytes::from(bytes)),
-            Ok(Ok(RunOutput::Stdout)) => command_output(stdout.take()),
-            Ok(Err(error)) => Err(classify(error, &stdout, limits, &logs)),
-        };
-        if let Err(error) = &mut result {
-            error.fuel_consumed = fuel_consumed;
-        }
-        Outcome {
+        Metered {
             result,
             fuel_consumed,
             duration,
-            logs: Bytes::from(logs),
-            logs_truncated: stderr.overflowed(),
         }
     }
 }
 
-enum RunOutput {
-    Scalar(Vec<u8>),
-    Stdout,
+/// Name the outcome of a metered run: `output` turns what the run returned
+/// into the result, unless a limit or the guest failed it first
+/// (`output_overflowed`: the guest wrote past its output cap).
+pub(crate) fn finish<R, T>(
+    run: Metered<R>,
+    output_overflowed: bool,
+    logs_pipe: &CappedPipe,
+    limits: &Limits,
+    output: impl FnOnce(R) -> Result<T, FunctionError>,
+) -> Outcome<T> {
+    let logs = logs_pipe.take();
+    let mut result = match run.result {
+        Err(None) => Err(FunctionError::new(
+            FunctionErrorKind::Timeout,
+            format!("deadline of {} ms exceeded", limits.timeout_ms),
+        )),
+        Ok(_) if output_overflowed => Err(output_too_large(limits)),
+        Ok(value) => output(value),
+        Err(Some(error)) => Err(classify(error, output_overflowed, limits, &logs)),
+    };
+    if let Err(error) = &mut result {
+        error.fuel_consumed = run.fuel_consumed;
+    }
+    Outcome {
+        result,
+        fuel_consumed: run.fuel_consumed,
+        duration: run.duration,
+        logs: Bytes::from(logs),
+        logs_truncated: logs_pipe.overflowed(),
+    }
 }
 
-async fn run(
-    store: &mut Store<Host>,
-    module: &CompiledModule,
-    params: Option<Vec<wasmtime::Val>>,
-) -> Result<RunOutput, wasmtime::Error> {
-    let instance = module.pre.instantiate_async(&mut *store).await?;
-    match (&module.abi, params) {
-        (Abi::Scalar { results, .. }, Some(params)) => {
-            let handle = instance
-                .get_func(&mut *store, "handle")
-                .expect("ABI detection found `handle`");
-            let mut slots = scalar::result_slots(results);
-            handle.call_async(&mut *store, &params, &mut slots).await?;
-            Ok(RunOutput::Scalar(
-                scalar::output(&slots).map_err(wasmtime::Error::new)?,
-            ))
-        }
-        _ => {
-            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-            match start.call_async(&mut *store, ()).await {
-                Ok(()) => Ok(RunOutput::Stdout),
-                Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => {
-                    Ok(RunOutput::Stdout)
-                }
-                Err(e) => Err(e),
-            }
-        }
+/// A guest's `exit(0)` surfaces as an error; it is a success.
+fn exit_zero_is_success<R: Default>(ran: Result<R, wasmtime::Error>) -> Result<R, wasmtime::Error> {
+    match ran {
+        Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(R::default()),
+        other => other,
     }
+}
+
+pub(crate) fn input_too_large(len: usize, limits: &Limits) -> FunctionError {
+    FunctionError::new(
+        FunctionErrorKind::InvalidInput,
+        format!(
+            "input is {len} bytes, the limit is {}",
+            limits.max_input_bytes
+        ),
+    )
 }
 
 /// A command's stdout must be one JSON document (surrounding whitespace
@@ -219,11 +344,11 @@ async fn run(
 ///
 /// The document is validated once, here, and returned as a slice of the
 /// stdout buffer itself, trimmed of the whitespace around it: no copy.
-fn command_output(stdout: Vec<u8>) -> Result<Bytes, FunctionError> {
+pub(crate) fn command_output(stdout: impl Into<Bytes>) -> Result<Bytes, FunctionError> {
+    let stdout: Bytes = stdout.into();
     if stdout.iter().all(u8::is_ascii_whitespace) {
         return Ok(Bytes::from_static(b"null"));
     }
-    let stdout = Bytes::from(stdout);
     // A borrowed `RawValue` checks the whole text (UTF-8 included) and points
     // at the document inside it.
     match serde_json::from_slice::<&serde_json::value::RawValue>(&stdout) {
@@ -238,6 +363,6 @@ fn command_output(stdout: Vec<u8>) -> Result<Bytes, FunctionError> {
     }
 }
 
-fn clamp_usize(n: u64) -> usize {
+pub(crate) fn clamp_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }

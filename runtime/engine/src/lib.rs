@@ -17,13 +17,16 @@
 //! - Fuel is the deterministic cost: the same module and input burn the same
 //!   fuel every time, on every machine.
 //!
-//! The engine knows nothing about NATS or HTTP.
+//! The engine knows nothing about NATS, nor about HTTP beyond handing a
+//! request to a `wasi:http` component and reading its response.
 #![deny(missing_docs)]
 
 mod code_cache;
 mod compile;
+mod component;
 mod config;
 mod error;
+mod http;
 mod invoke;
 mod limiter;
 mod module;
@@ -45,6 +48,11 @@ pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
 use module_cache::ModuleCache;
 use ticker::Ticker;
 
+/// Core instances, memories and tables pooled per invocation slot.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+const MEMORIES_PER_SLOT: u32 = 2;
+const TABLES_PER_SLOT: u32 = 8;
+
 /// Memory and table bytes per pooled slot kept resident between instances.
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
@@ -57,6 +65,7 @@ pub struct Engine {
 struct Inner {
     wasmtime: wasmtime::Engine,
     linker: Linker<Host>,
+    component_linker: wasmtime::component::Linker<component::ComponentHost>,
     cache: Mutex<ModuleCache>,
     code_cache: Option<Arc<code_cache::CodeCache>>,
     slots: tokio::sync::Semaphore,
@@ -74,9 +83,13 @@ impl Engine {
         if config.pooling {
             let slots = config.max_concurrency;
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_core_instances(slots)
-                .total_memories(slots)
-                .total_tables(slots)
+            // A component instance is several core instances (its module
+            // and the adapter shims wit-component adds; a componentize-py
+            // component holds a dozen), each with its memory and tables.
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * CORE_INSTANCES_PER_SLOT)
+                .total_memories(slots * MEMORIES_PER_SLOT)
+                .total_tables(slots * TABLES_PER_SLOT)
                 .total_stacks(slots)
                 .max_memory_size(usize::try_from(config.max_memory_bytes)?)
                 .table_elements(limiter::TABLE_ELEMENTS_CAP)
@@ -96,11 +109,13 @@ impl Engine {
         }
         let wasmtime = wasmtime::Engine::new(&wasm_config)?;
         let linker = invoke::linker(&wasmtime)?;
+        let component_linker = component::linker(&wasmtime)?;
         let ticker = Ticker::start(wasmtime.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Inner {
                 wasmtime,
                 linker,
+                component_linker,
                 cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
                 code_cache,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),

@@ -6,6 +6,7 @@ use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use wasmtime::{ExternType, FuncType, InstancePre, ValType};
 
+use crate::component::ComponentPre;
 use crate::{CompileError, Host};
 
 /// WASI preview 1, the only import module a function may use.
@@ -23,6 +24,19 @@ pub enum Abi {
         /// Result types, in order.
         results: Vec<Scalar>,
     },
+    /// A `wasi:cli/command` component: `wasi:cli/run`, JSON on stdin, JSON
+    /// on stdout, like [`Abi::Command`].
+    CliComponent,
+    /// A `wasi:http/proxy` component: `wasi:http/incoming-handler` gets a
+    /// request and writes a response.
+    HttpComponent,
+}
+
+impl Abi {
+    /// Whether this is a component's world rather than a core module's ABI.
+    pub fn is_component(&self) -> bool {
+        matches!(self, Self::CliComponent | Self::HttpComponent)
+    }
 }
 
 /// A numeric WebAssembly value type.
@@ -50,15 +64,27 @@ impl Scalar {
     }
 }
 
-/// A validated, compiled and pre-linked module.
+/// A validated, compiled and pre-linked module or component.
 pub struct CompiledModule {
     pub(crate) digest: String,
     pub(crate) abi: Abi,
-    /// Whether it imports anything (WASI functions): a module that does not
-    /// runs without a WASI context, which costs a dozen allocations a call.
-    pub(crate) imports_wasi: bool,
-    pub(crate) module: wasmtime::Module,
-    pub(crate) pre: InstancePre<Host>,
+    pub(crate) code: Code,
+}
+
+/// The compiled code, pre-linked.
+pub(crate) enum Code {
+    Core {
+        module: wasmtime::Module,
+        pre: InstancePre<Host>,
+        /// Whether it imports anything (WASI functions): a module that does
+        /// not runs without a WASI context, which costs a dozen allocations
+        /// a call.
+        imports_wasi: bool,
+    },
+    Component {
+        component: wasmtime::component::Component,
+        pre: ComponentPre,
+    },
 }
 
 impl CompiledModule {
@@ -70,7 +96,10 @@ impl CompiledModule {
     /// Bytes of the loaded module image: machine code, metadata and the
     /// data segments its memory is initialised from.
     pub fn image_bytes(&self) -> u64 {
-        let range = self.module.image_range();
+        let range = match &self.code {
+            Code::Core { module, .. } => module.image_range(),
+            Code::Component { component, .. } => component.image_range(),
+        };
         (range.end.addr() - range.start.addr()) as u64
     }
 
@@ -94,8 +123,8 @@ pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Binary wasm from either binary wasm or WAT text, with the parser's own
-/// error when it is neither.
+/// Binary wasm (a module or a component) from either binary wasm or WAT
+/// text, with the parser's own error when it is neither.
 pub fn to_binary(source: &[u8]) -> Result<Cow<'_, [u8]>, CompileError> {
     if source.starts_with(b"\0asm") {
         return Ok(Cow::Borrowed(source));

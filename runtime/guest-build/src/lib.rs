@@ -1,5 +1,6 @@
 //! Build-script helper: compile a guest workspace (its own lockfile and
-//! `.cargo/config.toml`) for `wasm32-wasip1` with an inner cargo.
+//! `.cargo/config.toml`) for a wasm target with an inner cargo:
+//! `wasm32-wasip1` for core modules, `wasm32-wasip2` for components.
 //!
 //! Used by `runtime/js` (the QuickJS shim) and `tests` (the example
 //! functions). The inner build gets its own target directory (sharing the
@@ -9,8 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The guest target.
+/// The target of core-module guests (WASI preview 1).
 pub const TARGET: &str = "wasm32-wasip1";
+
+/// The target of component guests (WASI 0.2).
+pub const COMPONENT_TARGET: &str = "wasm32-wasip2";
 
 /// Build `workspace` in release mode for [`TARGET`] into `target_dir` with
 /// the extra `env`, re-running the build script when its sources change.
@@ -18,6 +22,17 @@ pub const TARGET: &str = "wasm32-wasip1";
 ///
 /// Panics with `hint` when the build fails (build scripts report by panicking).
 pub fn build(workspace: &Path, target_dir: &Path, env: &[(&str, &str)], hint: &str) -> PathBuf {
+    build_for(TARGET, workspace, target_dir, env, hint)
+}
+
+/// [`build`] for another `target`.
+pub fn build_for(
+    target: &str,
+    workspace: &Path,
+    target_dir: &Path,
+    env: &[(&str, &str)],
+    hint: &str,
+) -> PathBuf {
     for path in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
@@ -26,7 +41,7 @@ pub fn build(workspace: &Path, target_dir: &Path, env: &[(&str, &str)], hint: &s
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(["build", "--release", "--locked", "--target", target])
         .arg("--target-dir")
         .arg(target_dir)
         .envs(env.iter().copied());
@@ -56,7 +71,7 @@ pub fn build(workspace: &Path, target_dir: &Path, env: &[(&str, &str)], hint: &s
         "building {} failed. {hint}",
         workspace.display()
     );
-    target_dir.join(TARGET).join("release")
+    target_dir.join(target).join("release")
 }
 
 /// Every `src` directory under `dir` (not descending into `target`).

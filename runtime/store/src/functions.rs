@@ -77,6 +77,33 @@ impl Storage {
             .map(|_| ())
     }
 
+    /// Replace `meta`'s stored metadata (same owner and id) if it still
+    /// exists; `false` if it does not. A concurrent change of the same
+    /// function makes this [`StoreError::AlreadyExists`] (try again).
+    pub async fn update_function(&self, meta: &FunctionMeta) -> Result<bool, StoreError> {
+        let key = owner_key(&meta.owner, meta.id);
+        let entry = self
+            .ride_out(Retry::Idempotent, "read function", || {
+                self.functions.entry(&key)
+            })
+            .await?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(false);
+        };
+        self.ride_out_raw(Retry::Undelivered, "update function", || {
+            self.functions.update(&key, encode(meta), entry.revision)
+        })
+        .await
+        .map(|_| true)
+        .map_err(|e| {
+            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+                StoreError::AlreadyExists
+            } else {
+                unavailable("update function", e)
+            }
+        })
+    }
+
     /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
     pub async fn function(
         &self,

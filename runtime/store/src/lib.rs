@@ -41,6 +41,7 @@ mod functions;
 mod invocations;
 mod jobs;
 mod logs;
+mod names;
 mod objects;
 mod provisioning;
 mod users;
@@ -63,6 +64,7 @@ pub struct Storage {
     logs: jetstream::stream::Stream,
     users: kv::Store,
     functions: kv::Store,
+    names: kv::Store,
     invocations: kv::Store,
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,

@@ -40,6 +40,14 @@ impl Storage {
             ))
             .await
             .map_err(|e| unavailable("create the functions bucket", e))?;
+        let names = js
+            .create_or_update_key_value(kv_config(
+                subjects::FUNCTION_NAMES_BUCKET,
+                "Nimbus function names: <owner>.<name> -> function id",
+                1,
+            ))
+            .await
+            .map_err(|e| unavailable("create the function names bucket", e))?;
         let invocations = js
             .create_or_update_key_value(kv::Config {
                 max_age: config.invocation_retention,
@@ -114,6 +122,7 @@ impl Storage {
             logs,
             users,
             functions,
+            names,
             invocations,
             jobs,
             modules,

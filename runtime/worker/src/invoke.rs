@@ -4,12 +4,15 @@
 //! `functions.error`.
 //!
 //! The input is the request's own payload buffer and the result the
-//! engine's own output buffer: nothing is parsed or copied on the way.
+//! engine's own output buffer: nothing is parsed or copied on the way. A
+//! call on a function's URL carries an HTTP request instead, served by the
+//! engine and answered with the response (head and body, one copy).
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use nimbus_core::subjects;
-use nimbus_core::wire::{Call, Reply, Success, headers};
+use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
+use nimbus_engine::Outcome;
 
 use crate::Worker;
 
@@ -24,6 +27,7 @@ impl Worker {
                 result: input,
                 fuel_consumed: 0,
                 duration_us: 0,
+                http: call.http,
             });
         }
         let module = match self.module(&call.digest).await {
@@ -34,17 +38,41 @@ impl Worker {
                 return Reply::PlatformError(message);
             }
         };
-        let outcome = self.engine.invoke(&module, input, &call.limits).await;
+        let (outcome, http) = match call.http {
+            None => (self.engine.invoke(&module, input, &call.limits).await, None),
+            Some(head_len) => {
+                let request = match HttpRequest::decode(input, head_len) {
+                    Ok(request) => request,
+                    Err(e) => return Reply::PlatformError(format!("unreadable call: {e}")),
+                };
+                let outcome = self.engine.serve(&module, request, &call.limits).await;
+                let mut head_len = None;
+                let outcome = Outcome {
+                    result: outcome.result.map(|response| {
+                        let (payload, len) = response.encode();
+                        head_len = Some(len);
+                        payload
+                    }),
+                    fuel_consumed: outcome.fuel_consumed,
+                    duration: outcome.duration,
+                    logs: outcome.logs,
+                    logs_truncated: outcome.logs_truncated,
+                };
+                (outcome, head_len)
+            }
+        };
         if !outcome.logs.is_empty() {
             self.publish_logs(call, outcome.logs, outcome.logs_truncated)
                 .await;
         }
         match outcome.result {
-            // The engine validated the output: one JSON document.
+            // The engine validated the output: one JSON document, or the
+            // HTTP response a handler wrote.
             Ok(result) => Reply::Ok(Success {
                 result,
                 fuel_consumed: outcome.fuel_consumed,
                 duration_us: outcome.duration.as_micros() as u64,
+                http,
             }),
             Err(error) => {
                 let event = serde_json::json!({

@@ -82,6 +82,8 @@ fn api(answer: impl Fn() -> Result<Reply, ApiError> + Send + Sync + 'static) -> 
         owner: Username::parse("ada").unwrap(),
         name: None,
         runtime: Runtime::Wat,
+        world: None,
+        access: Default::default(),
         digest: "d".repeat(64),
         size: 1,
         limits: Limits {
@@ -103,6 +105,7 @@ fn ok(result: &'static str) -> impl Fn() -> Result<Reply, ApiError> + Send + Syn
             result: Bytes::from_static(result.as_bytes()),
             fuel_consumed: 4,
             duration_us: 9,
+            http: None,
         }))
     }
 }

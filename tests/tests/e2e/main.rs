@@ -7,6 +7,7 @@ mod harness;
 mod auth;
 mod cluster;
 mod cold;
+mod components;
 mod deploy;
 mod dispatch;
 mod docs;

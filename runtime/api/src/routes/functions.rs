@@ -1,4 +1,5 @@
-//! Function routes: upload, list, read, delete, logs.
+//! Function routes: upload, list, read, change (`PATCH`: name, access),
+//! delete, logs.
 //!
 //! Upload validates and compiles the module with the engine before anything
 //! is stored, then writes the module (content addressed, so a re-upload of the
@@ -11,18 +12,27 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use nimbus_core::http::{Created, FunctionList};
-use nimbus_core::{FunctionId, FunctionMeta};
-use nimbus_engine::CompileError;
+use nimbus_core::{Access, FunctionId, FunctionMeta, Runtime, Username, World};
+use nimbus_engine::{Abi, CompileError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::body::{Body, FunctionIdPath, parse_query};
+use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
 use crate::upload::Upload;
 use crate::{ApiError, AppState};
 
 pub(crate) fn not_found(id: FunctionId) -> ApiError {
     ApiError::NotFound(format!("no function with id {id}"))
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::Conflict(format!("you already have a function named `{name}`"))
+}
+
+/// The path a named function answers on.
+pub(crate) fn url_path(owner: &Username, name: &str) -> String {
+    format!("/fn/{owner}/{name}")
 }
 
 /// `POST /functions`
@@ -43,9 +53,10 @@ pub async fn create(
     let engine = state.engine.clone();
     let slot = state.cpu_slot().await;
     let code = upload.module;
-    let (digest, binary) = tokio::task::spawn_blocking(move || {
+    let (digest, binary, abi) = tokio::task::spawn_blocking(move || {
         let (module, binary) = engine.compile(&code)?;
         engine.check_limits(&module, &limits)?;
+        let abi = module.abi().clone();
         // A binary upload is stored as it came: the request's own buffer,
         // held once however large the module is. Text was turned into a
         // binary by the engine.
@@ -53,7 +64,7 @@ pub async fn create(
             std::borrow::Cow::Borrowed(_) => code.clone(),
             std::borrow::Cow::Owned(binary) => bytes::Bytes::from(binary),
         };
-        Ok((module.digest().to_owned(), binary))
+        Ok((module.digest().to_owned(), binary, abi))
     })
     .await?
     .map_err(|e| match e {
@@ -63,21 +74,51 @@ pub async fn create(
     drop(slot);
 
     let storage = state.storage()?;
+    if let Some(name) = &upload.name
+        && storage.function_id_by_name(&caller, name).await?.is_some()
+    {
+        return Err(name_taken(name));
+    }
     storage.put_module(&digest, &binary).await?;
     let id = storage.next_function_id().await?;
+    // What was uploaded decides the runtime: a binary may be a component.
+    let (runtime, world) = match abi {
+        Abi::HttpComponent => (Runtime::Component, Some(World::HttpProxy)),
+        Abi::CliComponent => (Runtime::Component, Some(World::CliCommand)),
+        _ if upload.runtime == Runtime::Component => (Runtime::Wasm, None),
+        _ => (upload.runtime, None),
+    };
     let meta = FunctionMeta {
         id,
         owner: caller,
-        name: upload.name,
-        runtime: upload.runtime,
+        name: upload.name.as_ref().map(|n| n.to_string()),
+        runtime,
+        world,
+        access: upload.access,
         digest,
         size: binary.len() as u64,
         limits,
         created: nimbus_store::now_rfc3339(),
     };
-    storage.create_function(&meta).await?;
+    // The name is claimed first: of two uploads racing for it, one wins.
+    if let Some(name) = &upload.name {
+        storage
+            .claim_name(&meta.owner, name, id)
+            .await
+            .map_err(|e| match e {
+                nimbus_store::StoreError::AlreadyExists => name_taken(name),
+                other => other.into(),
+            })?;
+    }
+    if let Err(e) = storage.create_function(&meta).await {
+        if let Some(name) = &upload.name {
+            storage.release_name(&meta.owner, name, id).await.ok();
+        }
+        return Err(e.into());
+    }
     state.functions.insert(meta.clone());
     tracing::info!(id, owner = %meta.owner, runtime = meta.runtime.as_str(), digest = %meta.digest, "function created");
+    let url = meta.name.as_ref().map(|name| url_path(&meta.owner, name));
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -85,6 +126,9 @@ pub async fn create(
             code: upload.echo,
             name: meta.name,
             runtime: meta.runtime,
+            world: meta.world,
+            access: meta.access,
+            url,
             digest: meta.digest,
             size: meta.size,
             limits: meta.limits,
@@ -116,14 +160,99 @@ pub async fn get(
     Ok(Json(FunctionMeta::clone(&meta)))
 }
 
+/// The body of `PATCH /functions/{id}`: what to change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    access: Option<Access>,
+    /// A new name; `null` takes the name (and the URL) away.
+    #[serde(default, with = "serde_with_null")]
+    name: Option<Option<String>>,
+}
+
+/// `Option<Option<T>>` that tells a missing field (`None`) from `null`
+/// (`Some(None)`).
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// `PATCH /functions/{id}`: change the function's access and/or name; the
+/// metadata as it now is.
+pub async fn change(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    FunctionIdPath(id): FunctionIdPath,
+    Body(body): Body,
+) -> Result<Json<FunctionMeta>, ApiError> {
+    let change: Change = parse_json(&body)?;
+    let storage = state.storage()?;
+    let current = storage
+        .function(&caller, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let mut meta = current.clone();
+    if let Some(access) = change.access {
+        meta.access = access;
+    }
+    let renamed = match change.name {
+        Some(name) if name != current.name => Some(crate::upload::parse_name(name)?),
+        _ => None,
+    };
+    if let Some(Some(name)) = &renamed {
+        storage
+            .claim_name(&caller, name, id)
+            .await
+            .map_err(|e| match e {
+                nimbus_store::StoreError::AlreadyExists => name_taken(name),
+                other => other.into(),
+            })?;
+    }
+    if let Some(name) = &renamed {
+        meta.name = name.as_ref().map(|n| n.to_string());
+    }
+    let updated = storage.update_function(&meta).await;
+    if !matches!(updated, Ok(true)) {
+        if let Some(Some(name)) = &renamed {
+            storage.release_name(&caller, name, id).await.ok();
+        }
+        return match updated {
+            Ok(_) => Err(not_found(id)),
+            Err(nimbus_store::StoreError::AlreadyExists) => Err(ApiError::Conflict(
+                "the function was changed concurrently; try again".into(),
+            )),
+            Err(e) => Err(e.into()),
+        };
+    }
+    if renamed.is_some()
+        && let Some(old) = &current.name
+    {
+        storage.release_name(&caller, old, id).await?;
+    }
+    state.functions.insert(meta.clone());
+    tracing::info!(id, owner = %caller, access = meta.access.as_str(), name = ?meta.name, "function changed");
+    Ok(Json(meta))
+}
+
 /// `DELETE /functions/{id}`
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.storage()?.delete_function(&caller, id).await? {
+    let storage = state.storage()?;
+    let Some(meta) = storage.function(&caller, id).await? else {
         return Err(not_found(id));
+    };
+    if !storage.delete_function(&caller, id).await? {
+        return Err(not_found(id));
+    }
+    if let Some(name) = &meta.name {
+        storage.release_name(&caller, name, id).await?;
     }
     state.functions.remove(&caller, id);
     tracing::info!(id, owner = %caller, "function deleted");

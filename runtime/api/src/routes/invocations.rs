@@ -104,6 +104,7 @@ pub async fn execute(
         limits: meta.limits,
         caller,
         wait_ms: wait.as_millis() as u64,
+        http: None,
     };
     match state.dispatch.call(call, input, wait).await? {
         Reply::Ok(success) => Ok((

@@ -3,3 +3,4 @@
 pub mod accounts;
 pub mod functions;
 pub mod invocations;
+pub mod urls;

@@ -33,9 +33,11 @@ pub const ENVELOPE_VERSION: &str = "2";
 pub mod headers {
     /// On a call: `<version> <function> <digest> <caller> <wait_ms>
     /// <fuel> <memory_bytes> <timeout_ms> <max_input_bytes>
-    /// <max_output_bytes> <max_log_bytes>`.
+    /// <max_output_bytes> <max_log_bytes>`, then ` http <head_len>` when
+    /// the payload is an HTTP request (see [`super::super::http`]).
     pub const CALL: &str = "Nimbus-Call";
-    /// On a reply: `<version> ok <fuel> <duration_us>`, `<version>
+    /// On a reply: `<version> ok <fuel> <duration_us>` (then ` http
+    /// <head_len>` when the payload is an HTTP response), `<version>
     /// function_error <kind> <fuel>`, `<version> platform_error` or
     /// `<version> overloaded`; the payload is the result or the message.
     pub const REPLY: &str = "Nimbus-Reply";
@@ -83,13 +85,18 @@ pub struct Call {
     /// nobody waits, as for a job). A worker that only gets to the request
     /// after this long skips it: nobody is waiting for the answer any more.
     pub wait_ms: u64,
+    /// `Some(head_len)`: the payload is an HTTP request (a function called on
+    /// its URL), its head this many bytes long; `None`: the payload is the
+    /// input JSON. A worker of the previous release reads the extra field
+    /// as malformed and refuses the call rather than run it on a guess.
+    pub http: Option<u64>,
 }
 
 impl Call {
     /// The value of the [`headers::CALL`] header.
     pub fn header(&self) -> String {
         let l = &self.limits;
-        format!(
+        let mut header = format!(
             "{ENVELOPE_VERSION} {} {} {} {} {} {} {} {} {} {}",
             self.function_id,
             self.digest,
@@ -101,7 +108,11 @@ impl Call {
             l.max_input_bytes,
             l.max_output_bytes,
             l.max_log_bytes
-        )
+        );
+        if let Some(head_len) = self.http {
+            header.push_str(&format!(" http {head_len}"));
+        }
+        header
     }
 
     /// Read the [`headers::CALL`] header (`None`: the message had none).
@@ -120,13 +131,14 @@ impl Call {
             max_output_bytes: fields.number("max_output_bytes")?,
             max_log_bytes: fields.number("max_log_bytes")?,
         };
-        fields.end()?;
+        let http = fields.http()?;
         Ok(Self {
             function_id,
             digest,
             limits,
             caller,
             wait_ms,
+            http,
         })
     }
 }
@@ -140,6 +152,9 @@ pub struct Success {
     pub fuel_consumed: u64,
     /// Wall time spent in the engine, microseconds.
     pub duration_us: u64,
+    /// `Some(head_len)`: `result` is an HTTP response (see
+    /// [`super::super::http`]) whose head is this many bytes long.
+    pub http: Option<u64>,
 }
 
 /// A worker's answer to a [`Call`].
@@ -161,13 +176,16 @@ impl Reply {
     /// result, or the error's message.
     pub fn encode(self) -> (String, Bytes) {
         match self {
-            Self::Ok(success) => (
-                format!(
+            Self::Ok(success) => {
+                let mut header = format!(
                     "{ENVELOPE_VERSION} ok {} {}",
                     success.fuel_consumed, success.duration_us
-                ),
-                success.result,
-            ),
+                );
+                if let Some(head_len) = success.http {
+                    header.push_str(&format!(" http {head_len}"));
+                }
+                (header, success.result)
+            }
             Self::FunctionError(error) => (
                 format!(
                     "{ENVELOPE_VERSION} function_error {} {}",
@@ -192,11 +210,16 @@ impl Reply {
         let mut fields = Fields::new(header)?;
         let text = |payload: Bytes| String::from_utf8_lossy(&payload).into_owned();
         let reply = match fields.next("outcome")? {
-            "ok" => Self::Ok(Success {
-                fuel_consumed: fields.number("fuel")?,
-                duration_us: fields.number("duration_us")?,
-                result: payload,
-            }),
+            "ok" => {
+                let fuel_consumed = fields.number("fuel")?;
+                let duration_us = fields.number("duration_us")?;
+                return Ok(Self::Ok(Success {
+                    fuel_consumed,
+                    duration_us,
+                    http: fields.http()?,
+                    result: payload,
+                }));
+            }
             "function_error" => {
                 let kind = fields.next("kind")?;
                 let kind: FunctionErrorKind =
@@ -248,6 +271,19 @@ impl<'a> Fields<'a> {
         self.next(field)?.parse().map_err(|_| self.malformed(field))
     }
 
+    /// The optional trailing ` http <head_len>`, and the end.
+    fn http(&mut self) -> Result<Option<u64>, EnvelopeError> {
+        match self.fields.next() {
+            None => Ok(None),
+            Some("http") => {
+                let head_len = self.number("http head_len")?;
+                self.end()?;
+                Ok(Some(head_len))
+            }
+            Some(_) => Err(self.malformed("end")),
+        }
+    }
+
     fn end(&mut self) -> Result<(), EnvelopeError> {
         match self.fields.next() {
             None => Ok(()),
@@ -281,12 +317,18 @@ mod tests {
             },
             caller: Username::parse("ada").unwrap(),
             wait_ms: 15_000,
+            http: None,
         }
     }
 
     #[test]
     fn a_call_reads_back_as_written() {
         assert_eq!(Call::parse(Some(&call().header())), Ok(call()));
+        let http = Call {
+            http: Some(42),
+            ..call()
+        };
+        assert_eq!(Call::parse(Some(&http.header())), Ok(http));
     }
 
     #[test]
@@ -296,6 +338,13 @@ mod tests {
                 result: Bytes::from_static(b"{\"x\":1}"),
                 fuel_consumed: 4,
                 duration_us: 9,
+                http: None,
+            }),
+            Reply::Ok(Success {
+                result: Bytes::from_static(b"{}body"),
+                fuel_consumed: 4,
+                duration_us: 9,
+                http: Some(2),
             }),
             Reply::FunctionError(FunctionError {
                 kind: FunctionErrorKind::OutOfFuel,
@@ -345,6 +394,8 @@ mod tests {
             (with(5, "x"), "fuel"),
             (fields[..10].join(" "), "max_log_bytes"),
             (format!("{good} 7"), "end"),
+            (format!("{good} http x"), "http head_len"),
+            (format!("{good} http 1 2"), "end"),
             (with(2, ""), "digest"),
         ] {
             assert!(

@@ -54,6 +54,7 @@ impl JobRequest {
             limits: self.limits,
             caller: self.caller,
             wait_ms: self.wait_ms,
+            http: None,
         };
         (call, input)
     }

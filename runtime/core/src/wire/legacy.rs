@@ -73,6 +73,7 @@ mod tests {
             result: Bytes::from_static(b"{\"a\":1}"),
             fuel_consumed: 4,
             duration_us: 9,
+            http: None,
         }));
         assert_eq!(
             serde_json::from_slice::<Value>(&ok).unwrap(),

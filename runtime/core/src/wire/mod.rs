@@ -1,13 +1,16 @@
 //! What API servers and workers send each other over NATS: the synchronous
 //! call (a header + the raw payload, see [`call`]) and the asynchronous job with
-//! the record that follows it (JSON, durable, see [`job`]); [`legacy`] is
+//! the record that follows it (JSON, durable, see [`job`]); a function called
+//! on its URL gets the HTTP request and answers a response ([`http`]); [`legacy`] is
 //! the previous synchronous envelope, still served for one release.
 
 pub mod call;
+pub mod http;
 pub mod job;
 pub mod legacy;
 
 pub use call::{Call, EnvelopeError, Reply, Success, headers};
+pub use http::{HttpRequest, HttpResponse, RequestHead, ResponseHead};
 pub use job::{
     InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, is_invocation_id,
 };

@@ -1,0 +1,197 @@
+//! WebAssembly components (WASI 0.2): what they may import, which world they
+//! implement, and the per-invocation host state they run with.
+//!
+//! A component is linked against exactly the interfaces a function may use:
+//! `wasi:io`, `wasi:clocks`, `wasi:random`, `wasi:cli` stdio, environment
+//! (empty), exit and terminal queries, and `wasi:http` types plus the
+//! outgoing handler, which refuses every request (`HTTP-request-denied`)
+//! until a capability grants outbound HTTP. No filesystem, no sockets: a
+//! component importing anything else is refused at upload, naming the import.
+
+use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::limiter::Limiter;
+use crate::{Abi, CompileError};
+
+/// Interfaces a component may import, without their version
+/// (`wasi:io/streams@0.2.12` matches `wasi:io/streams`).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
+
+const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
+const CLI_RUN: &str = "wasi:cli/run";
+
+/// Whether `binary` is a component rather than a core module: the layer
+/// field of the preamble (bytes 6 and 7) is 1 for components, 0 for modules.
+pub(crate) fn is_component(binary: &[u8]) -> bool {
+    binary.len() >= 8 && binary.starts_with(b"\0asm") && binary[6..8] == [1, 0]
+}
+
+fn unversioned(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(name, _)| name)
+}
+
+/// Every import must be an allowed interface; the exports name the world.
+pub(crate) fn check(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<Abi, CompileError> {
+    let ty = component.component_type();
+    for (name, item) in ty.imports(engine) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_))
+            || !ALLOWED_IMPORTS.contains(&unversioned(name))
+        {
+            return Err(CompileError::ForbiddenImport(format!(
+                "`{name}`; a component may import only {}",
+                "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal) \
+                 and wasi:http (types, outgoing-handler)"
+            )));
+        }
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| unversioned(name)).collect();
+    if exports.contains(&HTTP_HANDLER) {
+        Ok(Abi::HttpComponent)
+    } else if exports.contains(&CLI_RUN) {
+        Ok(Abi::CliComponent)
+    } else {
+        Err(CompileError::NoEntryPoint(format!(
+            "the component exports neither `{HTTP_HANDLER}` (wasi:http/proxy) nor `{CLI_RUN}` \
+             (wasi:cli/command); it exports {exports:?}"
+        )))
+    }
+}
+
+/// A component pre-linked for its world.
+#[derive(Clone)]
+pub(crate) enum ComponentPre {
+    Command(CommandPre<ComponentHost>),
+    Http(ProxyPre<ComponentHost>),
+}
+
+/// Pre-link `component` for the world `abi` names.
+pub(crate) fn pre(
+    linker: &Linker<ComponentHost>,
+    component: &Component,
+    abi: &Abi,
+) -> Result<ComponentPre, CompileError> {
+    let link = |e: wasmtime::Error| CompileError::ForbiddenImport(format!("{e:#}"));
+    let pre = linker.instantiate_pre(component).map_err(link)?;
+    let bad_export = |e: wasmtime::Error| CompileError::NoEntryPoint(format!("{e:#}"));
+    Ok(match abi {
+        Abi::HttpComponent => ComponentPre::Http(ProxyPre::new(pre).map_err(bad_export)?),
+        _ => ComponentPre::Command(CommandPre::new(pre).map_err(bad_export)?),
+    })
+}
+
+/// The linker components are pre-linked with: exactly [`ALLOWED_IMPORTS`].
+pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentHost>, wasmtime::Error> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+
+    let mut linker = Linker::new(engine);
+    let l = &mut linker;
+    // wasi:io, wasi:clocks, wasi:random/random and wasi:cli stdio: the
+    // interfaces of the wasi:http/proxy world.
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(l)?;
+    random::insecure::add_to_linker::<_, WasiRandom>(l, |h: &mut ComponentHost| h.random())?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |h: &mut ComponentHost| h.random())?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+    Ok(linker)
+}
+
+/// Per-Store state of a component invocation.
+pub struct ComponentHost {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DenyOutbound,
+    pub(crate) limiter: Limiter,
+}
+
+impl ComponentHost {
+    pub(crate) fn new(wasi: WasiCtx, limiter: Limiter) -> Self {
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: DenyOutbound,
+            limiter,
+        }
+    }
+}
+
+impl WasiView for ComponentHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentHost {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// `wasi:http` hooks: every outbound request is denied (the guest sees
+/// `HTTP-request-denied`) until the capabilities issue grants outbound HTTP.
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

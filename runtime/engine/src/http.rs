@@ -1,0 +1,200 @@
+//! Serving one HTTP request with a `wasi:http/proxy` component: the request
+//! goes in as the platform received it, the response comes out as the guest
+//! wrote it, its body read while the guest writes it and capped at the
+//! function's output limit.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use nimbus_core::wire::{HttpRequest, HttpResponse, ResponseHead};
+use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use crate::component::{ComponentHost, ComponentPre};
+use crate::error::output_too_large;
+use crate::invoke::{Outcome, clamp_usize, command_output, finish, input_too_large};
+use crate::limiter::Limiter;
+use crate::module::Code;
+use crate::pipe::{CappedPipe, Overflow};
+use crate::{CompiledModule, Engine};
+
+/// The authority a guest sees when the request carried no `Host` header.
+const DEFAULT_AUTHORITY: &str = "localhost";
+
+/// Why the response could not be read.
+enum ResponseFailure {
+    /// The body went past the output cap.
+    TooLarge,
+    /// The guest set an error instead of a response, or broke off its body.
+    Guest(String),
+}
+
+impl Engine {
+    /// Serve `request` with `module`, a `wasi:http/proxy` component, under
+    /// `limits` (the request body counts against `max_input_bytes`, the
+    /// response body against `max_output_bytes`; the guest's stdout and
+    /// stderr are its logs).
+    pub async fn serve(
+        &self,
+        module: &CompiledModule,
+        request: HttpRequest,
+        limits: &Limits,
+    ) -> Outcome<HttpResponse> {
+        let Code::Component {
+            pre: ComponentPre::Http(pre),
+            ..
+        } = &module.code
+        else {
+            return Outcome::refused(FunctionError::new(
+                FunctionErrorKind::InvalidInput,
+                "the function is not a wasi:http handler: call it with a JSON body",
+            ));
+        };
+        if request.body.len() as u64 > limits.max_input_bytes {
+            return Outcome::refused(input_too_large(request.body.len(), limits));
+        }
+        let request = match to_hyper(request) {
+            Ok(request) => request,
+            Err(message) => {
+                return Outcome::refused(FunctionError::new(
+                    FunctionErrorKind::InvalidInput,
+                    message,
+                ));
+            }
+        };
+        let logs = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(logs.clone())
+            .stderr(logs.clone())
+            .max_random_size(64 << 10)
+            .build();
+        let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
+        let cap = clamp_usize(limits.max_output_bytes);
+        let run = self
+            .metered(host, |h| &mut h.limiter, limits, async |store| {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+                let out = store.data_mut().http().new_response_outparam(sender)?;
+                let call = async {
+                    let proxy = pre.instantiate_async(&mut *store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut *store, request, out)
+                        .await
+                };
+                // The body is read while the guest writes it (it blocks on a
+                // full channel), so the call and the read run together. The
+                // response is whole once its body ends: a guest still running
+                // after that is not waited for.
+                let response = read_response(receiver, cap);
+                tokio::pin!(call, response);
+                let mut returned = false;
+                loop {
+                    tokio::select! {
+                        ran = &mut call, if !returned => {
+                            ran?;
+                            returned = true;
+                        }
+                        response = &mut response => return Ok(response),
+                    }
+                }
+            })
+            .await;
+        finish(run, false, &logs, limits, |response| match response {
+            Ok(response) => Ok(response),
+            Err(ResponseFailure::TooLarge) => Err(output_too_large(limits)),
+            Err(ResponseFailure::Guest(message)) => Err(FunctionError::new(
+                FunctionErrorKind::InvalidOutput,
+                message,
+            )),
+        })
+    }
+}
+
+fn to_hyper(request: HttpRequest) -> Result<http::Request<Full<Bytes>>, String> {
+    let mut builder = http::Request::builder()
+        .method(request.head.method.as_str())
+        .uri(request.head.path.as_str());
+    let mut has_host = false;
+    for (name, value) in &request.head.headers {
+        has_host |= name.eq_ignore_ascii_case("host");
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !has_host {
+        builder = builder.header("host", DEFAULT_AUTHORITY);
+    }
+    builder
+        .body(Full::new(request.body))
+        .map_err(|e| format!("the request cannot be given to the handler: {e}"))
+}
+
+type GuestResponse = Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
+
+async fn read_response(
+    receiver: tokio::sync::oneshot::Receiver<GuestResponse>,
+    cap: usize,
+) -> Result<HttpResponse, ResponseFailure> {
+    let response = match receiver.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            return Err(ResponseFailure::Guest(format!(
+                "the handler answered with an error instead of a response: {code:?}"
+            )));
+        }
+        Err(_) => {
+            return Err(ResponseFailure::Guest(
+                "the handler returned without setting a response".into(),
+            ));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = match Limited::new(body, cap).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ResponseFailure::TooLarge);
+        }
+        Err(error) => {
+            return Err(ResponseFailure::Guest(format!(
+                "the handler broke off its response body: {error}"
+            )));
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        // The body is whole: its length is the platform's to state.
+        .filter(|(name, _)| **name != http::header::CONTENT_LENGTH)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok(HttpResponse {
+        head: ResponseHead {
+            status: parts.status.as_u16(),
+            headers,
+        },
+        body,
+    })
+}
+
+/// A handler called through `execute` must answer 2xx with a JSON body,
+/// which becomes the result.
+pub(crate) fn json_result(response: HttpResponse) -> Result<Bytes, FunctionError> {
+    let status = response.head.status;
+    if !(200..300).contains(&status) {
+        let preview = String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
+            .into_owned();
+        return Err(FunctionError::new(
+            FunctionErrorKind::InvalidOutput,
+            format!("the handler answered HTTP {status}: {preview}"),
+        ));
+    }
+    command_output(response.body).map_err(|mut error| {
+        error.message = error.message.replacen("stdout", "the response body", 1);
+        error
+    })
+}
