@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use nimbus_core::http::{Created, ErrorBody, Executed, FunctionList};
 use nimbus_core::wire::InvocationRecord;
-use nimbus_core::{FunctionId, FunctionMeta, LimitsRequest, Runtime};
+use nimbus_core::{Access, FunctionId, FunctionMeta, LimitsRequest, Runtime};
 use nimbus_store::LogEntry;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -139,7 +139,21 @@ struct SourceUpload<'a> {
     runtime: Runtime,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    access: Access,
     limits: &'a LimitsRequest,
+}
+
+/// What a function answered on its URL.
+#[derive(Debug)]
+pub struct UrlAnswer {
+    /// The response's status.
+    pub status: u16,
+    /// Fuel the call burned (the `Nimbus-Fuel-Consumed` header).
+    pub fuel_consumed: Option<u64>,
+    /// Time spent in the engine (the `Nimbus-Duration-Us` header).
+    pub duration_us: Option<u64>,
+    /// The response body.
+    pub body: Vec<u8>,
 }
 
 /// The body of an execute call.
@@ -182,6 +196,14 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach the Nimbus API at {}", self.url))?;
+        self.send_answered(response).await
+    }
+
+    /// `response` if it is a success, else the server's error.
+    async fn send_answered(
+        &self,
+        response: reqwest::Response,
+    ) -> anyhow::Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -252,6 +274,7 @@ impl Client {
         &self,
         file: &Path,
         name: Option<&str>,
+        access: Access,
         limits: &LimitsRequest,
     ) -> anyhow::Result<Created> {
         let extension = file
@@ -273,6 +296,7 @@ impl Client {
         let request = if runtime == Runtime::Wasm {
             let mut request = request
                 .query(limits)
+                .query(&[("access", access.as_str())])
                 .header("content-type", "application/wasm")
                 .body(bytes);
             if let Some(name) = name {
@@ -286,6 +310,7 @@ impl Client {
                 code: &code,
                 runtime,
                 name,
+                access,
                 limits,
             })
         };
@@ -298,6 +323,47 @@ impl Client {
             .authed(reqwest::Method::POST, &format!("/functions/{id}/execute"))?
             .json(&ExecuteRequest { input });
         self.call(request).await
+    }
+
+    /// `POST <path>` (a function URL, `/fn/<owner>/<name>[/...]`) with
+    /// `input` as the body, with the token when there is one (a private
+    /// function needs its owner's). Any status the function answers is
+    /// returned; only a platform failure (no such function, 401...) is an
+    /// error.
+    pub async fn invoke_url(&self, path: &str, input: &Value) -> anyhow::Result<UrlAnswer> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(input)?);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Nimbus API at {}", self.url))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
+        let (fuel_consumed, duration_us) =
+            (header("nimbus-fuel-consumed"), header("nimbus-duration-us"));
+        // Without the fuel header, not the function's answer: the platform's.
+        let response = if fuel_consumed.is_none() {
+            self.send_answered(response).await?
+        } else {
+            response
+        };
+        Ok(UrlAnswer {
+            status: response.status().as_u16(),
+            fuel_consumed,
+            duration_us,
+            body: response.bytes().await?.to_vec(),
+        })
     }
 
     /// `POST /functions/{id}/execute?async=true`; the queued invocation's record.

@@ -286,11 +286,26 @@ mod tests {
 
     #[test]
     fn function_names_are_url_and_key_safe() {
-        for bad in ["", "-lead", "Upper", "a.b", "a/b", "a b", "ñ", &"x".repeat(64)] {
-            assert!(FunctionName::parse(bad).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "-lead",
+            "Upper",
+            "a.b",
+            "a/b",
+            "a b",
+            "ñ",
+            &"x".repeat(64),
+        ] {
+            assert!(
+                FunctionName::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         for good in ["add", "0", "web-hook-2", &"x".repeat(63)] {
-            assert!(FunctionName::parse(good).is_ok(), "{good:?} should be accepted");
+            assert!(
+                FunctionName::parse(good).is_ok(),
+                "{good:?} should be accepted"
+            );
         }
     }
 

@@ -56,10 +56,7 @@ fn unversioned(name: &str) -> &str {
 }
 
 /// Every import must be an allowed interface; the exports name the world.
-pub(crate) fn check(
-    engine: &wasmtime::Engine,
-    component: &Component,
-) -> Result<Abi, CompileError> {
+pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<Abi, CompileError> {
     let ty = component.component_type();
     for (name, item) in ty.imports(engine) {
         if !matches!(item.ty, ComponentItem::ComponentInstance(_))
@@ -72,7 +69,10 @@ pub(crate) fn check(
             )));
         }
     }
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| unversioned(name)).collect();
+    let exports: Vec<&str> = ty
+        .exports(engine)
+        .map(|(name, _)| unversioned(name))
+        .collect();
     if exports.contains(&HTTP_HANDLER) {
         Ok(Abi::HttpComponent)
     } else if exports.contains(&CLI_RUN) {

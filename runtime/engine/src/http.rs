@@ -72,34 +72,42 @@ impl Engine {
         let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
         let cap = clamp_usize(limits.max_output_bytes);
         let run = self
-            .metered(host, |h| &mut h.limiter, limits, async |store| {
-                let (sender, receiver) = tokio::sync::oneshot::channel();
-                let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
-                let out = store.data_mut().http().new_response_outparam(sender)?;
-                let call = async {
-                    let proxy = pre.instantiate_async(&mut *store).await?;
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut *store, request, out)
-                        .await
-                };
-                // The body is read while the guest writes it (it blocks on a
-                // full channel), so the call and the read run together. The
-                // response is whole once its body ends: a guest still running
-                // after that is not waited for.
-                let response = read_response(receiver, cap);
-                tokio::pin!(call, response);
-                let mut returned = false;
-                loop {
-                    tokio::select! {
-                        ran = &mut call, if !returned => {
-                            ran?;
-                            returned = true;
+            .metered(
+                host,
+                |h| &mut h.limiter,
+                limits,
+                async |store| {
+                    let (sender, receiver) = tokio::sync::oneshot::channel();
+                    let request = store
+                        .data_mut()
+                        .http()
+                        .new_incoming_request(Scheme::Http, request)?;
+                    let out = store.data_mut().http().new_response_outparam(sender)?;
+                    let call = async {
+                        let proxy = pre.instantiate_async(&mut *store).await?;
+                        proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut *store, request, out)
+                            .await
+                    };
+                    // The body is read while the guest writes it (it blocks on a
+                    // full channel), so the call and the read run together. The
+                    // response is whole once its body ends: a guest still running
+                    // after that is not waited for.
+                    let response = read_response(receiver, cap);
+                    tokio::pin!(call, response);
+                    let mut returned = false;
+                    loop {
+                        tokio::select! {
+                            ran = &mut call, if !returned => {
+                                ran?;
+                                returned = true;
+                            }
+                            response = &mut response => return Ok(response),
                         }
-                        response = &mut response => return Ok(response),
                     }
-                }
-            })
+                },
+            )
             .await;
         finish(run, false, &logs, limits, |response| match response {
             Ok(response) => Ok(response),
@@ -129,7 +137,8 @@ fn to_hyper(request: HttpRequest) -> Result<http::Request<Full<Bytes>>, String> 
         .map_err(|e| format!("the request cannot be given to the handler: {e}"))
 }
 
-type GuestResponse = Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
+type GuestResponse =
+    Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
 
 async fn read_response(
     receiver: tokio::sync::oneshot::Receiver<GuestResponse>,
@@ -186,8 +195,8 @@ async fn read_response(
 pub(crate) fn json_result(response: HttpResponse) -> Result<Bytes, FunctionError> {
     let status = response.head.status;
     if !(200..300).contains(&status) {
-        let preview = String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
-            .into_owned();
+        let preview =
+            String::from_utf8_lossy(&response.body[..response.body.len().min(200)]).into_owned();
         return Err(FunctionError::new(
             FunctionErrorKind::InvalidOutput,
             format!("the handler answered HTTP {status}: {preview}"),

@@ -169,29 +169,40 @@ impl Engine {
             limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
         };
         let run = self
-            .metered(host, |h| &mut h.limiter, limits, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                match (&module.abi, params) {
-                    (Abi::Scalar { results, .. }, Some(params)) => {
-                        let handle = instance
-                            .get_func(&mut *store, "handle")
-                            .expect("ABI detection found `handle`");
-                        let mut slots = scalar::result_slots(results);
-                        handle.call_async(&mut *store, &params, &mut slots).await?;
-                        Ok(Some(scalar::output(&slots).map_err(wasmtime::Error::new)?))
+            .metered(
+                host,
+                |h| &mut h.limiter,
+                limits,
+                async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    match (&module.abi, params) {
+                        (Abi::Scalar { results, .. }, Some(params)) => {
+                            let handle = instance
+                                .get_func(&mut *store, "handle")
+                                .expect("ABI detection found `handle`");
+                            let mut slots = scalar::result_slots(results);
+                            handle.call_async(&mut *store, &params, &mut slots).await?;
+                            Ok(Some(scalar::output(&slots).map_err(wasmtime::Error::new)?))
+                        }
+                        _ => {
+                            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                            exit_zero_is_success(start.call_async(&mut *store, ()).await)?;
+                            Ok(None)
+                        }
                     }
-                    _ => {
-                        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-                        exit_zero_is_success(start.call_async(&mut *store, ()).await)?;
-                        Ok(None)
-                    }
-                }
-            })
+                },
+            )
             .await;
-        finish(run, stdout.overflowed(), &stderr, limits, |scalar| match scalar {
-            Some(bytes) => Ok(Bytes::from(bytes)),
-            None => command_output(stdout.take()),
-        })
+        finish(
+            run,
+            stdout.overflowed(),
+            &stderr,
+            limits,
+            |scalar| match scalar {
+                Some(bytes) => Ok(Bytes::from(bytes)),
+                None => command_output(stdout.take()),
+            },
+        )
     }
 
     async fn run_cli(&self, pre: &ComponentPre, input: Bytes, limits: &Limits) -> Outcome {
@@ -208,15 +219,20 @@ impl Engine {
             .build();
         let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
         let run = self
-            .metered(host, |h| &mut h.limiter, limits, async |store| {
-                let command = pre.instantiate_async(&mut *store).await?;
-                match command.wasi_cli_run().call_run(&mut *store).await {
-                    Ok(Ok(())) => Ok(()),
-                    // `run` returned an error: what `exit(1)` reports.
-                    Ok(Err(())) => Err(wasmtime::Error::new(I32Exit(1))),
-                    Err(e) => exit_zero_is_success(Err(e)),
-                }
-            })
+            .metered(
+                host,
+                |h| &mut h.limiter,
+                limits,
+                async |store| {
+                    let command = pre.instantiate_async(&mut *store).await?;
+                    match command.wasi_cli_run().call_run(&mut *store).await {
+                        Ok(Ok(())) => Ok(()),
+                        // `run` returned an error: what `exit(1)` reports.
+                        Ok(Err(())) => Err(wasmtime::Error::new(I32Exit(1))),
+                        Err(e) => exit_zero_is_success(Err(e)),
+                    }
+                },
+            )
             .await;
         finish(run, stdout.overflowed(), &stderr, limits, |()| {
             command_output(stdout.take())

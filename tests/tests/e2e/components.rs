@@ -69,7 +69,10 @@ async fn an_http_handler_gets_the_request_as_sent_and_its_response_comes_back_as
     let response = outcome.result.expect("served");
     assert_eq!(response.head.status, 200);
     assert!(
-        response.head.headers.contains(&("x-probe".into(), "1".into())),
+        response
+            .head
+            .headers
+            .contains(&("x-probe".into(), "1".into())),
         "{:?}",
         response.head.headers
     );
@@ -83,7 +86,9 @@ async fn an_http_handler_gets_the_request_as_sent_and_its_response_comes_back_as
     }
     assert!(outcome.fuel_consumed > 0);
 
-    let teapot = engine.serve(&probe, request("GET", "/status/418", b""), &limits()).await;
+    let teapot = engine
+        .serve(&probe, request("GET", "/status/418", b""), &limits())
+        .await;
     assert_eq!(teapot.result.unwrap().head.status, 418);
 }
 
@@ -94,7 +99,11 @@ async fn fuel_is_the_same_for_the_same_request() {
     let mut fuel = Vec::new();
     for _ in 0..3 {
         let outcome = engine
-            .serve(&probe, request("POST", "/add", b"{\"input\": 41}"), &limits())
+            .serve(
+                &probe,
+                request("POST", "/add", b"{\"input\": 41}"),
+                &limits(),
+            )
             .await;
         assert_eq!(&outcome.result.unwrap().body[..], b"{\"result\":42}");
         fuel.push(outcome.fuel_consumed);
@@ -111,7 +120,10 @@ async fn an_http_handler_called_with_json_answers_its_body_as_the_result() {
         .invoke(&probe, Bytes::from_static(b"{\"x\":1}"), &limits())
         .await;
     let echo: Value = serde_json::from_slice(&outcome.result.unwrap()).unwrap();
-    assert_eq!((echo["method"].as_str(), echo["path"].as_str()), (Some("POST"), Some("/")));
+    assert_eq!(
+        (echo["method"].as_str(), echo["path"].as_str()),
+        (Some("POST"), Some("/"))
+    );
     assert_eq!(echo["body"], "{\"x\":1}");
 }
 
@@ -119,7 +131,9 @@ async fn an_http_handler_called_with_json_answers_its_body_as_the_result() {
 async fn a_cli_component_reads_stdin_and_writes_stdout() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let add = compile(&engine, "cli-add");
-    let outcome = engine.invoke(&add, Bytes::from_static(b"41"), &limits()).await;
+    let outcome = engine
+        .invoke(&add, Bytes::from_static(b"41"), &limits())
+        .await;
     assert_eq!(&outcome.result.unwrap()[..], b"42");
     assert!(String::from_utf8_lossy(&outcome.logs).contains("cli-add got 2 bytes"));
     assert!(outcome.fuel_consumed > 0);
@@ -154,7 +168,11 @@ async fn hostile_handlers_are_stopped_by_the_limits_and_the_engine_keeps_serving
         ("/loop", tight, FunctionErrorKind::OutOfFuel),
         ("/loop", short, FunctionErrorKind::Timeout),
         ("/grow", tight, FunctionErrorKind::MemoryLimit),
-        ("/big?bytes=1000000", tight, FunctionErrorKind::OutputTooLarge),
+        (
+            "/big?bytes=1000000",
+            tight,
+            FunctionErrorKind::OutputTooLarge,
+        ),
         ("/recurse", tight, FunctionErrorKind::Trap),
     ];
     for (path, case_limits, kind) in cases {
@@ -167,8 +185,14 @@ async fn hostile_handlers_are_stopped_by_the_limits_and_the_engine_keeps_serving
         let error = outcome.result.expect_err(path);
         assert_eq!(error.kind, kind, "{path}: {error:?}");
         assert!(error.fuel_consumed > 0, "{path}: {error:?}");
-        let next = engine.serve(&probe, request("GET", "/ok", b""), &limits()).await;
-        assert_eq!(next.result.expect("serving after").head.status, 200, "after {path}");
+        let next = engine
+            .serve(&probe, request("GET", "/ok", b""), &limits())
+            .await;
+        assert_eq!(
+            next.result.expect("serving after").head.status,
+            200,
+            "after {path}"
+        );
     }
     // A request body past the input cap is refused before anything runs.
     let big_input = Limits {
@@ -178,16 +202,24 @@ async fn hostile_handlers_are_stopped_by_the_limits_and_the_engine_keeps_serving
     let refused = engine
         .serve(&probe, request("POST", "/", b"too long"), &big_input)
         .await;
-    assert_eq!(refused.result.unwrap_err().kind, FunctionErrorKind::InvalidInput);
+    assert_eq!(
+        refused.result.unwrap_err().kind,
+        FunctionErrorKind::InvalidInput
+    );
 }
 
 #[tokio::test]
 async fn outbound_http_is_denied() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let probe = compile(&engine, "http_probe");
-    let outcome = engine.serve(&probe, request("GET", "/outbound", b""), &limits()).await;
+    let outcome = engine
+        .serve(&probe, request("GET", "/outbound", b""), &limits())
+        .await;
     let body = outcome.result.unwrap().body;
-    assert_eq!(String::from_utf8_lossy(&body), "ErrorCode::HttpRequestDenied");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "ErrorCode::HttpRequestDenied"
+    );
 }
 
 #[tokio::test]
@@ -198,6 +230,8 @@ async fn a_component_artifact_loads_back_and_serves() {
     let other = Engine::new(EngineConfig::default()).unwrap();
     let loaded = other.load_precompiled(probe.digest(), &artifact).unwrap();
     assert_eq!(loaded.abi(), &Abi::HttpComponent);
-    let outcome = other.serve(&loaded, request("GET", "/status/204", b""), &limits()).await;
+    let outcome = other
+        .serve(&loaded, request("GET", "/status/204", b""), &limits())
+        .await;
     assert_eq!(outcome.result.unwrap().head.status, 204);
 }

@@ -35,7 +35,8 @@ async fn deploy_source(platform: &Platform, token: &str, file: &str) -> u64 {
         .post_json(
             "/functions",
             Some(token),
-            &json!({"code": source_example(file), "name": file}),
+            // Names are URL segments: `add.wat` is called `add-wat`.
+            &json!({"code": source_example(file), "name": file.replace('.', "-")}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{file}: {body}");

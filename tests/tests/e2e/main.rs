@@ -19,3 +19,4 @@ mod handlers;
 mod jobs;
 mod js;
 mod seed;
+mod urls;

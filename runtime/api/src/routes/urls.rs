@@ -172,11 +172,7 @@ fn answer(meta: &FunctionMeta, reply: Reply) -> Result<Response, ApiError> {
                 .map_err(|e| ApiError::worker_failed(format!("unreadable reply: {e}")))?;
             http_response(meta, written)?
         }
-        None => (
-            [(header::CONTENT_TYPE, "application/json")],
-            success.result,
-        )
-            .into_response(),
+        None => ([(header::CONTENT_TYPE, "application/json")], success.result).into_response(),
     };
     let headers = response.headers_mut();
     headers.insert(FUEL_HEADER, HeaderValue::from(success.fuel_consumed));

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use nimbus_core::{FunctionId, LimitsRequest};
+use nimbus_core::{Access, FunctionId, LimitsRequest};
 
 use super::args::ClientArgs;
 
@@ -12,9 +12,13 @@ use super::args::ClientArgs;
 pub struct DeployArgs {
     /// The module or source: .wasm, .wat or .js.
     file: PathBuf,
-    /// A name for the function.
+    /// A name for the function, unique among yours (lowercase letters,
+    /// digits and '-'): it answers on /fn/<you>/<name>.
     #[arg(long)]
     name: Option<String>,
+    /// Anyone may call it on its URL, without a token (default: only you).
+    #[arg(long)]
+    public: bool,
     #[command(flatten)]
     limits: LimitsRequest,
     #[command(flatten)]
@@ -27,7 +31,16 @@ impl DeployArgs {
         let created = self
             .client
             .client()
-            .deploy(&self.file, self.name.as_deref(), &self.limits)
+            .deploy(
+                &self.file,
+                self.name.as_deref(),
+                if self.public {
+                    Access::Public
+                } else {
+                    Access::Private
+                },
+                &self.limits,
+            )
             .await?;
         eprintln!(
             "deployed {} as function {} ({}, {} bytes, sha256 {})",
@@ -37,6 +50,13 @@ impl DeployArgs {
             created.size,
             created.digest,
         );
+        if let Some(url) = &created.url {
+            eprintln!(
+                "{} at {}{url}",
+                created.access.as_str(),
+                self.client.client().url()
+            );
+        }
         println!("{}", created.id);
         Ok(())
     }

@@ -13,8 +13,9 @@ use super::args::{ClientArgs, parse_input};
 
 #[derive(Args)]
 pub struct InvokeArgs {
-    /// Function id.
-    id: FunctionId,
+    /// Function id, or its URL path (`/fn/<owner>/<name>[/...]`): then the
+    /// input is POSTed as the body and the response body printed.
+    function: String,
     /// Input JSON (default: null; `-` reads it from stdin).
     input: Option<String>,
     /// Also print fuel consumed and duration (to stderr).
@@ -33,12 +34,22 @@ impl InvokeArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let input = parse_input(self.input.as_deref())?;
         let client = self.client.client();
+        let id = match self.function.parse::<FunctionId>() {
+            Ok(id) => id,
+            Err(_) if self.function.starts_with("/fn/") && !self.run_async => {
+                return self.invoke_url(&client, &input).await;
+            }
+            Err(_) => anyhow::bail!(
+                "{:?} is neither a function id nor a function URL path (/fn/<owner>/<name>)",
+                self.function
+            ),
+        };
         if self.run_async {
-            let record = client.invoke_async(self.id, &input).await?;
+            let record = client.invoke_async(id, &input).await?;
             println!("{}", record.id);
             return Ok(());
         }
-        let executed = client.invoke(self.id, &input).await?;
+        let executed = client.invoke(id, &input).await?;
         println!("{}", compact(&executed.result)?);
         if self.verbose {
             eprintln!(
@@ -46,6 +57,31 @@ impl InvokeArgs {
                 executed.fuel_consumed, executed.duration_us
             );
         }
+        Ok(())
+    }
+}
+
+impl InvokeArgs {
+    async fn invoke_url(
+        &self,
+        client: &nimbus_cli::client::Client,
+        input: &Value,
+    ) -> anyhow::Result<()> {
+        let answer = client.invoke_url(&self.function, input).await?;
+        println!("{}", String::from_utf8_lossy(&answer.body));
+        if self.verbose {
+            eprintln!(
+                "status {}  fuel {}  duration {} us",
+                answer.status,
+                answer.fuel_consumed.unwrap_or(0),
+                answer.duration_us.unwrap_or(0)
+            );
+        }
+        anyhow::ensure!(
+            answer.status < 400,
+            "the function answered HTTP {}",
+            answer.status
+        );
         Ok(())
     }
 }
