@@ -10,6 +10,12 @@
 -- removing any such header the client sent. Failures answer 401 with a
 -- `WWW-Authenticate` header, as `jwt-auth` does, and Nimbus's error body.
 --
+-- With `anonymous = true` (the `/fn/*` function URLs, where public
+-- functions answer anybody) a request without a valid Nimbus token is let
+-- through without an identity instead of refused: the API decides, per
+-- function, whether the caller may call it, and an `Authorization` header
+-- that is not a Nimbus token may be the function's own (a webhook's).
+--
 -- Settings follow `jwt-auth`'s names where they mean the same thing:
 -- `header`, `query`, `hide_credentials`, `lifetime_grace_period`; `secret`
 -- is stored encrypted (`encrypt_fields`). Nimbus keeps verifying tokens
@@ -39,6 +45,7 @@ local schema = {
         issuer = { type = "string", default = "nimbus" },
         user_header = { type = "string", default = "X-Nimbus-User" },
         realm = { type = "string", default = "nimbus" },
+        anonymous = { type = "boolean", default = false },
     },
     required = { "secret" },
     encrypt_fields = { "secret" },
@@ -182,10 +189,16 @@ function _M.rewrite(conf, ctx)
 
     local token, source = fetch_token(conf, ctx)
     if not token then
+        if conf.anonymous then
+            return
+        end
         return deny(conf, "missing token: send Authorization: Bearer <token>")
     end
     local claims, reason = verify(conf, token)
     if not claims then
+        if conf.anonymous then
+            return
+        end
         return deny(conf, reason)
     end
 

@@ -281,3 +281,58 @@ async fn the_gateway_plugin_checks_tokens_at_the_edge() {
     let (status, _, _) = send(http.get(at("/admin"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn function_urls_pass_the_gateway_public_anonymously_private_with_a_token() {
+    let platform = Platform::start().await;
+    let api = platform.url("").trim_start_matches("http://").to_owned();
+    let gateway = Nginx::start(&api).await;
+    let http = reqwest::Client::new();
+    let at = |path: &str| format!("{}{path}", gateway.url);
+    let ada = platform.user("ada").await;
+    for (name, access) in [("open", "public"), ("closed", "private")] {
+        let (status, _, created) = send(
+            http.post(at(&format!("/functions?name={name}&access={access}")))
+                .bearer_auth(&ada)
+                .header("content-type", "application/wasm")
+                .body(crate::components::component("http_probe")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+
+    // Public: anybody, any method; a spoofed identity is dropped at the edge.
+    let (status, _, echo) = send(
+        http.delete(at("/fn/ada/open/x?y=1"))
+            .header("X-Nimbus-User", "ada"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert_eq!(
+        (echo["method"].as_str(), echo["path"].as_str()),
+        (Some("DELETE"), Some("/x?y=1"))
+    );
+    assert!(
+        !echo["headers"].to_string().contains("x-nimbus-user"),
+        "{echo}"
+    );
+    // A bearer token that is not Nimbus's passes as anonymous (the
+    // function's own business).
+    let (status, _, _) = send(http.get(at("/fn/ada/open")).bearer_auth("not-a-jwt")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Private: the API refuses the anonymous call, answers the owner's token.
+    let (status, _, body) = send(http.get(at("/fn/ada/closed"))).await;
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+    );
+    let (status, _, echo) = send(http.get(at("/fn/ada/closed")).bearer_auth(&ada)).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert!(
+        !echo["headers"].to_string().contains("authorization"),
+        "{echo}"
+    );
+    let (status, _, _) = send(http.get(at(&format!("/fn/ada/closed?jwt={ada}")))).await;
+    assert_eq!(status, StatusCode::OK);
+}
