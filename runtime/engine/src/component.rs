@@ -5,8 +5,16 @@
 //! `wasi:io`, `wasi:clocks`, `wasi:random`, `wasi:cli` stdio, environment
 //! (empty), exit and terminal queries, and `wasi:http` types plus the
 //! outgoing handler, which refuses every request (`HTTP-request-denied`)
-//! until a capability grants outbound HTTP. No filesystem, no sockets: a
-//! component importing anything else is refused at upload, naming the import.
+//! until a capability grants outbound HTTP. A component importing anything
+//! else is refused at upload, naming the import, with two exceptions that
+//! language runtimes force on their programs (wasi-libc imports them
+//! whether the program uses them or not: every componentize-py component
+//! does):
+//! - `wasi:filesystem` is linked with no preopened directory: there is no
+//!   file the guest can name, so every file operation fails;
+//! - `wasi:sockets` is linked with every use denied (wasmtime-wasi's own
+//!   implementation with TCP, UDP and name lookup off: creating a socket
+//!   or resolving a name fails with `access-denied` before any system call).
 
 use wasmtime::component::{Component, Linker, ResourceTable, types::ComponentItem};
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -40,6 +48,15 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:cli/terminal-stderr",
     "wasi:http/types",
     "wasi:http/outgoing-handler",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
@@ -64,8 +81,9 @@ pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<
         {
             return Err(CompileError::ForbiddenImport(format!(
                 "`{name}`; a component may import only {}",
-                "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal) \
-                 and wasi:http (types, outgoing-handler)"
+                "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal), \
+                 wasi:http (types, outgoing-handler), wasi:filesystem (with no directory) \
+                 and wasi:sockets (every use denied)"
             )));
         }
     }
@@ -110,8 +128,10 @@ pub(crate) fn pre(
 /// The linker components are pre-linked with: exactly [`ALLOWED_IMPORTS`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentHost>, wasmtime::Error> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
-    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem, random, sockets};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 
     let mut linker = Linker::new(engine);
     let l = &mut linker;
@@ -127,6 +147,35 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentHost>,
     cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
     cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
     cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, |h: &mut ComponentHost| h.cli())?;
+    // No directory is ever preopened: the guest can name no file.
+    filesystem::types::add_to_linker::<_, WasiFilesystem>(l, |h: &mut ComponentHost| {
+        h.filesystem()
+    })?;
+    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, |h: &mut ComponentHost| {
+        h.filesystem()
+    })?;
+    // TCP, UDP and name lookup are off in every WasiCtx the engine builds
+    // (wasmtime-wasi's default): each use is denied.
+    macro_rules! sockets {
+        ($($interface:ident),*) => {$(
+            sockets::$interface::add_to_linker::<_, WasiSockets>(l, |h: &mut ComponentHost| {
+                h.sockets()
+            })?;
+        )*};
+    }
+    sockets!(
+        instance_network,
+        tcp,
+        tcp_create_socket,
+        udp,
+        udp_create_socket,
+        ip_name_lookup
+    );
+    sockets::network::add_to_linker::<_, WasiSockets>(
+        l,
+        &Default::default(),
+        |h: &mut ComponentHost| h.sockets(),
+    )?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     Ok(linker)
 }

@@ -49,14 +49,38 @@ async fn components_are_recognised_by_their_world() {
     assert_eq!(compile(&engine, "cli-add").abi(), &Abi::CliComponent);
 }
 
+/// A component importing an interface the platform does not offer.
+pub const KEYVALUE_COMPONENT: &str = r#"
+(component
+  (import "wasi:keyvalue/store@0.2.0-draft" (instance))
+)
+"#;
+
 #[tokio::test]
-async fn a_component_importing_sockets_is_refused_naming_the_import() {
+async fn a_component_importing_what_no_function_may_use_is_refused_naming_the_import() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
-    let error = engine.compile(&component("cli-sockets")).unwrap_err();
+    let error = engine.compile(KEYVALUE_COMPONENT.as_bytes()).unwrap_err();
     let CompileError::ForbiddenImport(message) = &error else {
         panic!("{error:?}");
     };
-    assert!(message.contains("wasi:sockets/"), "{message}");
+    assert!(
+        message.contains("`wasi:keyvalue/store@0.2.0-draft`"),
+        "{message}"
+    );
+    // Nothing exported that the platform can call.
+    let error = engine.compile(b"(component)").unwrap_err();
+    assert!(matches!(error, CompileError::NoEntryPoint(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn sockets_are_linked_but_every_use_is_denied() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    // Its `TcpStream::connect("127.0.0.1:9")` fails: it prints `false`.
+    let sockets = compile(&engine, "cli-sockets");
+    let outcome = engine
+        .invoke(&sockets, Bytes::from_static(b"null"), &limits())
+        .await;
+    assert_eq!(&outcome.result.unwrap()[..], b"false");
 }
 
 #[tokio::test]
