@@ -5,6 +5,7 @@ CARGO ?= cargo
 TOOLS := $(CURDIR)/.tools
 # setup records which nats-server it found or installed; tests and `up` use it.
 NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
+COMPONENTIZE_PY_PATH = $$(cat $(TOOLS)/componentize-py-path)
 
 .PHONY: up test lint bench setup
 
@@ -14,7 +15,8 @@ NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
 APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
 	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml
 
-## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11) into .tools/
+## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11)
+## and componentize-py (Python components, for the tests) into .tools/
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -22,6 +24,7 @@ setup:
 	@scripts/install-apt-packages.sh $(APT_PACKAGES)
 	@mkdir -p $(TOOLS)
 	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) > $(TOOLS)/nats-server-path
+	@scripts/install-componentize-py.sh $(TOOLS) > $(TOOLS)/componentize-py-path
 
 ## up: run nats-server, one API server and one worker on loopback
 up: setup
@@ -30,7 +33,7 @@ up: setup
 
 ## test: every test of the workspace, against a real nats-server
 test: setup
-	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) $(CARGO) test --workspace
+	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) NIMBUS_COMPONENTIZE_PY=$(COMPONENTIZE_PY_PATH) $(CARGO) test --workspace
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: setup

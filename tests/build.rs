@@ -1,7 +1,10 @@
 //! Builds the Rust example functions (examples/functions, for
-//! wasm32-wasip1) and the test components (tests/guests, for wasm32-wasip2)
-//! so the end-to-end tests run the real artifacts; exports their
-//! directories as `NIMBUS_EXAMPLES_WASM_DIR` and `NIMBUS_COMPONENTS_WASM_DIR`.
+//! wasm32-wasip1), the test components (tests/guests) and the Rust example
+//! components (examples/components, both for wasm32-wasip2) so the
+//! end-to-end tests run the real artifacts; exports their directories as
+//! `NIMBUS_EXAMPLES_WASM_DIR`, `NIMBUS_COMPONENTS_WASM_DIR` and
+//! `NIMBUS_EXAMPLE_COMPONENTS_WASM_DIR`. (The Python example is built by
+//! its test, with componentize-py.)
 
 use std::path::PathBuf;
 
@@ -26,5 +29,16 @@ fn main() {
     println!(
         "cargo:rustc-env=NIMBUS_COMPONENTS_WASM_DIR={}",
         components.display()
+    );
+    let example_components = nimbus_guest_build::build_for(
+        nimbus_guest_build::COMPONENT_TARGET,
+        &manifest_dir.join("../examples/components"),
+        &PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("example-components-target"),
+        &[],
+        "The example components need `rustup target add wasm32-wasip2` (run `make setup`).",
+    );
+    println!(
+        "cargo:rustc-env=NIMBUS_EXAMPLE_COMPONENTS_WASM_DIR={}",
+        example_components.display()
     );
 }

@@ -1,6 +1,8 @@
 //! The example functions in examples/functions, built for real by build.rs
 //! and run through the whole platform.
 
+use std::path::Path;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -148,4 +150,104 @@ async fn wat_and_js_examples_run_through_the_platform() {
     )
     .await;
     assert_eq!(greeting["result"], json!(["Hello, Ada!", "Bonjour, Ada!"]));
+}
+
+/// An example component built by the build script from examples/components.
+fn example_component(name: &str) -> Vec<u8> {
+    let path = format!("{}/{name}.wasm", env!("NIMBUS_EXAMPLE_COMPONENTS_WASM_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Deploy `wasm` as a public function with `query` (its name, maybe
+/// limits); its URL.
+async fn deploy_public(platform: &Platform, token: &str, query: &str, wasm: Vec<u8>) -> String {
+    let (status, body) = platform
+        .send(
+            Method::POST,
+            &format!("/functions?access=public&{query}"),
+            Some(token),
+            Some(("application/wasm", wasm)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["world"], "wasi:http/proxy", "{body}");
+    body["url"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_rust_http_example_answers_on_its_public_url() {
+    let platform = Platform::start().await;
+    let token = platform.user("ada").await;
+    let url = deploy_public(
+        &platform,
+        &token,
+        "name=hello",
+        example_component("hello_http"),
+    )
+    .await;
+    let (status, body) = platform.post_json(&url, None, &json!({"input": 41})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"result": 42})));
+    let (status, body) = platform.get(&format!("{url}/a?b=1"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"hello": "/a?b=1", "method": "GET"}));
+}
+
+/// examples/components/python-hello built with the pinned componentize-py
+/// (`make setup` installs it; NIMBUS_COMPONENTIZE_PY or .tools/bin), a
+/// ~22 MB component, deployed and called on its URL.
+#[tokio::test]
+async fn the_python_http_example_builds_with_componentize_py_deploys_and_answers() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tool = std::env::var("NIMBUS_COMPONENTIZE_PY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo.join(".tools/bin/componentize-py"));
+    assert!(
+        tool.exists(),
+        "componentize-py not found at {}: run `make setup` (or set NIMBUS_COMPONENTIZE_PY)",
+        tool.display()
+    );
+    let example = repo.join("examples/components/python-hello");
+    let out = tempfile::tempdir().unwrap();
+    let wit = example.join("wit");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let status = std::process::Command::new(&tool)
+            .args(["-d".as_ref(), wit.as_os_str()])
+            .args(["-w", "wasi:http/proxy@0.2.12"])
+            .args(args)
+            .current_dir(out.path())
+            .status()
+            .expect("run componentize-py");
+        assert!(status.success(), "componentize-py {args:?} failed");
+    };
+    // The generated bindings go to the temporary directory, not the example.
+    run(&["bindings".as_ref(), out.path().as_os_str()]);
+    let wasm_path = out.path().join("app.wasm");
+    run(&[
+        "componentize".as_ref(),
+        "-p".as_ref(),
+        out.path().as_os_str(),
+        "-p".as_ref(),
+        example.as_os_str(),
+        "app".as_ref(),
+        "-o".as_ref(),
+        wasm_path.as_os_str(),
+    ]);
+    let wasm = std::fs::read(&wasm_path).unwrap();
+    assert!(wasm.len() > 8 << 20, "{} bytes", wasm.len());
+
+    let platform = Platform::start().await;
+    let token = platform.user("ada").await;
+    let url = deploy_public(&platform, &token, "name=py-hello&timeout_ms=60000", wasm).await;
+    // The worker compiles the component on its first call (~20 s of
+    // Cranelift, more on a loaded machine), and a call that waited past its
+    // deadline answers 504 while the compile goes on: call again until the
+    // worker has it, within a generous bound.
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let answer = platform.post_json(&url, None, &json!({"input": 41})).await;
+        if answer.0 != StatusCode::GATEWAY_TIMEOUT || started.elapsed().as_secs() > 600 {
+            break answer;
+        }
+    };
+    assert_eq!((status, body), (StatusCode::OK, json!({"result": 42})));
 }
