@@ -214,6 +214,8 @@ async fn the_python_http_example_builds_with_componentize_py_deploys_and_answers
             .args(["-d".as_ref(), wit.as_os_str()])
             .args(["-w", "wasi:http/proxy@0.2.12"])
             .args(args)
+            // Nothing is written into the example folder.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .current_dir(out.path())
             .status()
             .expect("run componentize-py");
