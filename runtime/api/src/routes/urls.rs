@@ -110,8 +110,8 @@ pub async fn call(
             .headers
             .iter()
             .filter(|(name, _)| {
-                !NOT_FORWARDED.contains(&name.as_str())
-                    && !(strip_credential && **name == header::AUTHORIZATION)
+                let credential = strip_credential && **name == header::AUTHORIZATION;
+                !(credential || NOT_FORWARDED.contains(&name.as_str()))
             })
             .map(|(name, value)| {
                 (
