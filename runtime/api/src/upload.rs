@@ -38,6 +38,8 @@ pub(crate) struct Upload {
     pub limits: LimitsRequest,
     /// Source echoed back in the answer (text uploads only).
     pub echo: Option<String>,
+    /// JavaScript that answers HTTP (`export default { fetch }`).
+    pub js_http: bool,
 }
 
 impl Upload {
@@ -58,6 +60,7 @@ impl Upload {
                 access,
                 limits,
                 echo: None,
+                js_http: false,
             }
         } else {
             Self::from_json(state, caller, &body).await?
@@ -84,6 +87,7 @@ impl Upload {
         let runtime = upload
             .runtime
             .unwrap_or_else(|| Runtime::detect(&upload.code));
+        let mut js_http = false;
         let (module, echo) = match runtime {
             Runtime::Wasm | Runtime::Component => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -100,11 +104,15 @@ impl Upload {
             Runtime::Js => {
                 let js = state.js().await?;
                 let _slot = state.cpu_slot().await;
-                let wasm = js.compile(&upload.code).await.map_err(|e| match e {
-                    nimbus_js::JsError::Internal(_) => ApiError::Internal(e.to_string()),
-                    other => ApiError::InvalidSource(other),
-                })?;
-                (Bytes::from(wasm), Some(upload.code))
+                let compiled = js
+                    .compile_function(&upload.code)
+                    .await
+                    .map_err(|e| match e {
+                        nimbus_js::JsError::Internal(_) => ApiError::Internal(e.to_string()),
+                        other => ApiError::InvalidSource(other),
+                    })?;
+                js_http = compiled.http;
+                (Bytes::from(compiled.module), Some(upload.code))
             }
         };
         Ok(Self {
@@ -114,6 +122,7 @@ impl Upload {
             access: upload.access.unwrap_or_default(),
             limits: upload.limits.unwrap_or_default(),
             echo,
+            js_http,
         })
     }
 }

@@ -1,9 +1,11 @@
 //! `nimbus bench`: an HTTP load generator for one function.
 //!
-//! N concurrent loops send the same execute request for a duration or until
-//! a request count is reached, each recording its latency, the fuel reported
-//! and, for failures, the error kind. The report gives throughput, latency
-//! percentiles, fuel per invocation and errors by kind.
+//! N concurrent loops send the same request (an execute call, or a POST to
+//! a URL: a function URL, or any HTTP server, such as `wasmtime serve`, to
+//! compare with) for a duration or until a request count is reached, each
+//! recording its latency, the fuel reported and, for failures, the error
+//! kind. The report gives throughput, latency percentiles, fuel per
+//! invocation and errors by kind.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,11 +26,31 @@ pub enum Stop {
     Requests(u64),
 }
 
+/// What a bench run calls.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `POST /functions/{id}/execute` with `{"input": ...}`.
+    Function(u64),
+    /// `POST <url>` with the input as the body: a function URL (absolute,
+    /// or a path on the client's API) or any HTTP endpoint. Fuel is read
+    /// from the `Nimbus-Fuel-Consumed` header when there is one.
+    Url(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Function(id) => write!(f, "{id}"),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
 /// A bench run's settings.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The function.
-    pub id: u64,
+    /// What to call.
+    pub target: Target,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// When to stop.
@@ -70,8 +92,8 @@ pub struct Fuel {
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The function.
-    pub function: u64,
+    /// The function (its id) or URL.
+    pub function: String,
     /// Concurrency used.
     pub concurrency: usize,
     /// Requests sent (and answered or failed).
@@ -99,16 +121,35 @@ struct Samples {
 
 /// Run the benchmark.
 pub async fn run(client: &Client, config: &BenchConfig) -> anyhow::Result<Report> {
-    let body = serde_json::to_vec(&serde_json::json!({ "input": config.input }))?;
-    // Fail fast on a bad id or token instead of reporting a run of errors.
-    client.invoke(config.id, &config.input).await?;
+    let request = match &config.target {
+        Target::Function(id) => {
+            let body = serde_json::to_vec(&serde_json::json!({ "input": config.input }))?;
+            // Fail fast on a bad id or token instead of reporting a run of errors.
+            client.invoke(*id, &config.input).await?;
+            client.execute_request(*id, &body)?
+        }
+        Target::Url(url) => {
+            let request = client.url_request(url, serde_json::to_vec(&config.input)?);
+            let first = request
+                .try_clone()
+                .expect("a bytes body clones")
+                .send()
+                .await?;
+            anyhow::ensure!(
+                first.status().is_success(),
+                "{url} answered {}",
+                first.status()
+            );
+            request
+        }
+    };
 
     let progress = progress_bar(config);
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(config.concurrency);
     for _ in 0..config.concurrency.max(1) {
-        let request = client.execute_request(config.id, &body)?;
+        let request = request.try_clone().expect("a bytes body clones");
         let issued = issued.clone();
         let stop = config.stop;
         let progress = progress.clone();
@@ -157,7 +198,15 @@ pub async fn run(client: &Client, config: &BenchConfig) -> anyhow::Result<Report
 async fn send(request: reqwest::RequestBuilder) -> Result<u64, String> {
     let response = request.send().await.map_err(|_| "connection".to_owned())?;
     let status = response.status();
+    let header_fuel = response
+        .headers()
+        .get("nimbus-fuel-consumed")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let body: Value = response.json().await.unwrap_or(Value::Null);
+    if let (true, Some(fuel)) = (status.is_success(), header_fuel) {
+        return Ok(fuel);
+    }
     if status.is_success() {
         Ok(body["fuel_consumed"].as_u64().unwrap_or(0))
     } else {
@@ -206,7 +255,7 @@ fn report(config: &BenchConfig, mut samples: Samples, elapsed: Duration) -> Repo
         mean: samples.fuel.iter().sum::<u64>() as f64 / samples.fuel.len() as f64,
     });
     Report {
-        function: config.id,
+        function: config.target.to_string(),
         concurrency: config.concurrency,
         requests,
         ok: samples.fuel.len() as u64,

@@ -331,15 +331,8 @@ impl Client {
     /// returned; only a platform failure (no such function, 401...) is an
     /// error.
     pub async fn invoke_url(&self, path: &str, input: &Value) -> anyhow::Result<UrlAnswer> {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(input)?);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
+        let response = self
+            .url_request(path, serde_json::to_vec(input)?)
             .send()
             .await
             .with_context(|| format!("cannot reach the Nimbus API at {}", self.url))?;
@@ -410,6 +403,25 @@ impl Client {
     }
 
     /// A request for `bench`: the execute call, ready to clone.
+    /// `POST <url>` with `body` (JSON): `url` absolute, or a path on this
+    /// client's API; with the token when there is one.
+    pub(crate) fn url_request(&self, url: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let url = if url.starts_with("http://") || url.starts_with("https://") {
+            url.to_owned()
+        } else {
+            format!("{}{url}", self.url)
+        };
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
     pub(crate) fn execute_request(
         &self,
         id: FunctionId,

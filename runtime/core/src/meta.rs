@@ -114,7 +114,9 @@ pub struct FunctionMeta {
     pub name: Option<String>,
     /// How it was uploaded.
     pub runtime: Runtime,
-    /// For a component, the world it implements.
+    /// For a component, the world it implements; a JavaScript `fetch`
+    /// handler (`export default { fetch }`) is `wasi:http/proxy` too, since
+    /// it answers HTTP the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world: Option<World>,
     /// Who may call it on its URL.

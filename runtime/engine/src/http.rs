@@ -2,6 +2,12 @@
 //! goes in as the platform received it, the response comes out as the guest
 //! wrote it, its body read while the guest writes it and capped at the
 //! function's output limit.
+//!
+//! A WASI command (a JavaScript `fetch` handler) answers HTTP through a JSON
+//! envelope instead: `{"nimbus_http_request": {"method", "path", "headers",
+//! "body"}}` on stdin, `{"status", "headers", "body"}` on stdout, bodies as
+//! text. The API sends URL calls this way only to functions it recorded as
+//! HTTP handlers.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,19 +47,27 @@ impl Engine {
         request: HttpRequest,
         limits: &Limits,
     ) -> Outcome<HttpResponse> {
-        let Code::Component {
-            pre: ComponentPre::Http(pre),
-            ..
-        } = &module.code
-        else {
-            return Outcome::refused(FunctionError::new(
-                FunctionErrorKind::InvalidInput,
-                "the function is not a wasi:http handler: call it with a JSON body",
-            ));
-        };
         if request.body.len() as u64 > limits.max_input_bytes {
             return Outcome::refused(input_too_large(request.body.len(), limits));
         }
+        let pre = match (&module.code, &module.abi) {
+            (
+                Code::Component {
+                    pre: ComponentPre::Http(pre),
+                    ..
+                },
+                _,
+            ) => pre,
+            (Code::Core { .. }, crate::Abi::Command) => {
+                return self.serve_envelope(module, request, limits).await;
+            }
+            _ => {
+                return Outcome::refused(FunctionError::new(
+                    FunctionErrorKind::InvalidInput,
+                    "the function is not an HTTP handler: call it with a JSON body",
+                ));
+            }
+        };
         let request = match to_hyper(request) {
             Ok(request) => request,
             Err(message) => {
@@ -117,6 +131,68 @@ impl Engine {
                 message,
             )),
         })
+    }
+}
+
+/// The JSON form of a response a command writes (see the module docs).
+#[derive(serde::Deserialize)]
+struct ResponseEnvelope {
+    #[serde(default = "ok_status")]
+    status: u16,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+impl Engine {
+    /// Serve `request` with a WASI command through the JSON envelope.
+    async fn serve_envelope(
+        &self,
+        module: &CompiledModule,
+        request: HttpRequest,
+        limits: &Limits,
+    ) -> Outcome<HttpResponse> {
+        let envelope = serde_json::json!({
+            "nimbus_http_request": {
+                "method": request.head.method,
+                "path": request.head.path,
+                "headers": request.head.headers,
+                "body": String::from_utf8_lossy(&request.body),
+            }
+        });
+        // The body was checked against the input cap; the envelope around
+        // it is the platform's.
+        let input = Bytes::from(envelope.to_string());
+        let outcome = self.run_core(module, Some(input), None, limits).await;
+        let fuel_consumed = outcome.fuel_consumed;
+        Outcome {
+            result: outcome.result.and_then(|json| {
+                let written: ResponseEnvelope =
+                    serde_json::from_slice(&json).map_err(|e| FunctionError {
+                        fuel_consumed,
+                        ..FunctionError::new(
+                            FunctionErrorKind::InvalidOutput,
+                            format!("the handler's answer is not a response envelope: {e}"),
+                        )
+                    })?;
+                Ok(HttpResponse {
+                    head: ResponseHead {
+                        status: written.status,
+                        headers: written.headers,
+                    },
+                    body: Bytes::from(written.body),
+                })
+            }),
+            fuel_consumed,
+            duration: outcome.duration,
+            logs: outcome.logs,
+            logs_truncated: outcome.logs_truncated,
+        }
     }
 }
 

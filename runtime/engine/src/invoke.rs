@@ -137,7 +137,7 @@ impl Engine {
         }
     }
 
-    async fn run_core(
+    pub(crate) async fn run_core(
         &self,
         module: &CompiledModule,
         stdin: Option<Bytes>,

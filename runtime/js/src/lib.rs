@@ -51,6 +51,19 @@ impl Default for InitLimits {
     }
 }
 
+/// A compiled JavaScript function.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The snapshotted WASI command module.
+    pub module: Vec<u8>,
+    /// The source is an HTTP handler (`export default { async
+    /// fetch(request) {...} }`): on its URL it gets the request and answers
+    /// a `Response`, through a JSON envelope on stdin and stdout (the
+    /// engine's `serve`); called with JSON input (`execute`, jobs) it gets
+    /// a `POST /` with the input as body and must answer 2xx with JSON.
+    pub http: bool,
+}
+
 /// Why a source could not become a module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsError {
@@ -113,6 +126,12 @@ impl JsCompiler {
     /// Evaluate `source` in the shim and snapshot the result into a module
     /// that exports `_start` (the WASI command ABI).
     pub async fn compile(&self, source: &str) -> Result<Vec<u8>, JsError> {
+        self.compile_function(source).await.map(|c| c.module)
+    }
+
+    /// [`JsCompiler::compile`], saying also whether the source is an HTTP
+    /// handler (`export default { fetch }`).
+    pub async fn compile_function(&self, source: &str) -> Result<Compiled, JsError> {
         if source.len() > self.limits.max_source_bytes {
             return Err(JsError::Limit(format!(
                 "the source is {} bytes, the limit is {}",
@@ -121,8 +140,11 @@ impl JsCompiler {
             )));
         }
         let stderr = MemoryOutputPipe::new(64 << 10);
+        // The shim says `fetch` here when the source is an HTTP handler.
+        let stdout = MemoryOutputPipe::new(64);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(source.to_owned()))
+            .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build_p1();
         let limits = StoreLimitsBuilder::new()
@@ -173,7 +195,8 @@ impl JsCompiler {
             }
             Ok(Ok(())) => {}
         }
-        self.wizer
+        let module = self
+            .wizer
             .snapshot(
                 &self.context,
                 &mut WasmtimeWizer {
@@ -182,6 +205,10 @@ impl JsCompiler {
                 },
             )
             .await
-            .map_err(internal)
+            .map_err(internal)?;
+        Ok(Compiled {
+            module,
+            http: &stdout.contents()[..] == b"fetch",
+        })
     }
 }

@@ -359,3 +359,68 @@ async fn the_cli_client_deploys_a_public_component_and_calls_its_url() {
     let missing = anonymous.invoke_url("/fn/ada/nope", &json!(null)).await;
     assert!(missing.unwrap_err().to_string().contains("not_found"));
 }
+
+/// A JavaScript function in the Workers module syntax.
+const JS_FETCH: &str = r#"
+export default {
+  async fetch(request) {
+    if (request.method === 'POST') {
+      const { input } = await request.json();
+      return Response.json({ result: input + 1 });
+    }
+    console.log('serving', request.url);
+    return new Response(`hello ${request.method} ${request.url} ${request.headers.get('x-name')}`, {
+      status: 201,
+      headers: { 'content-type': 'text/plain', 'x-js': 'yes' },
+    });
+  }
+};
+"#;
+
+#[tokio::test]
+async fn a_javascript_fetch_handler_answers_http_fully() {
+    let p = Platform::start().await;
+    let ada = p.user("ada").await;
+    let upload = json!({"code": JS_FETCH, "name": "js-web", "access": "public"});
+    let (status, created) = p.post_json("/functions", Some(&ada), &upload).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (&created["runtime"], &created["world"]),
+        (&json!("js"), &json!("wasi:http/proxy"))
+    );
+
+    let (status, headers, body) = raw(
+        &p,
+        Method::GET,
+        "/fn/ada/js-web/p?q=1",
+        &[("x-name", "ada"), ("host", "example.test")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, "hello GET http://example.test/p?q=1 ada");
+    assert_eq!(
+        (&headers["x-js"], &headers["content-type"]),
+        (&"yes".parse().unwrap(), &"text/plain".parse().unwrap())
+    );
+    assert!(
+        headers["nimbus-fuel-consumed"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+
+    let (status, _, body) = raw(&p, Method::POST, "/fn/ada/js-web", &[], b"{\"input\": 41}").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "{\"result\":42}"));
+
+    // Through `execute`: the input is POSTed to `/`, the JSON answer is the result.
+    let id = created["id"].as_u64().unwrap();
+    let (status, body) = p.execute(&ada, id, json!({"input": 1})).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (StatusCode::OK, &json!({"result": 2})),
+        "{body}"
+    );
+}

@@ -85,6 +85,8 @@ pub async fn create(
     let (runtime, world) = match abi {
         Abi::HttpComponent => (Runtime::Component, Some(World::HttpProxy)),
         Abi::CliComponent => (Runtime::Component, Some(World::CliCommand)),
+        // A JavaScript `fetch` handler answers HTTP as a wasi:http one does.
+        _ if upload.js_http => (Runtime::Js, Some(World::HttpProxy)),
         _ if upload.runtime == Runtime::Component => (Runtime::Wasm, None),
         _ => (upload.runtime, None),
     };

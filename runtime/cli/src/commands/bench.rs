@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use nimbus_cli::bench::{self, BenchConfig, Stop};
+use nimbus_cli::bench::{self, BenchConfig, Stop, Target};
 use nimbus_core::FunctionId;
 
 use super::args::{ClientArgs, parse_input};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Function id.
-    id: FunctionId,
+    /// Function id (calls `execute`), or a URL to POST the input to: a
+    /// function URL path (`/fn/<owner>/<name>`), or an absolute URL (another
+    /// server to compare with, such as `wasmtime serve`).
+    function: String,
     /// Requests in flight at once.
     #[arg(short, long, default_value_t = 16)]
     concurrency: usize,
@@ -23,7 +25,7 @@ pub struct BenchArgs {
     /// Send exactly this many requests instead.
     #[arg(short = 'n', long)]
     requests: Option<u64>,
-    /// Input JSON sent with every request.
+    /// Input JSON sent with every request (for a URL, the body itself).
     #[arg(long, default_value = "null")]
     input: String,
     /// Print the report as JSON.
@@ -44,8 +46,12 @@ impl BenchArgs {
                     .context("--duration must be a positive number of seconds")?,
             ),
         };
+        let target = match self.function.parse::<FunctionId>() {
+            Ok(id) => Target::Function(id),
+            Err(_) => Target::Url(self.function.clone()),
+        };
         let config = BenchConfig {
-            id: self.id,
+            target,
             concurrency: self.concurrency,
             stop,
             input: parse_input(Some(&self.input))?,

@@ -16,6 +16,18 @@
 //! default export); a script when it declares `handler` (function
 //! declaration, or `handler =` / `const|let|var handler`); otherwise a function
 //! body run with `input` bound, as in the seed: `return input + 1;`.
+//!
+//! An ES module whose default export is an object with a `fetch` method
+//! (the Workers module syntax, `export default { async fetch(request) {...}
+//! }`) is an HTTP handler: `wizer-initialize` then writes `fetch` on stdout
+//! (the host records the function as an HTTP handler), and an invocation
+//! whose input is a request envelope (`{"nimbus_http_request": {"method",
+//! "path", "headers": [[name, value]...], "body"}}`, the body as text)
+//! calls `fetch` with a `Request` and writes the `Response` as `{"status",
+//! "headers", "body"}`; any other input (JSON from `execute` or a job) is
+//! sent as the body of a `POST /` and the response's JSON body is the
+//! result. `Request`, `Response` and `Headers` are small
+//! classes of the shim's own (text(), json(), status, headers).
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -29,6 +41,8 @@ use rquickjs::{
 struct State {
     context: Context,
     handler: Persistent<Function<'static>>,
+    /// The handler answers HTTP (a `fetch` handler).
+    http: bool,
     /// Sets the seed of `Math.random`; called with fresh host randomness per invocation.
     seed_random: Persistent<Function<'static>>,
     /// Kept alive with the context; never used after initialisation.
@@ -49,7 +63,13 @@ pub extern "C" fn initialize() {
         fail("the source is not valid UTF-8");
     }
     match load(&source) {
-        Ok(state) => STATE.with(|slot| *slot.borrow_mut() = Some(state)),
+        Ok(state) => {
+            if state.http {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(b"fetch").and_then(|()| stdout.flush());
+            }
+            STATE.with(|slot| *slot.borrow_mut() = Some(state))
+        }
         Err(message) => fail(&message),
     }
 }
@@ -87,20 +107,26 @@ fn fail(message: &str) -> ! {
 fn load(source: &str) -> Result<State, String> {
     let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
     let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
-    let (handler, seed_random) = context.with(|ctx| -> Result<_, String> {
+    let (handler, http, seed_random) = context.with(|ctx| -> Result<_, String> {
         install_console(&ctx).map_err(|e| format!("cannot install console: {e}"))?;
+        install_fetch_classes(&ctx).map_err(|e| format!("cannot install Request/Response: {e}"))?;
         let seed_random =
             install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
-        let handler = match form(source) {
+        let (handler, http) = match form(source) {
             Form::Module => module_handler(&ctx, source)?,
-            Form::Script => script_handler(&ctx, source)?,
-            Form::Body => body_handler(&ctx, source)?,
+            Form::Script => (script_handler(&ctx, source)?, false),
+            Form::Body => (body_handler(&ctx, source)?, false),
         };
-        Ok((Persistent::save(&ctx, handler), Persistent::save(&ctx, seed_random)))
+        Ok((
+            Persistent::save(&ctx, handler),
+            http,
+            Persistent::save(&ctx, seed_random),
+        ))
     })?;
     Ok(State {
         context,
         handler,
+        http,
         seed_random,
         _runtime: runtime,
     })
@@ -113,7 +139,8 @@ fn eval_options() -> EvalOptions {
     options
 }
 
-fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
+/// The module's handler, and whether it is a `fetch` handler (HTTP).
+fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<(Function<'js>, bool), String> {
     let declared = Module::declare(ctx.clone(), FILENAME, source)
         .catch(ctx)
         .map_err(describe)?;
@@ -122,10 +149,30 @@ fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, St
     let namespace = module.namespace().catch(ctx).map_err(describe)?;
     for name in ["handler", "default"] {
         if let Ok(function) = namespace.get::<_, Function>(name) {
-            return Ok(function);
+            return Ok((function, false));
         }
     }
-    Err("the module must export a function named `handler` or a default function".into())
+    if let Ok(exported) = namespace.get::<_, rquickjs::Object>("default")
+        && exported.get::<_, Function>("fetch").is_ok()
+    {
+        let serve: Function = ctx
+            .globals()
+            .get("__nimbus_serve")
+            .map_err(|e| e.to_string())?;
+        let bind: Function = ctx
+            .eval("(serve, handler) => (envelope) => serve(handler, envelope)")
+            .map_err(|e| e.to_string())?;
+        let handler = bind
+            .call((serve, exported))
+            .catch(ctx)
+            .map_err(describe)?;
+        return Ok((handler, true));
+    }
+    Err(
+        "the module must export a function named `handler`, a default function, \
+         or a default object with a `fetch` method"
+            .into(),
+    )
 }
 
 fn script_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
@@ -197,6 +244,86 @@ fn describe(error: CaughtError<'_>) -> String {
         CaughtError::Value(value) => format!("a non-Error value was thrown: {value:?}"),
         CaughtError::Error(error) => error.to_string(),
     }
+}
+
+/// `Headers`, `Request` and `Response` for `fetch` handlers (a small subset
+/// of the Fetch API: text(), json(), status, ok, headers with get/set/has/
+/// append/delete/entries), and `__nimbus_serve`, which turns a request
+/// envelope into a `Request`, calls the handler's `fetch` and turns its
+/// `Response` into a response envelope.
+fn install_fetch_classes(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    ctx.eval::<(), _>(
+        r#"(() => {
+            class Headers {
+                constructor(init) {
+                    this._map = new Map();
+                    if (init instanceof Headers) init = init.entries();
+                    else if (init && !Array.isArray(init) && typeof init[Symbol.iterator] !== 'function') init = Object.entries(init);
+                    for (const [name, value] of init || []) this.append(name, value);
+                }
+                append(name, value) {
+                    const key = String(name).toLowerCase();
+                    const old = this._map.get(key);
+                    this._map.set(key, old === undefined ? String(value) : old + ', ' + value);
+                }
+                set(name, value) { this._map.set(String(name).toLowerCase(), String(value)); }
+                get(name) { const v = this._map.get(String(name).toLowerCase()); return v === undefined ? null : v; }
+                has(name) { return this._map.has(String(name).toLowerCase()); }
+                delete(name) { this._map.delete(String(name).toLowerCase()); }
+                entries() { return this._map.entries(); }
+                keys() { return this._map.keys(); }
+                values() { return this._map.values(); }
+                forEach(f) { for (const [k, v] of this._map) f(v, k, this); }
+                [Symbol.iterator]() { return this._map.entries(); }
+            }
+            const bodyText = (body) => body === undefined || body === null ? '' : String(body);
+            class Request {
+                constructor(url, init = {}) {
+                    this.url = String(url);
+                    this.method = (init.method || 'GET').toUpperCase();
+                    this.headers = new Headers(init.headers);
+                    this._body = bodyText(init.body);
+                }
+                async text() { return this._body; }
+                async json() { return JSON.parse(this._body); }
+            }
+            class Response {
+                constructor(body, init = {}) {
+                    this.status = init.status === undefined ? 200 : init.status;
+                    this.statusText = init.statusText || '';
+                    this.headers = new Headers(init.headers);
+                    this._body = bodyText(body);
+                }
+                get ok() { return this.status >= 200 && this.status < 300; }
+                async text() { return this._body; }
+                async json() { return JSON.parse(this._body); }
+                static json(value, init = {}) {
+                    const response = new Response(JSON.stringify(value), init);
+                    if (!response.headers.has('content-type')) response.headers.set('content-type', 'application/json');
+                    return response;
+                }
+            }
+            globalThis.Headers = Headers;
+            globalThis.Request = Request;
+            globalThis.Response = Response;
+            // On a URL call the engine sends {"nimbus_http_request": {method,
+            // path, headers, body}} and reads {status, headers, body} back.
+            // Any other input is JSON from `execute` or a job: it becomes
+            // the body of a `POST /`, and the answer's JSON body the result.
+            globalThis.__nimbus_serve = async (handler, input) => {
+                const envelope = input !== null && typeof input === 'object' ? input.nimbus_http_request : undefined;
+                const http = envelope !== undefined;
+                const e = http ? envelope : { method: 'POST', path: '/', headers: [['content-type', 'application/json']], body: JSON.stringify(input) };
+                const host = (e.headers.find(([n]) => n === 'host') || [])[1] || 'localhost';
+                const request = new Request('http://' + host + e.path, { method: e.method, headers: e.headers, body: e.body });
+                const response = await handler.fetch(request);
+                if (!(response instanceof Response)) throw new TypeError('fetch must return a Response');
+                if (http) return { status: response.status, headers: [...response.headers.entries()], body: response._body };
+                if (!response.ok) throw new Error(`the handler answered HTTP ${response.status}: ${response._body.slice(0, 200)}`);
+                return response._body.trim() === '' ? null : JSON.parse(response._body);
+            };
+        })();"#,
+    )
 }
 
 /// `console.log/info/warn/error/debug` write one line each to stderr, which
