@@ -42,7 +42,21 @@ NOTES = """
   there), or load the artifact another worker shared with `--share-compiled`.
 - The Rust transform and JS add run real code per request (≈22k and ≈11k
   fuel), so their end-to-end ratios to the floor are not held to the trivial
-  function's goal."""
+  function's goal.
+- Components, Nimbus URL vs `wasmtime serve`: at 16 connections Nimbus
+  meets the goal (more req/s than `wasmtime serve` on this 2-core box, where
+  wasmtime serve's per-connection tasks and the load generator share the
+  cores). At 1 connection it misses it (p50 about 2.6x). The parts, measured
+  on the same release build: the platform's own round trip at 1 connection
+  (HTTP -> API -> NATS -> worker -> back, the floor) is ~0.165 ms, already
+  0.9x wasmtime serve's whole request; the component run is the rest. The
+  engine serves this component in ~35 µs back to back, but ~160 µs when the
+  worker has been idle for a moment, as it is at 1 connection while the
+  request crosses the API and NATS (a trivial WAT module: ~2 µs back to
+  back, ~40 µs after idling): cold caches and parked threads, not work.
+  Keeping the worker's engine warm between requests (or running the
+  component where the request lands) is the lead for closing this gap.
+"""
 
 work = sys.argv[1]
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -31,8 +31,9 @@ impl Limits {
         fuel: 1_000_000_000,
         memory_bytes: 64 << 20,
         timeout_ms: 5_000,
-        max_input_bytes: 1 << 20,
-        max_output_bytes: 1 << 20,
+        // A function's URL takes and answers bodies up to this by default.
+        max_input_bytes: 6 << 20,
+        max_output_bytes: 6 << 20,
         max_log_bytes: 64 << 10,
     };
 

@@ -107,12 +107,15 @@ impl Engine {
                     // The body is read while the guest writes it (it blocks on a
                     // full channel), so the call and the read run together. The
                     // response is whole once its body ends: a guest still running
-                    // after that is not waited for.
+                    // after that is not waited for. When both end at once the
+                    // call is looked at first, so a trap or a limit is
+                    // reported rather than the broken body it left.
                     let response = read_response(receiver, cap);
                     tokio::pin!(call, response);
                     let mut returned = false;
                     loop {
                         tokio::select! {
+                            biased;
                             ran = &mut call, if !returned => {
                                 ran?;
                                 returned = true;

@@ -23,7 +23,9 @@ async fn deploy_wasm(platform: &Platform, token: &str, name: &str) -> u64 {
     let (status, body) = platform
         .send(
             Method::POST,
-            &format!("/functions?name={name}"),
+            // A first call waits for the worker's compile: on a machine busy
+            // with other tests that can take more than the default deadline.
+            &format!("/functions?name={name}&timeout_ms=60000"),
             Some(token),
             Some(("application/wasm", rust_example(name))),
         )
@@ -38,7 +40,12 @@ async fn deploy_source(platform: &Platform, token: &str, file: &str) -> u64 {
             "/functions",
             Some(token),
             // Names are URL segments: `add.wat` is called `add-wat`.
-            &json!({"code": source_example(file), "name": file.replace('.', "-")}),
+            // Generous deadline: see `deploy_wasm`.
+            &json!({
+                "code": source_example(file),
+                "name": file.replace('.', "-"),
+                "limits": {"timeout_ms": 60000},
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{file}: {body}");
@@ -252,4 +259,13 @@ async fn the_python_http_example_builds_with_componentize_py_deploys_and_answers
         }
     };
     assert_eq!((status, body), (StatusCode::OK, json!({"result": 42})));
+    // Through `execute` too: the input is the body of a `POST /`.
+    let (_, list) = platform.get("/functions", Some(&token)).await;
+    let id = list["functions"][0]["id"].as_u64().unwrap();
+    let (status, body) = platform.execute(&token, id, json!({"input": 1})).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (StatusCode::OK, &json!({"result": 2})),
+        "{body}"
+    );
 }

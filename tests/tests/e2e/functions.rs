@@ -356,7 +356,9 @@ async fn a_module_far_larger_than_a_nats_message_deploys_and_runs() {
     let (status, created) = platform
         .send(
             Method::POST,
-            "/functions?name=big",
+            // The first call waits for the worker to fetch and compile 20
+            // MiB: a generous deadline for a machine busy with other tests.
+            "/functions?name=big&timeout_ms=60000",
             Some(&token),
             Some(("application/wasm", module.clone())),
         )

@@ -188,7 +188,12 @@ async fn names_are_unique_per_owner_and_follow_renames_and_deletes() {
     let p = Platform::start().await;
     let ada = p.user("ada").await;
     let bob = p.user("bob").await;
-    let js = |name: &str| json!({"code": "return input + 1;", "name": name, "access": "public"});
+    // A generous deadline: the first call waits for the worker to compile
+    // the JavaScript snapshot, slow on a machine busy with other tests.
+    let js = |name: &str| {
+        json!({"code": "return input + 1;", "name": name, "access": "public",
+               "limits": {"timeout_ms": 60000}})
+    };
     let (status, first) = p.post_json("/functions", Some(&ada), &js("inc")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let duplicate = p.post_json("/functions", Some(&ada), &js("inc")).await;
@@ -381,7 +386,8 @@ export default {
 async fn a_javascript_fetch_handler_answers_http_fully() {
     let p = Platform::start().await;
     let ada = p.user("ada").await;
-    let upload = json!({"code": JS_FETCH, "name": "js-web", "access": "public"});
+    let upload = json!({"code": JS_FETCH, "name": "js-web", "access": "public",
+                        "limits": {"timeout_ms": 60000}});
     let (status, created) = p.post_json("/functions", Some(&ada), &upload).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(
