@@ -38,8 +38,7 @@ NOTES = """
   code cache in the engine) only the first JS compile after a start pays for
   all of it; later ones reuse the shim's machine code and spend their time
   translating the module and hashing each function to find it in the cache.
-  Workers compile a function again on its first call (the same cache helps
-  there), or load the artifact another worker shared with `--share-compiled`.
+  Workers load the sealed artifact the upload stored instead of compiling.
 - The Rust transform and JS add run real code per request (≈22k and ≈11k
   fuel), so their end-to-end ratios to the floor are not held to the trivial
   function's goal.

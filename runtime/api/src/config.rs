@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nimbus_core::LimitPolicy;
+use nimbus_store::ArtifactKey;
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -32,6 +33,10 @@ pub struct ApiConfig {
     /// Function metadata records the API keeps in memory (see
     /// `function_cache.rs`).
     pub function_cache_entries: usize,
+    /// The platform's artifact key: with it, an upload also stores the
+    /// native artifact it compiled, sealed, for workers to load instead of
+    /// compiling again.
+    pub artifact_key: Option<ArtifactKey>,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +50,7 @@ impl Default for ApiConfig {
             dispatch_grace: Duration::from_secs(10),
             max_jobs_per_user: 1000,
             function_cache_entries: 100_000,
+            artifact_key: None,
         }
     }
 }

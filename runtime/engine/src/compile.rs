@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use nimbus_core::Limits;
 
@@ -11,6 +12,16 @@ use crate::module::Code;
 use crate::{
     CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, module, to_binary,
 };
+
+/// How an engine got its modules: compiled with Cranelift, or loaded from
+/// precompiled artifacts (cache hits count as neither).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Modules and components compiled.
+    pub compiled: u64,
+    /// Artifacts loaded.
+    pub loaded: u64,
+}
 
 /// Freshly compiled or loaded code, before it is checked and pre-linked.
 enum Compiled {
@@ -52,6 +63,7 @@ impl Engine {
         } else {
             Compiled::Core(wasmtime::Module::new(&self.inner.wasmtime, &binary).map_err(invalid)?)
         };
+        self.inner.compiled.fetch_add(1, Ordering::Relaxed);
         let compiled = self.finish(digest, code)?;
         Ok((compiled, binary))
     }
@@ -129,7 +141,16 @@ impl Engine {
                     .map_err(artifact_error)?,
             ),
         };
+        self.inner.loaded.fetch_add(1, Ordering::Relaxed);
         self.finish(digest.to_owned(), code)
+    }
+
+    /// How this engine got its modules so far.
+    pub fn load_stats(&self) -> LoadStats {
+        LoadStats {
+            compiled: self.inner.compiled.load(Ordering::Relaxed),
+            loaded: self.inner.loaded.load(Ordering::Relaxed),
+        }
     }
 
     fn finish(&self, digest: String, code: Compiled) -> Result<Arc<CompiledModule>, CompileError> {

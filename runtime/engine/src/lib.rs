@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::{InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 pub use code_cache::CodeCacheStats;
+pub use compile::LoadStats;
 pub use config::EngineConfig;
 pub use error::CompileError;
 pub use invoke::{Host, Outcome};
@@ -69,6 +70,9 @@ struct Inner {
     cache: Mutex<ModuleCache>,
     code_cache: Option<Arc<code_cache::CodeCache>>,
     slots: tokio::sync::Semaphore,
+    /// Modules compiled with Cranelift, and loaded from artifacts.
+    compiled: std::sync::atomic::AtomicU64,
+    loaded: std::sync::atomic::AtomicU64,
     config: EngineConfig,
     _ticker: Ticker,
 }
@@ -119,6 +123,8 @@ impl Engine {
                 cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
                 code_cache,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),
+                compiled: Default::default(),
+                loaded: Default::default(),
                 config,
                 _ticker: ticker,
             }),

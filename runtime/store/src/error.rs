@@ -26,6 +26,13 @@ pub enum StoreError {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// A stored artifact whose seal does not verify: written by someone
+    /// without the platform's artifact key, or damaged. Never loaded.
+    #[error("artifact `{name}` is not sealed with this platform's artifact key")]
+    Unsealed {
+        /// The object's name.
+        name: String,
+    },
     /// A stored value could not be decoded.
     #[error("corrupt record `{key}`")]
     Corrupt {

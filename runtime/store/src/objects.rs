@@ -1,8 +1,6 @@
-//! Module bytes and precompiled artifacts in the `modules` object store.
-//! Modules are content addressed (named by their sha256 digest); an
-//! artifact is named after its module and the engine's artifact key (which
-//! differs between wasmtime versions, targets and settings), so an engine
-//! only finds artifacts it can load.
+//! Module bytes in the `modules` object store, content addressed (named by
+//! their sha256 digest); precompiled artifacts live in the same bucket (see
+//! `artifacts.rs`).
 //!
 //! Objects are read chunk by chunk with direct gets on the bucket's stream,
 //! not through async-nats's object reader: that one creates a JetStream
@@ -37,27 +35,7 @@ impl Storage {
         self.get_object(digest).await
     }
 
-    /// A precompiled artifact of module `digest` for engines with `engine_key`.
-    pub async fn artifact(
-        &self,
-        digest: &str,
-        engine_key: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_object(&artifact_name(digest, engine_key)).await
-    }
-
-    /// Keep a precompiled artifact of module `digest` for engines with `engine_key`.
-    pub async fn put_artifact(
-        &self,
-        digest: &str,
-        engine_key: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        self.put_object(&artifact_name(digest, engine_key), bytes)
-            .await
-    }
-
-    async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    pub(crate) async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         // Not retried: async-nats reports a failed chunk only as text, so
         // whether JetStream received it is unknown. The upload answers 503.
         let mut reader = bytes;
@@ -68,7 +46,7 @@ impl Storage {
         Ok(())
     }
 
-    async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.ride_out(Retry::Idempotent, "read object", || async {
             let info = match self.modules.info(name).await {
                 Ok(info) if !info.deleted => info,
@@ -110,7 +88,3 @@ impl Storage {
 #[derive(Debug, thiserror::Error)]
 #[error("object {0} does not match its recorded size and digest")]
 struct CorruptObject(String);
-
-fn artifact_name(digest: &str, engine_key: &str) -> String {
-    format!("{digest}.cwasm-{engine_key}")
-}

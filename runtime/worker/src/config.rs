@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nimbus_core::LimitPolicy;
+use nimbus_store::ArtifactKey;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -15,12 +16,12 @@ pub struct WorkerConfig {
     pub queue_capacity: usize,
     /// Limits this worker accepts; requests beyond them are refused.
     pub policy: LimitPolicy,
-    /// Load and publish precompiled native artifacts through the object
-    /// store, so a module compiled by one worker is not compiled again by the
-    /// next. Off by default: it means trusting the object store with native
-    /// code, so only enable it where NATS permissions keep users out of the
-    /// `modules` bucket (they do in deploy/nats).
-    pub share_compiled: bool,
+    /// The platform's artifact key: with it, the worker loads the native
+    /// artifacts API servers made at upload (and other workers shared)
+    /// instead of compiling, after checking their seal, and shares what it
+    /// had to compile itself. Without it, every worker compiles every module
+    /// it runs, on its first call.
+    pub artifact_key: Option<ArtifactKey>,
     /// Benchmarking only: answer every invocation with its input, without
     /// fetching or running the module. Measures the platform's own round
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
@@ -45,7 +46,7 @@ impl Default for WorkerConfig {
             concurrency: 32,
             queue_capacity: 256,
             policy: LimitPolicy::default(),
-            share_compiled: false,
+            artifact_key: None,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

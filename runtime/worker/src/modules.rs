@@ -1,6 +1,9 @@
-//! The compiled module for a digest: from the engine's cache, else a shared
-//! precompiled artifact (when `share_compiled` is on), else compiled from the
-//! object store's bytes, checked against the digest they are stored under.
+//! The compiled module for a digest: from the engine's cache, else the
+//! sealed artifact the API made at upload (or another worker shared), else
+//! compiled from the object store's bytes, checked against the digest they
+//! are stored under, and then shared sealed. Artifacts are used only with the
+//! platform's artifact key; one whose seal does not verify is refused,
+//! logged, and the module compiled instead.
 //!
 //! Concurrent first calls of one module load it once (single flight): the
 //! first takes the module's turn and loads it, the others wait for the turn
@@ -80,8 +83,8 @@ impl Worker {
     /// Load `digest`: a shared artifact, else the stored module compiled.
     async fn load(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
         let engine_key = self.engine.artifact_key();
-        if self.config.share_compiled
-            && let Some(module) = self.shared_artifact(digest, &engine_key).await
+        if let Some(key) = &self.config.artifact_key
+            && let Some(module) = self.shared_artifact(digest, &engine_key, key).await
         {
             return Ok(module);
         }
@@ -114,12 +117,12 @@ impl Worker {
                 actual: module.digest().to_owned(),
             });
         }
-        if self.config.share_compiled {
+        if let Some(key) = &self.config.artifact_key {
             match self.engine.serialize(&module) {
                 Ok(artifact) => {
                     if let Err(e) = self
                         .storage
-                        .put_artifact(digest, &engine_key, &artifact)
+                        .put_artifact(digest, &engine_key, &artifact, key)
                         .await
                     {
                         tracing::warn!(%digest, error = %e, "could not share the compiled artifact");
@@ -131,9 +134,22 @@ impl Worker {
         Ok(module)
     }
 
-    /// A precompiled artifact another worker shared, if there is a usable one.
-    async fn shared_artifact(&self, digest: &str, engine_key: &str) -> Option<Arc<CompiledModule>> {
-        let artifact = self.storage.artifact(digest, engine_key).await.ok()??;
+    /// The sealed artifact of `digest` for this engine, if there is a usable
+    /// one.
+    async fn shared_artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        key: &nimbus_store::ArtifactKey,
+    ) -> Option<Arc<CompiledModule>> {
+        let artifact = match self.storage.artifact(digest, engine_key, key).await {
+            Ok(artifact) => artifact?,
+            Err(e) => {
+                let message = nimbus_core::error::describe(&e);
+                tracing::warn!(%digest, error = %message, "not loading the artifact; compiling instead");
+                return None;
+            }
+        };
         let engine = self.engine.clone();
         let digest_owned = digest.to_owned();
         let loaded =

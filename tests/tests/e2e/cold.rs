@@ -8,7 +8,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::Platform;
+use crate::harness::{Platform, Setup};
 
 /// Distinct functions deployed (distinct modules: the store deduplicates).
 const FUNCTIONS: usize = 400;
@@ -77,41 +77,44 @@ fn module_adding(n: usize) -> String {
     )
 }
 
+/// With the artifact key (the worker loads the API's artifact) and without
+/// (the worker compiles): either way a burst of first calls gets the module
+/// once.
 #[tokio::test]
-async fn a_burst_of_first_calls_to_one_function_compiles_it_once() {
-    let platform = Arc::new(Platform::start().await);
-    let token = Arc::new(platform.user("alice").await);
-
-    // What one compile of such a module costs the worker, in functions.
-    let warmup = platform.upload(&token, &module_adding(1000), None).await;
-    let before = platform.worker_code_cache(0);
-    let (status, _) = platform.execute(&token, warmup, json!(1)).await;
-    assert_eq!(status, StatusCode::OK);
-    let after = platform.worker_code_cache(0);
-    let one_compile = (after.hits + after.misses) - (before.hits + before.misses);
-    assert!(one_compile > 0, "the worker compiled the module");
-
-    // A burst of first calls to another module of the same shape.
-    let id = platform.upload(&token, &module_adding(7), None).await;
-    let before = platform.worker_code_cache(0);
-    let calls: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (platform, token) = (platform.clone(), token.clone());
-            tokio::spawn(async move { platform.execute(&token, id, json!(1)).await })
-        })
-        .collect();
-    for call in calls {
-        let (status, body) = call.await.unwrap();
+async fn a_burst_of_first_calls_to_one_function_loads_or_compiles_it_once() {
+    for with_key in [true, false] {
+        let mut setup = Setup::default();
+        if !with_key {
+            setup.worker.artifact_key = None;
+        }
+        let platform = Arc::new(Platform::start_with(setup).await);
+        let token = Arc::new(platform.user("alice").await);
+        let id = platform.upload(&token, &module_adding(7), None).await;
+        let before = platform.worker_loads(0);
+        let calls: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (platform, token) = (platform.clone(), token.clone());
+                tokio::spawn(async move { platform.execute(&token, id, json!(1)).await })
+            })
+            .collect();
+        for call in calls {
+            let (status, body) = call.await.unwrap();
+            assert_eq!(
+                (status, &body["result"]),
+                (StatusCode::OK, &json!(8)),
+                "{body}"
+            );
+        }
+        let after = platform.worker_loads(0);
+        let (compiled, loaded) = (
+            after.compiled - before.compiled,
+            after.loaded - before.loaded,
+        );
+        let expected = if with_key { (0, 1) } else { (1, 0) };
         assert_eq!(
-            (status, &body["result"]),
-            (StatusCode::OK, &json!(8)),
-            "{body}"
+            (compiled, loaded),
+            expected,
+            "{CONNECTIONS} concurrent first calls (artifact key: {with_key}): (compiled, loaded)"
         );
     }
-    let after = platform.worker_code_cache(0);
-    assert_eq!(
-        (after.hits + after.misses) - (before.hits + before.misses),
-        one_compile,
-        "{CONNECTIONS} concurrent first calls compiled the module more than once"
-    );
 }

@@ -82,11 +82,12 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         api: ApiConfig {
             bcrypt_cost: 4,
+            artifact_key: Some(crate::harness::artifact_key()),
             ..ApiConfig::default()
         },
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),
         worker: WorkerConfig {
-            share_compiled: true,
+            artifact_key: Some(crate::harness::artifact_key()),
             ..WorkerConfig::default()
         },
     })

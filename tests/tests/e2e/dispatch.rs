@@ -155,41 +155,6 @@ async fn stderr_goes_to_the_log_stream_and_failures_to_functions_error() {
 }
 
 #[tokio::test]
-async fn workers_can_share_compiled_artifacts() {
-    let mut setup = Setup::default();
-    setup.worker.share_compiled = true;
-    let platform = Platform::start_with(setup).await;
-    let token = platform.user("alice").await;
-    let (status, created) = platform
-        .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let id = created["id"].as_u64().unwrap();
-    let (status, _) = platform.execute(&token, id, json!(1)).await;
-    assert_eq!(status, StatusCode::OK);
-
-    let store = nimbus_store::Storage::open(platform.nats_client().await, &Default::default())
-        .await
-        .unwrap();
-    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
-    let digest = created["digest"].as_str().unwrap();
-    let artifact = store
-        .artifact(digest, &engine.artifact_key())
-        .await
-        .unwrap()
-        .expect("the worker published its compiled artifact");
-    let module = engine.load_precompiled(digest, &artifact).expect("loads");
-    let run = engine
-        .invoke(
-            &module,
-            bytes::Bytes::from_static(b"5"),
-            &Default::default(),
-        )
-        .await;
-    assert_eq!(&run.result.unwrap()[..], b"6");
-}
-
-#[tokio::test]
 async fn the_benchmark_floor_answers_without_running_the_function() {
     let mut setup = Setup::default();
     setup.worker.benchmark_floor = true;

@@ -247,10 +247,10 @@ async fn the_python_http_example_builds_with_componentize_py_deploys_and_answers
     let platform = Platform::start().await;
     let token = platform.user("ada").await;
     let url = deploy_public(&platform, &token, "name=py-hello&timeout_ms=60000", wasm).await;
-    // The worker compiles the component on its first call (~20 s of
-    // Cranelift, more on a loaded machine), and a call that waited past its
-    // deadline answers 504 while the compile goes on: call again until the
-    // worker has it, within a generous bound.
+    // The worker loads the upload's artifact (36 MB of native code). Should
+    // it have to compile instead (~20 s, more on a loaded machine), a call
+    // that waited past its deadline answers 504 while the compile goes on:
+    // call again until the worker has it, within a generous bound.
     let started = std::time::Instant::now();
     let (status, body) = loop {
         let answer = platform.post_json(&url, None, &json!({"input": 41})).await;

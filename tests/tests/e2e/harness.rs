@@ -40,15 +40,25 @@ pub struct Setup {
     pub api: ApiConfig,
 }
 
+/// The artifact key test platforms share between API and workers, as
+/// `nimbus up` does with the one it generates.
+pub const ARTIFACT_SECRET: &str = "test-artifact-key-0123456789abcdef0123456789";
+
+pub fn artifact_key() -> nimbus_store::ArtifactKey {
+    nimbus_store::ArtifactKey::from_secret(ARTIFACT_SECRET).expect("long enough")
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {
             workers: 1,
             worker: WorkerConfig {
                 concurrency: 8,
+                artifact_key: Some(artifact_key()),
                 ..WorkerConfig::default()
             },
             api: ApiConfig {
+                artifact_key: Some(artifact_key()),
                 // The minimum cost: tests hash many passwords in debug builds.
                 bcrypt_cost: 4,
                 max_body_bytes: 2 << 20,
@@ -209,14 +219,13 @@ impl Platform {
         panic!("worker {i} never received a message");
     }
 
-    /// Machine code worker `i`'s engine compiled (misses) or reused (hits),
-    /// in functions, so far.
-    pub fn worker_code_cache(&self, i: usize) -> nimbus_engine::CodeCacheStats {
+    /// How worker `i`'s engine got its modules (compiled or loaded).
+    pub fn worker_loads(&self, i: usize) -> nimbus_engine::LoadStats {
         self.workers[i]
             .as_ref()
             .expect("worker running")
             .engine
-            .code_cache_stats()
+            .load_stats()
     }
 
     /// Messages worker `i` has received from NATS so far.

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod artifacts;
 mod auth;
 mod cluster;
 mod cold;

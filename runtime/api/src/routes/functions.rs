@@ -3,7 +3,9 @@
 //!
 //! Upload validates and compiles the module with the engine before anything
 //! is stored, then writes the module (content addressed, so a re-upload of the
-//! same bytes stores nothing new), then the metadata. A failure at any step
+//! same bytes stores nothing new) and, with the platform's artifact key, the
+//! sealed native artifact workers load instead of compiling, then the
+//! metadata. A failure at any step
 //! leaves no metadata behind, and a module without metadata is harmless.
 
 use std::sync::Arc;
@@ -53,10 +55,21 @@ pub async fn create(
     let engine = state.engine.clone();
     let slot = state.cpu_slot().await;
     let code = upload.module;
-    let (digest, binary, abi) = tokio::task::spawn_blocking(move || {
+    let seal = state.config.artifact_key.is_some();
+    let (digest, binary, abi, artifact) = tokio::task::spawn_blocking(move || {
         let (module, binary) = engine.compile(&code)?;
         engine.check_limits(&module, &limits)?;
         let abi = module.abi().clone();
+        // The native code, for workers to load instead of compiling again.
+        let artifact = seal
+            .then(|| match engine.serialize(&module) {
+                Ok(artifact) => Some(artifact),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not serialise the compiled module");
+                    None
+                }
+            })
+            .flatten();
         // A binary upload is stored as it came: the request's own buffer,
         // held once however large the module is. Text was turned into a
         // binary by the engine.
@@ -64,7 +77,7 @@ pub async fn create(
             std::borrow::Cow::Borrowed(_) => code.clone(),
             std::borrow::Cow::Owned(binary) => bytes::Bytes::from(binary),
         };
-        Ok((module.digest().to_owned(), binary, abi))
+        Ok((module.digest().to_owned(), binary, abi, artifact))
     })
     .await?
     .map_err(|e| match e {
@@ -80,6 +93,17 @@ pub async fn create(
         return Err(name_taken(name));
     }
     storage.put_module(&digest, &binary).await?;
+    if let (Some(artifact), Some(key)) = (&artifact, &state.config.artifact_key) {
+        // Workers compile the module themselves if this is missing.
+        let engine_key = state.engine.artifact_key();
+        if let Err(e) = storage
+            .put_artifact(&digest, &engine_key, artifact, key)
+            .await
+        {
+            tracing::warn!(%digest, error = %nimbus_core::error::describe(&e), "could not store the artifact");
+        }
+    }
+    drop(artifact);
     let id = storage.next_function_id().await?;
     // What was uploaded decides the runtime: a binary may be a component.
     let (runtime, world) = match abi {

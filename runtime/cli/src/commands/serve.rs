@@ -16,7 +16,7 @@ use nimbus_api::ApiConfig;
 use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::{client, platform};
-use nimbus_store::StoreConfig;
+use nimbus_store::{ArtifactKey, StoreConfig};
 use nimbus_worker::WorkerConfig;
 
 /// Where `api` and `worker` find NATS unless told.
@@ -46,6 +46,38 @@ impl StoreFlags {
             replicas: self.replicas,
             failover_wait: Duration::from_secs(self.store_failover_secs),
             ..StoreConfig::default()
+        }
+    }
+}
+
+/// The platform's artifact key, shared by API servers and workers.
+#[derive(Args)]
+pub struct ArtifactFlags {
+    /// Secret (at least 32 characters) sealing the native artifacts API
+    /// servers compile at upload and workers load instead of compiling;
+    /// every API server and worker of a deployment needs the same one.
+    /// Without it, each worker compiles each module on its first call.
+    #[arg(long, env = "NIMBUS_ARTIFACT_KEY", hide_env_values = true)]
+    artifact_key: Option<String>,
+}
+
+impl ArtifactFlags {
+    fn key(&self) -> anyhow::Result<Option<ArtifactKey>> {
+        self.artifact_key
+            .as_deref()
+            .map(ArtifactKey::from_secret)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The key for `api` and `worker`: the one given, or else the one
+    /// generated once and kept under `data_dir` (`nimbus up`).
+    fn key_or_kept(&self, data_dir: &Path) -> anyhow::Result<ArtifactKey> {
+        match self.key()? {
+            Some(key) => Ok(key),
+            None => Ok(ArtifactKey::from_secret(&load_or_create_secret(
+                &data_dir.join("artifact-key"),
+            )?)?),
         }
     }
 }
@@ -121,9 +153,6 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().queue_capacity
     )]
     queue_capacity: usize,
-    /// Share compiled native artifacts through the object store (trusts it with native code).
-    #[arg(long, env = "NIMBUS_SHARE_COMPILED")]
-    share_compiled: bool,
     /// Benchmarking only: answer every invocation with its input without
     /// running it, to measure the platform's own round trip.
     #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
@@ -159,7 +188,6 @@ impl WorkerFlags {
         WorkerConfig {
             concurrency: self.concurrency,
             queue_capacity: self.queue_capacity,
-            share_compiled: self.share_compiled,
             benchmark_floor: self.benchmark_floor,
             module_cache_bytes: self.module_cache_mb.saturating_mul(MIB),
             job_attempts: self.job_attempts,
@@ -188,6 +216,8 @@ pub struct UpArgs {
     #[command(flatten)]
     worker: WorkerFlags,
     #[command(flatten)]
+    artifacts: ArtifactFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -201,6 +231,7 @@ impl UpArgs {
             Some(secret) => secret.clone(),
             None => load_or_create_secret(&self.data_dir.join("jwt-secret"))?,
         };
+        let artifact_key = self.artifacts.key_or_kept(&self.data_dir)?;
         let (nats, nats_url) = match &self.nats_url {
             Some(url) => (None, url.clone()),
             None => {
@@ -219,9 +250,15 @@ impl UpArgs {
             worker_nats_url: nats_url.clone(),
             store: self.store.config(),
             listener,
-            api: self.api.config(),
+            api: ApiConfig {
+                artifact_key: Some(artifact_key.clone()),
+                ..self.api.config()
+            },
             jwt_secret: secret.into_bytes(),
-            worker: self.worker.config(),
+            worker: WorkerConfig {
+                artifact_key: Some(artifact_key),
+                ..self.worker.config()
+            },
         });
         let started = tokio::select! {
             started = starting => Some(started?),
@@ -253,6 +290,8 @@ pub struct ApiArgs {
     #[command(flatten)]
     api: ApiFlags,
     #[command(flatten)]
+    artifacts: ArtifactFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -265,7 +304,13 @@ impl ApiArgs {
         let (client, store) =
             platform::open_store(&self.nats_url, "nimbus-api", &self.store.config()).await?;
         let listener = self.api.bind().await?;
-        let config = self.api.config();
+        let config = ApiConfig {
+            artifact_key: self.artifacts.key()?,
+            ..self.api.config()
+        };
+        if config.artifact_key.is_none() {
+            tracing::warn!("no NIMBUS_ARTIFACT_KEY: uploads store no artifacts, workers compile");
+        }
         let shutdown = Shutdown::on_terminate()?;
         Component::spawn("API server", move |stop| {
             platform::run_api(
@@ -290,6 +335,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     worker: WorkerFlags,
     #[command(flatten)]
+    artifacts: ArtifactFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -298,7 +345,13 @@ impl WorkerArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let (client, store) =
             platform::open_store(&self.nats_url, "nimbus-worker", &self.store.config()).await?;
-        let config = self.worker.config();
+        let config = WorkerConfig {
+            artifact_key: self.artifacts.key()?,
+            ..self.worker.config()
+        };
+        if config.artifact_key.is_none() {
+            tracing::warn!("no NIMBUS_ARTIFACT_KEY: this worker compiles every module it runs");
+        }
         let shutdown = Shutdown::on_terminate()?;
         Component::spawn("worker", move |stop| {
             platform::run_worker(client, store, config, stop.requested())

@@ -1,0 +1,113 @@
+//! Precompiled artifacts (native code) in the `modules` object store, sealed
+//! with the platform's artifact key.
+//!
+//! An artifact is named after its module's digest and the engine's
+//! compatibility key (which differs between wasmtime versions, targets and
+//! settings), so an engine only finds artifacts it can load. Native code
+//! runs unchecked once loaded, so an artifact is stored with an
+//! HMAC-SHA256 tag over its name and bytes, keyed by a secret only API
+//! servers and workers hold ([`ArtifactKey`], `NIMBUS_ARTIFACT_KEY`):
+//! anything else with write access to the object store cannot produce one
+//! that loads. A tag that does not verify is [`StoreError::Unsealed`].
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::{Storage, StoreError};
+
+/// The secret artifacts are sealed with.
+#[derive(Clone)]
+pub struct ArtifactKey([u8; 32]);
+
+impl ArtifactKey {
+    /// The key derived from `secret` (any text of at least 32 bytes: a
+    /// generated hex string, or what `NIMBUS_ARTIFACT_KEY` holds).
+    pub fn from_secret(secret: &str) -> Result<Self, WeakArtifactKey> {
+        if secret.len() < 32 {
+            return Err(WeakArtifactKey);
+        }
+        Ok(Self(Sha256::digest(secret.as_bytes()).into()))
+    }
+
+    fn mac(&self, name: &str, bytes: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
+        mac.update(b"nimbus-artifact-v1\0");
+        mac.update(name.as_bytes());
+        mac.update(b"\0");
+        mac.update(bytes);
+        mac
+    }
+}
+
+impl std::fmt::Debug for ArtifactKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArtifactKey(..)")
+    }
+}
+
+/// An artifact key secret that is too short.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the artifact key must be at least 32 characters (generate one with `openssl rand -hex 32`)"
+)]
+pub struct WeakArtifactKey;
+
+/// Bytes of the tag stored in front of an artifact.
+const TAG_BYTES: usize = 32;
+
+impl Storage {
+    /// The artifact of module `digest` for engines with `engine_key`, if one
+    /// is stored; [`StoreError::Unsealed`] if its tag does not verify.
+    pub async fn artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        key: &ArtifactKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = artifact_name(digest, engine_key);
+        let Some(mut sealed) = self.get_object(&name).await? else {
+            return Ok(None);
+        };
+        if sealed.len() < TAG_BYTES {
+            return Err(StoreError::Unsealed { name });
+        }
+        let artifact = sealed.split_off(TAG_BYTES);
+        key.mac(&name, &artifact)
+            .verify_slice(&sealed)
+            .map_err(|_| StoreError::Unsealed { name })?;
+        Ok(Some(artifact))
+    }
+
+    /// Store the artifact of module `digest` for engines with `engine_key`,
+    /// sealed with `key`, unless one is stored already. Artifacts are written
+    /// once: replacing an object needs a stream purge, which neither API
+    /// servers nor workers may do (deploy/nats), and a stored artifact that
+    /// does not verify only makes workers compile (they log it).
+    pub async fn put_artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        artifact: &[u8],
+        key: &ArtifactKey,
+    ) -> Result<(), StoreError> {
+        let name = artifact_name(digest, engine_key);
+        if self
+            .modules
+            .info(&name)
+            .await
+            .is_ok_and(|info| !info.deleted)
+        {
+            return Ok(());
+        }
+        let tag = key.mac(&name, artifact).finalize().into_bytes();
+        let mut sealed = Vec::with_capacity(TAG_BYTES + artifact.len());
+        sealed.extend_from_slice(&tag);
+        sealed.extend_from_slice(artifact);
+        self.put_object(&name, &sealed).await
+    }
+}
+
+/// The object name of an artifact: `<digest>.sealed-<engine key>`.
+pub fn artifact_name(digest: &str, engine_key: &str) -> String {
+    format!("{digest}.sealed-{engine_key}")
+}
