@@ -272,14 +272,19 @@ async fn platform_failures_are_retried_then_recorded() {
     let (_, meta) = platform
         .get(&format!("/functions/{add}"), Some(&token))
         .await;
-    // Remove the module behind the function's back: every attempt to run it
-    // is now a platform failure (the module is missing), not the function's.
+    // Remove the module and its artifact behind the function's back: every
+    // attempt to run it is now a platform failure (the module is missing),
+    // not the function's.
     let js = async_nats::jetstream::new(platform.nats_client().await);
     let modules = js.get_object_store("modules").await.unwrap();
-    modules
-        .delete(meta["digest"].as_str().unwrap())
-        .await
-        .unwrap();
+    let digest = meta["digest"].as_str().unwrap();
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    for name in [
+        digest.to_owned(),
+        nimbus_store::artifact_name(digest, &engine.artifact_key()),
+    ] {
+        modules.delete(&name).await.unwrap();
+    }
 
     let queued = submit(&platform, &token, add, json!(1)).await;
     let record = settled(
