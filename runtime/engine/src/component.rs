@@ -185,21 +185,28 @@ pub struct ComponentHost {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: Hooks,
     pub(crate) limiter: Limiter,
 }
 
 impl ComponentHost {
-    pub(crate) fn new(wasi: WasiCtx, limiter: Limiter) -> Self {
+    /// Host state for one invocation whose output is capped at
+    /// `max_output_bytes`.
+    pub(crate) fn new(wasi: WasiCtx, limiter: Limiter, max_output_bytes: usize) -> Self {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutbound,
+            hooks: Hooks {
+                body_chunks: max_output_bytes / BODY_CHUNK_BYTES + 1,
+            },
             limiter,
         }
     }
 }
+
+/// The most a guest may write to a response body in one write.
+const BODY_CHUNK_BYTES: usize = 4096;
 
 impl WasiView for ComponentHost {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -221,10 +228,29 @@ impl WasiHttpView for ComponentHost {
 }
 
 /// `wasi:http` hooks: every outbound request is denied (the guest sees
-/// `HTTP-request-denied`) until the capabilities issue grants outbound HTTP.
-struct DenyOutbound;
+/// `HTTP-request-denied`) until the capabilities issue grants outbound HTTP,
+/// and a response body has room for the whole output cap.
+///
+/// The room is what keeps fuel deterministic: with wasmtime-wasi-http's
+/// default (one chunk in flight) a guest writing its body finds the channel
+/// full or not depending on when the host last drained it, which depends on
+/// when the guest last yielded (epoch ticks: wall-clock time), and waiting
+/// costs it fuel. With a slot per 4 KiB write up to the cap, a guest writing
+/// within its cap never waits; the bytes held stay within the cap (plus one
+/// chunk), since each write is at most 4 KiB.
+struct Hooks {
+    body_chunks: usize,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for Hooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        self.body_chunks
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         _request: http::Request<wasmtime_wasi_http::WasiBody>,

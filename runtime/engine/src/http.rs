@@ -83,7 +83,11 @@ impl Engine {
             .stderr(logs.clone())
             .max_random_size(64 << 10)
             .build();
-        let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
+        let host = ComponentHost::new(
+            wasi,
+            Limiter::new(clamp_usize(limits.memory_bytes)),
+            clamp_usize(limits.max_output_bytes),
+        );
         let cap = clamp_usize(limits.max_output_bytes);
         let run = self
             .metered(
@@ -104,23 +108,42 @@ impl Engine {
                             .call_handle(&mut *store, request, out)
                             .await
                     };
-                    // The body is read while the guest writes it (it blocks on a
-                    // full channel), so the call and the read run together. The
-                    // response is whole once its body ends: a guest still running
-                    // after that is not waited for. When both end at once the
-                    // call is looked at first, so a trap or a limit is
-                    // reported rather than the broken body it left.
+                    // The body is read while the guest writes it (it may
+                    // block on a full channel), so the call and the read run
+                    // together. A whole response is returned once the guest
+                    // has also returned: fuel is then the whole run's, the
+                    // same every time (not wherever an epoch yield happened
+                    // to leave the guest when its body ended), and work it
+                    // does after responding counts against its limits. A
+                    // response that failed (too large, broken off) ends the
+                    // run at once.
                     let response = read_response(receiver, cap);
                     tokio::pin!(call, response);
-                    let mut returned = false;
+                    let mut ran = None;
+                    let mut written = None;
                     loop {
                         tokio::select! {
                             biased;
-                            ran = &mut call, if !returned => {
-                                ran?;
-                                returned = true;
+                            result = &mut call, if ran.is_none() => ran = Some(result),
+                            result = &mut response, if written.is_none() => {
+                                if result.is_err() {
+                                    return Ok(result);
+                                }
+                                written = Some(result);
                             }
-                            response = &mut response => return Ok(response),
+                        }
+                        // The guest failed before its response was whole.
+                        if written.is_none()
+                            && let Some(Err(error)) = ran
+                        {
+                            return Err(error);
+                        }
+                        // Whole, and the guest is done (however it ended
+                        // after writing it).
+                        if ran.is_some()
+                            && let Some(response) = written
+                        {
+                            return Ok(response);
                         }
                     }
                 },

@@ -217,7 +217,11 @@ impl Engine {
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let host = ComponentHost::new(wasi, Limiter::new(clamp_usize(limits.memory_bytes)));
+        let host = ComponentHost::new(
+            wasi,
+            Limiter::new(clamp_usize(limits.memory_bytes)),
+            clamp_usize(limits.max_output_bytes),
+        );
         let run = self
             .metered(
                 host,

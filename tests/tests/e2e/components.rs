@@ -121,7 +121,7 @@ async fn fuel_is_the_same_for_the_same_request() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let probe = compile(&engine, "http_probe");
     let mut fuel = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..10 {
         let outcome = engine
             .serve(
                 &probe,
