@@ -22,6 +22,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use nimbus_core::Limits;
+
+use crate::invoke::clamp_usize;
 use crate::limiter::Limiter;
 use crate::{Abi, CompileError};
 
@@ -190,17 +193,16 @@ pub struct ComponentHost {
 }
 
 impl ComponentHost {
-    /// Host state for one invocation whose output is capped at
-    /// `max_output_bytes`.
-    pub(crate) fn new(wasi: WasiCtx, limiter: Limiter, max_output_bytes: usize) -> Self {
+    /// Host state for one invocation under `limits`.
+    pub(crate) fn new(wasi: WasiCtx, limits: &Limits) -> Self {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: Hooks {
-                body_chunks: max_output_bytes / BODY_CHUNK_BYTES + 1,
+                body_chunks: clamp_usize(limits.max_output_bytes) / BODY_CHUNK_BYTES + 1,
             },
-            limiter,
+            limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
         }
     }
 }

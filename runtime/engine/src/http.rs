@@ -19,8 +19,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::component::{ComponentHost, ComponentPre};
 use crate::error::output_too_large;
-use crate::invoke::{Outcome, clamp_usize, command_output, finish, input_too_large};
-use crate::limiter::Limiter;
+use crate::invoke::{
+    MAX_RANDOM_BYTES, Outcome, clamp_usize, command_output, finish, input_too_large,
+};
 use crate::module::Code;
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{CompiledModule, Engine};
@@ -81,13 +82,9 @@ impl Engine {
         let wasi = WasiCtxBuilder::new()
             .stdout(logs.clone())
             .stderr(logs.clone())
-            .max_random_size(64 << 10)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let host = ComponentHost::new(
-            wasi,
-            Limiter::new(clamp_usize(limits.memory_bytes)),
-            clamp_usize(limits.max_output_bytes),
-        );
+        let host = ComponentHost::new(wasi, limits);
         let cap = clamp_usize(limits.max_output_bytes);
         let run = self
             .metered(

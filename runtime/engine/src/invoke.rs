@@ -74,7 +74,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime
 }
 
 /// Largest `random_get` a guest may ask for in one call.
-const MAX_RANDOM_BYTES: u64 = 64 << 10;
+pub(crate) const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 /// Fuel between two yields of a running guest: about 0.1 ms of compute,
 /// short enough for fairness, long enough that yielding costs little.
@@ -217,11 +217,7 @@ impl Engine {
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let host = ComponentHost::new(
-            wasi,
-            Limiter::new(clamp_usize(limits.memory_bytes)),
-            clamp_usize(limits.max_output_bytes),
-        );
+        let host = ComponentHost::new(wasi, limits);
         let run = self
             .metered(
                 host,

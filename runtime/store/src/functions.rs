@@ -11,7 +11,7 @@ use nimbus_core::{FunctionId, FunctionMeta, Username};
 
 use crate::codec::{decode, encode, owner_key};
 use crate::failover::{NatsError, Retry};
-use crate::{Storage, StoreError, unavailable};
+use crate::{Storage, StoreError};
 
 /// Key of the function id counter in the `functions` bucket.
 pub const ID_COUNTER_KEY: &str = "_next_id";
@@ -32,19 +32,15 @@ impl Storage {
                     let current: FunctionId = decode(ID_COUNTER_KEY, &entry.value)?;
                     let next = current + 1;
                     let attempt = self
-                        .ride_out_raw(Retry::Undelivered, "update id counter", || {
-                            self.functions
-                                .update(ID_COUNTER_KEY, encode(&next), entry.revision)
-                        })
+                        .update_at(
+                            &self.functions,
+                            "update id counter",
+                            ID_COUNTER_KEY,
+                            encode(&next),
+                            entry.revision,
+                        )
                         .await
-                        .map(|_| ())
-                        .map_err(|e| {
-                            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                                StoreError::AlreadyExists
-                            } else {
-                                unavailable("update id counter", e)
-                            }
-                        });
+                        .map(|_| ());
                     (next, attempt)
                 }
                 _ => {
@@ -90,18 +86,15 @@ impl Storage {
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(false);
         };
-        self.ride_out_raw(Retry::Undelivered, "update function", || {
-            self.functions.update(&key, encode(meta), entry.revision)
-        })
+        self.update_at(
+            &self.functions,
+            "update function",
+            &key,
+            encode(meta),
+            entry.revision,
+        )
         .await
         .map(|_| true)
-        .map_err(|e| {
-            if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                StoreError::AlreadyExists
-            } else {
-                unavailable("update function", e)
-            }
-        })
     }
 
     /// `owner`'s function `id`; `None` if it does not exist or is someone else's.
@@ -173,7 +166,8 @@ impl Storage {
         Ok(stored)
     }
 
-    /// Delete `owner`'s function `id`; `false` if there was none.
+    /// Delete `owner`'s function `id`: its metadata as it was, `None` if
+    /// there was none.
     ///
     /// The module stays in the object store: modules are content addressed
     /// and may be shared by other functions.
@@ -181,15 +175,15 @@ impl Storage {
         &self,
         owner: &Username,
         id: FunctionId,
-    ) -> Result<bool, StoreError> {
-        if self.function(owner, id).await?.is_none() {
-            return Ok(false);
-        }
+    ) -> Result<Option<FunctionMeta>, StoreError> {
+        let Some(meta) = self.function(owner, id).await? else {
+            return Ok(None);
+        };
         let key = owner_key(owner, id);
         self.ride_out(Retry::Idempotent, "delete function", || {
             self.functions.delete(&key)
         })
         .await?;
-        Ok(true)
+        Ok(Some(meta))
     }
 }

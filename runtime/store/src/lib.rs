@@ -109,8 +109,9 @@ impl Storage {
     /// A compare-and-set against "no message yet", which is what
     /// `kv::Store::create` tries first; unlike it, this does not fall back to
     /// reading the key, whose failure would hide whether the write itself
-    /// was refused (safe to send again) or timed out (maybe applied). None of
-    /// Nimbus's keys is written again once deleted.
+    /// was refused (safe to send again) or timed out (maybe applied). A key
+    /// written before and deleted since has a tombstone as its last message:
+    /// write it again with [`Self::update_at`] against that tombstone.
     async fn create(
         &self,
         bucket: &kv::Store,
@@ -118,9 +119,23 @@ impl Storage {
         key: &str,
         value: Bytes,
     ) -> Result<u64, StoreError> {
+        self.update_at(bucket, what, key, value, 0).await
+    }
+
+    /// Write `key` only if its last message is still `revision` (0: none);
+    /// its new revision, or [`StoreError::AlreadyExists`] if somebody wrote
+    /// it since.
+    async fn update_at(
+        &self,
+        bucket: &kv::Store,
+        what: &'static str,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<u64, StoreError> {
         match self
             .ride_out_raw(Retry::Undelivered, what, || {
-                bucket.update(key, value.clone(), 0)
+                bucket.update(key, value.clone(), revision)
             })
             .await
         {

@@ -9,7 +9,7 @@ use nimbus_core::{FunctionId, FunctionName, Username};
 
 use crate::codec::{decode, encode, owner_key};
 use crate::failover::Retry;
-use crate::{Storage, StoreError, unavailable};
+use crate::{Storage, StoreError};
 
 impl Storage {
     /// Give `owner`'s function `id` the name `name`;
@@ -37,18 +37,15 @@ impl Storage {
             .await?;
         match entry {
             Some(entry) if entry.operation != kv::Operation::Put => self
-                .ride_out_raw(Retry::Undelivered, "claim a function name", || {
-                    self.names.update(&key, encode(&id), entry.revision)
-                })
+                .update_at(
+                    &self.names,
+                    "claim a function name",
+                    &key,
+                    encode(&id),
+                    entry.revision,
+                )
                 .await
-                .map(|_| ())
-                .map_err(|e| {
-                    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-                        StoreError::AlreadyExists
-                    } else {
-                        unavailable("claim a function name", e)
-                    }
-                }),
+                .map(|_| ()),
             Some(entry) if decode::<FunctionId>(&key, &entry.value)? == id => Ok(()),
             _ => Err(StoreError::AlreadyExists),
         }

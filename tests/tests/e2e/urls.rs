@@ -19,6 +19,18 @@ async fn deploy(p: &Platform, token: &str, wasm: Vec<u8>, query: &str) -> (Statu
     .await
 }
 
+/// `PATCH /functions/{id}` with the JSON `body`.
+async fn patch(p: &Platform, token: &str, id: u64, body: &str) -> (StatusCode, Value) {
+    let body = Some(("application/json", body.as_bytes().to_vec()));
+    p.send(
+        Method::PATCH,
+        &format!("/functions/{id}"),
+        Some(token),
+        body,
+    )
+    .await
+}
+
 /// A raw request to the platform: status, headers and body text.
 async fn raw(
     p: &Platform,
@@ -157,14 +169,7 @@ async fn a_private_function_answers_only_its_owner_and_never_sees_the_token() {
 
     // PATCH makes it public: anyone may call it now.
     let id = created["id"].as_u64().unwrap();
-    let (status, meta) = p
-        .send(
-            Method::PATCH,
-            &format!("/functions/{id}"),
-            Some(&ada),
-            Some(("application/json", br#"{"access": "public"}"#.to_vec())),
-        )
-        .await;
+    let (status, meta) = patch(&p, &ada, id, r#"{"access": "public"}"#).await;
     assert_eq!(
         (status, &meta["access"]),
         (StatusCode::OK, &json!("public"))
@@ -172,14 +177,7 @@ async fn a_private_function_answers_only_its_owner_and_never_sees_the_token() {
     let (status, _) = p.get("/fn/ada/secret", None).await;
     assert_eq!(status, StatusCode::OK);
     // Bob cannot change Ada's function.
-    let (status, _) = p
-        .send(
-            Method::PATCH,
-            &format!("/functions/{id}"),
-            Some(&bob),
-            Some(("application/json", br#"{"access": "private"}"#.to_vec())),
-        )
-        .await;
+    let (status, _) = patch(&p, &bob, id, r#"{"access": "private"}"#).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -223,14 +221,7 @@ async fn names_are_unique_per_owner_and_follow_renames_and_deletes() {
 
     // Rename: the old URL is gone, the new one answers, the old name is free.
     let id = first["id"].as_u64().unwrap();
-    let (status, meta) = p
-        .send(
-            Method::PATCH,
-            &format!("/functions/{id}"),
-            Some(&ada),
-            Some(("application/json", br#"{"name": "plus-one"}"#.to_vec())),
-        )
-        .await;
+    let (status, meta) = patch(&p, &ada, id, r#"{"name": "plus-one"}"#).await;
     assert_eq!(
         (status, &meta["name"]),
         (StatusCode::OK, &json!("plus-one"))

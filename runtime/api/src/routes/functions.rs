@@ -271,12 +271,9 @@ pub async fn delete(
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
     let storage = state.storage()?;
-    let Some(meta) = storage.function(&caller, id).await? else {
+    let Some(meta) = storage.delete_function(&caller, id).await? else {
         return Err(not_found(id));
     };
-    if !storage.delete_function(&caller, id).await? {
-        return Err(not_found(id));
-    }
     if let Some(name) = &meta.name {
         storage.release_name(&caller, name, id).await?;
     }
