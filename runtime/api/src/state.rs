@@ -23,9 +23,11 @@ pub struct AppState {
     /// Built on the first JavaScript upload: it compiles the QuickJS shim.
     js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
     pub(crate) jwt: JwtKeys,
-    /// Bounds CPU-heavy work requests can start (bcrypt, compiling modules,
+    /// Bounds CPU-heavy work requests run on the async runtime (bcrypt,
     /// evaluating JavaScript) to the number of cores, so a burst of logins
-    /// or uploads queues instead of starving everything else.
+    /// queues instead of starving everything else. Compiles have a pool of
+    /// their own, at a lower priority (the engine's `compile_job`), and
+    /// never take these slots.
     cpu_slots: tokio::sync::Semaphore,
     /// A bcrypt hash of a random password at the configured cost; logins for
     /// unknown users are checked against it to take the same time.

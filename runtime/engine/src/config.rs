@@ -37,6 +37,9 @@ pub struct EngineConfig {
     /// function shares the QuickJS shim's code, so this is what makes the
     /// second and later JS compiles cheap.
     pub code_cache_bytes: usize,
+    /// Compiles running at once; more wait for a turn (see
+    /// `compile_pool.rs`). Each may use every core.
+    pub compile_concurrency: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             epoch_tick: Duration::from_millis(1),
             consume_fuel: true,
             code_cache_bytes: 64 << 20,
+            compile_concurrency: 2,
         }
     }
 }

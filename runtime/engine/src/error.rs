@@ -37,6 +37,9 @@ pub enum CompileError {
     /// A precompiled artifact this engine cannot load.
     #[error("unusable precompiled artifact: {0}")]
     Artifact(String),
+    /// The compile crashed (a bug on our side, not the module's fault).
+    #[error("the compiler failed: {0}")]
+    Panicked(String),
 }
 
 /// The error a guest past its deadline is stopped with.

@@ -23,6 +23,7 @@
 
 mod code_cache;
 mod compile;
+mod compile_pool;
 mod component;
 mod config;
 mod error;
@@ -69,6 +70,7 @@ struct Inner {
     component_linker: wasmtime::component::Linker<component::ComponentHost>,
     cache: Mutex<ModuleCache>,
     code_cache: Option<Arc<code_cache::CodeCache>>,
+    compile_pool: compile_pool::CompilePool,
     slots: tokio::sync::Semaphore,
     /// Modules compiled with Cranelift, and loaded from artifacts.
     compiled: std::sync::atomic::AtomicU64,
@@ -114,6 +116,8 @@ impl Engine {
         let wasmtime = wasmtime::Engine::new(&wasm_config)?;
         let linker = invoke::linker(&wasmtime)?;
         let component_linker = component::linker(&wasmtime)?;
+        let compile_pool = compile_pool::CompilePool::new(config.compile_concurrency)
+            .map_err(wasmtime::Error::msg)?;
         let ticker = Ticker::start(wasmtime.clone(), config.epoch_tick);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -122,6 +126,7 @@ impl Engine {
                 component_linker,
                 cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
                 code_cache,
+                compile_pool,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),
                 compiled: Default::default(),
                 loaded: Default::default(),

@@ -31,19 +31,13 @@ pub(crate) enum ModuleError {
     /// Nothing is stored under the digest.
     #[error("module {digest} is missing from the object store")]
     Missing { digest: String },
-    /// What is stored does not compile (it did at upload).
+    /// What is stored does not compile (it did at upload), or the compiler
+    /// failed.
     #[error("stored module {digest} does not compile")]
     Invalid {
         digest: String,
         #[source]
         source: CompileError,
-    },
-    /// The compiling task died.
-    #[error("compiling module {digest} panicked")]
-    Panicked {
-        digest: String,
-        #[source]
-        source: tokio::task::JoinError,
     },
     /// What is stored is not what the digest names.
     #[error("module stored as {digest} has digest {actual}; refusing to run it")]
@@ -99,18 +93,17 @@ impl Worker {
             .ok_or_else(|| ModuleError::Missing {
                 digest: digest.to_owned(),
             })?;
-        let engine = self.engine.clone();
-        let module =
-            tokio::task::spawn_blocking(move || engine.compile(&bytes).map(|(module, _)| module))
-                .await
-                .map_err(|source| ModuleError::Panicked {
-                    digest: digest.to_owned(),
-                    source,
-                })?
-                .map_err(|source| ModuleError::Invalid {
-                    digest: digest.to_owned(),
-                    source,
-                })?;
+        // On the engine's low-priority compile pool: a compile does not
+        // take CPU from the invocations this worker is running.
+        let module = self
+            .engine
+            .compile_job(move |engine| engine.compile(&bytes).map(|(module, _)| module))
+            .await
+            .and_then(|compiled| compiled)
+            .map_err(|source| ModuleError::Invalid {
+                digest: digest.to_owned(),
+                source,
+            })?;
         if module.digest() != digest {
             return Err(ModuleError::DigestMismatch {
                 digest: digest.to_owned(),

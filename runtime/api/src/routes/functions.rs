@@ -52,11 +52,12 @@ pub async fn create(
         .resolve(&upload.limits)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
-    let engine = state.engine.clone();
-    let slot = state.cpu_slot().await;
+    // Compiling runs on the engine's low-priority compile pool, which
+    // queues uploads beyond its concurrency: a big component compiling does
+    // not hold up logins, invocations or health checks.
     let code = upload.module;
     let seal = state.config.artifact_key.is_some();
-    let (digest, binary, abi, artifact) = tokio::task::spawn_blocking(move || {
+    let compiled = state.engine.compile_job(move |engine| {
         let (module, binary) = engine.compile(&code)?;
         engine.check_limits(&module, &limits)?;
         let abi = module.abi().clone();
@@ -78,13 +79,13 @@ pub async fn create(
             std::borrow::Cow::Owned(binary) => bytes::Bytes::from(binary),
         };
         Ok((module.digest().to_owned(), binary, abi, artifact))
-    })
-    .await?
-    .map_err(|e| match e {
-        CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        other => ApiError::InvalidModule(other),
-    })?;
-    drop(slot);
+    });
+    let (digest, binary, abi, artifact) =
+        compiled.await.and_then(|r| r).map_err(|e| match e {
+            CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            CompileError::Panicked(_) => ApiError::Internal(e.to_string()),
+            other => ApiError::InvalidModule(other),
+        })?;
 
     let storage = state.storage()?;
     if let Some(name) = &upload.name
