@@ -37,6 +37,10 @@ pub struct ApiConfig {
     /// native artifact it compiled, sealed, for workers to load instead of
     /// compiling again.
     pub artifact_key: Option<ArtifactKey>,
+    /// Prepare JavaScript at start (compile the QuickJS shim, make, compile
+    /// and store the interpreter, about a second of CPU) rather than on the
+    /// first JavaScript upload. Off in tests that upload no JavaScript.
+    pub warm_js: bool,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +55,7 @@ impl Default for ApiConfig {
             max_jobs_per_user: 1000,
             function_cache_entries: 100_000,
             artifact_key: None,
+            warm_js: true,
         }
     }
 }

@@ -53,6 +53,10 @@ pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
 /// The router with every route of the HTTP contract.
 pub fn app(state: AppState) -> Router {
+    routes(Arc::new(state))
+}
+
+fn routes(state: Arc<AppState>) -> Router {
     let max_body = state.config.max_body_bytes;
     // An upload carries a module: as is, or in base64 inside JSON.
     let max_upload = state.config.max_module_bytes.div_ceil(3) * 4 + (64 << 10);
@@ -93,7 +97,7 @@ pub fn app(state: AppState) -> Router {
             module: None,
         }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
 /// Serve `app(state)` on `listener` until `shutdown` resolves, then finish
@@ -103,7 +107,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    let state = Arc::new(state);
+    if state.config.warm_js {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.js().await {
+                tracing::warn!(error = %e, "could not prepare JavaScript; the first JS upload will try again");
+            }
+        });
+    }
+    axum::serve(listener, routes(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

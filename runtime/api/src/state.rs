@@ -114,18 +114,54 @@ impl AppState {
             .expect("the semaphore is never closed")
     }
 
-    /// The JavaScript compiler, built on first use.
+    /// The JavaScript compiler, ready to use: built on first use (or at
+    /// start, with `warm_js`), its interpreter compiled by this engine, kept
+    /// loaded, and stored (module, and sealed artifact) for workers.
     pub(crate) async fn js(&self) -> Result<Arc<nimbus_js::JsCompiler>, ApiError> {
         self.js
             .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(|| {
-                    nimbus_js::JsCompiler::new(nimbus_js::InitLimits::default())
-                })
-                .await?
-                .map(Arc::new)
-                .map_err(|e| ApiError::Internal(e.to_string()))
+                let js = nimbus_js::JsCompiler::start(nimbus_js::InitLimits::default())
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                self.install_interpreter(&js).await?;
+                Ok(Arc::new(js))
             })
             .await
             .cloned()
+    }
+
+    async fn install_interpreter(&self, js: &nimbus_js::JsCompiler) -> Result<(), ApiError> {
+        let interpreter = bytes::Bytes::copy_from_slice(js.interpreter());
+        let code = interpreter.clone();
+        let (module, artifact) = self
+            .engine
+            .compile_job(move |engine| {
+                let (module, _) = engine.compile(&code)?;
+                let artifact = engine.serialize(&module).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not serialise the JavaScript interpreter");
+                    None
+                });
+                Ok((module, artifact))
+            })
+            .await
+            .and_then(|compiled| compiled)
+            .map_err(|e: nimbus_engine::CompileError| {
+                ApiError::Internal(format!("the JavaScript interpreter does not compile: {e}"))
+            })?;
+        self.engine.keep(&module);
+        let Some(storage) = &self.storage else {
+            return Ok(());
+        };
+        let digest = module.digest();
+        storage.put_module(digest, &interpreter).await?;
+        if let (Some(artifact), Some(key)) = (artifact, &self.config.artifact_key)
+            && let Err(e) = storage
+                .put_artifact(digest, &self.engine.artifact_key(), &artifact, key)
+                .await
+        {
+            let error = nimbus_core::error::describe(&e);
+            tracing::warn!(%digest, %error, "could not store the interpreter's artifact");
+        }
+        Ok(())
     }
 }

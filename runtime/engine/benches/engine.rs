@@ -84,12 +84,20 @@ fn javascript(c: &mut Criterion) {
     let rt = runtime();
     let engine = engine(true);
     let limits = Limits::DEFAULT;
-    let compiler = nimbus_js::JsCompiler::new(nimbus_js::InitLimits::default()).expect("shim");
+    let compiler = rt
+        .block_on(nimbus_js::JsCompiler::start(
+            nimbus_js::InitLimits::default(),
+        ))
+        .expect("shim");
+    let (interpreter, _) = engine
+        .compile(compiler.interpreter())
+        .expect("the interpreter compiles");
+    engine.keep(&interpreter);
     let wasm = rt.block_on(compiler.compile(JS_ADD)).expect("compiles");
-    let (module, _) = engine.compile(&wasm).expect("snapshot compiles");
+    let (module, _) = engine.compile(&wasm).expect("a script for the interpreter");
 
     let mut group = c.benchmark_group("invoke");
-    group.bench_function("js_add_snapshot", |b| {
+    group.bench_function("js_add", |b| {
         b.to_async(&rt).iter(|| async {
             let run = engine
                 .invoke(&module, Bytes::from_static(b"10"), &limits)
@@ -99,40 +107,42 @@ fn javascript(c: &mut Criterion) {
     });
     group.finish();
 
-    // Upload: evaluate + snapshot (wizer), then validate + compile (Cranelift).
+    // Upload: compile the source to bytecode (and evaluate it once) in a
+    // fresh instance of the shim, then read the script module into an
+    // engine that has the interpreter. A distinct source each time, so no
+    // cache can help.
     let mut group = c.benchmark_group("js_upload");
-    group.sample_size(10);
-    group.bench_function("snapshot", |b| {
-        b.to_async(&rt)
-            .iter(|| async { compiler.compile(JS_ADD).await.unwrap() })
-    });
-    // Compile with and without the code cache. A distinct source each time,
-    // so the compiled-module cache cannot help; with the code cache on, the
-    // shim's functions are reused from earlier compiles (the steady state of
-    // a platform that has seen one JS function), with it off every compile
-    // starts from nothing (the first JS upload after a restart).
-    for (name, code_cache_bytes) in [
-        ("snapshot_and_compile_cold", 0),
-        (
-            "snapshot_and_compile",
-            EngineConfig::default().code_cache_bytes,
-        ),
-    ] {
-        let uncached = Engine::new(EngineConfig {
-            pooling: false,
-            cache_capacity: 1,
-            code_cache_bytes,
-            ..EngineConfig::default()
+    group.sample_size(20);
+    group.bench_function("bytecode", |b| {
+        b.to_async(&rt).iter(|| async {
+            let source = format!("return input + {};", next_suffix());
+            let wasm = compiler.compile(&source).await.unwrap();
+            engine.compile(&wasm).unwrap();
         })
-        .unwrap();
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                let source = format!("return input + {};", next_suffix());
-                let wasm = compiler.compile(&source).await.unwrap();
-                uncached.compile(&wasm).unwrap();
-            })
-        });
-    }
+    });
+    // The one-off cost a platform pays per process: compiling the
+    // interpreter with Cranelift (with the code cache off, as on a fresh
+    // start).
+    let uncached = Engine::new(EngineConfig {
+        pooling: false,
+        cache_capacity: 1,
+        code_cache_bytes: 0,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    group.sample_size(10);
+    group.bench_function("interpreter_compile", |b| {
+        b.iter(|| {
+            // A distinct digest each time defeats the module cache.
+            let mut wasm = compiler.interpreter().to_vec();
+            let name = format!("bench-{}", next_suffix());
+            wasm.push(0);
+            wasm.push((name.len() + 1) as u8);
+            wasm.push(name.len() as u8);
+            wasm.extend_from_slice(name.as_bytes());
+            uncached.compile(&wasm).unwrap();
+        })
+    });
     group.finish();
 }
 

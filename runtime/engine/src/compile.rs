@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use nimbus_core::Limits;
+use nimbus_core::script::ScriptModule;
 
 use crate::module::Code;
 use crate::{
-    CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, module, to_binary,
+    Abi, CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, module, to_binary,
 };
 
 /// How an engine got its modules: compiled with Cranelift, or loaded from
@@ -54,6 +55,9 @@ impl Engine {
         if let Some(module) = self.cached(&digest) {
             return Ok((module, binary));
         }
+        if let Some(script) = ScriptModule::decode(&binary).map_err(CompileError::Invalid)? {
+            return Ok((self.script_module(digest, &script)?, binary));
+        }
         let invalid = |e: wasmtime::Error| CompileError::Invalid(format!("{e:#}"));
         let code = if component::is_component(&binary) {
             Compiled::Component(
@@ -70,7 +74,22 @@ impl Engine {
 
     /// The compiled module for `digest`, if this engine has it.
     pub fn cached(&self, digest: &str) -> Option<Arc<CompiledModule>> {
+        if let Some(kept) = self.inner.kept.lock().expect("kept lock").get(digest) {
+            return Some(kept.clone());
+        }
         self.inner.cache.lock().expect("cache lock").get(digest)
+    }
+
+    /// Keep `module` loaded whatever the cache evicts: for interpreters
+    /// (see `nimbus_core::script`), which every script module needs and
+    /// which invocations never touch in the cache themselves. Few by
+    /// design: one per interpreter version the platform ships.
+    pub fn keep(&self, module: &Arc<CompiledModule>) {
+        self.inner
+            .kept
+            .lock()
+            .expect("kept lock")
+            .insert(module.digest.clone(), module.clone());
     }
 
     /// Number of compiled modules held.
@@ -93,12 +112,50 @@ impl Engine {
     }
 
     /// A native artifact of `module` that another engine with the same
-    /// configuration can load with [`Engine::load_precompiled`].
-    pub fn serialize(&self, module: &CompiledModule) -> Result<Vec<u8>, wasmtime::Error> {
+    /// configuration can load with [`Engine::load_precompiled`]; `None` for
+    /// a script module, which has no machine code of its own.
+    pub fn serialize(&self, module: &CompiledModule) -> Result<Option<Vec<u8>>, wasmtime::Error> {
         match &module.code {
-            Code::Core { module, .. } => module.serialize(),
-            Code::Component { component, .. } => component.serialize(),
+            Code::Core {
+                script: Some(_), ..
+            } => Ok(None),
+            Code::Core { module, .. } => module.serialize().map(Some),
+            Code::Component { component, .. } => component.serialize().map(Some),
         }
+    }
+
+    /// A script module runs on its interpreter's compiled code, which this
+    /// engine must have loaded: nothing is compiled.
+    fn script_module(
+        &self,
+        digest: String,
+        script: &ScriptModule<'_>,
+    ) -> Result<Arc<CompiledModule>, CompileError> {
+        let interpreter = self
+            .cached(script.interpreter)
+            .ok_or_else(|| CompileError::MissingInterpreter(script.interpreter.to_owned()))?;
+        let (
+            Abi::Command,
+            Code::Core {
+                module,
+                pre,
+                imports_wasi,
+                script: None,
+            },
+        ) = (&interpreter.abi, &interpreter.code)
+        else {
+            return Err(CompileError::Invalid(format!(
+                "interpreter {} is not a WASI command module",
+                script.interpreter
+            )));
+        };
+        let code = Code::Core {
+            module: module.clone(),
+            pre: pre.clone(),
+            imports_wasi: *imports_wasi,
+            script: Some(script.stdin_prefix().into()),
+        };
+        Ok(self.remember(digest, Abi::Command, code))
     }
 
     /// A key that differs between engines whose artifacts are incompatible
@@ -169,6 +226,7 @@ impl Engine {
                     module,
                     pre,
                     imports_wasi,
+                    script: None,
                 };
                 (abi, code)
             }
@@ -178,6 +236,11 @@ impl Engine {
                 (abi, Code::Component { component, pre })
             }
         };
+        Ok(self.remember(digest, abi, code))
+    }
+
+    /// Keep a module in the cache; returns it.
+    fn remember(&self, digest: String, abi: Abi, code: Code) -> Arc<CompiledModule> {
         let compiled = Arc::new(CompiledModule {
             digest: digest.clone(),
             abi,
@@ -188,7 +251,7 @@ impl Engine {
             .lock()
             .expect("cache lock")
             .insert(digest, compiled.clone());
-        Ok(compiled)
+        compiled
     }
 
     /// Refuse, at upload, a module that could never start under `limits`:

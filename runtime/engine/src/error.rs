@@ -37,6 +37,10 @@ pub enum CompileError {
     /// A precompiled artifact this engine cannot load.
     #[error("unusable precompiled artifact: {0}")]
     Artifact(String),
+    /// A script module names an interpreter this engine has not loaded (see
+    /// `nimbus_core::script`): load the interpreter, then compile again.
+    #[error("unknown interpreter {0}")]
+    MissingInterpreter(String),
     /// The compile crashed (a bug on our side, not the module's fault).
     #[error("the compiler failed: {0}")]
     Panicked(String),

@@ -145,10 +145,24 @@ impl Engine {
         limits: &Limits,
     ) -> Outcome {
         let Code::Core {
-            pre, imports_wasi, ..
+            pre,
+            imports_wasi,
+            script,
+            ..
         } = &module.code
         else {
             unreachable!("a core ABI has core code");
+        };
+        // A script module's interpreter reads the script first.
+        let stdin = match (script, stdin) {
+            (Some(script), Some(input)) => {
+                let mut both = Vec::with_capacity(script.len() + input.len());
+                both.extend_from_slice(script);
+                both.extend_from_slice(&input);
+                Some(Bytes::from(both))
+            }
+            (Some(script), None) => Some(script.clone()),
+            (None, stdin) => stdin,
         };
         let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
         let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);

@@ -69,6 +69,8 @@ struct Inner {
     linker: Linker<Host>,
     component_linker: wasmtime::component::Linker<component::ComponentHost>,
     cache: Mutex<ModuleCache>,
+    /// Modules kept whatever the cache evicts (`Engine::keep`).
+    kept: Mutex<std::collections::HashMap<String, Arc<CompiledModule>>>,
     code_cache: Option<Arc<code_cache::CodeCache>>,
     compile_pool: compile_pool::CompilePool,
     slots: tokio::sync::Semaphore,
@@ -125,6 +127,7 @@ impl Engine {
                 linker,
                 component_linker,
                 cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
+                kept: Mutex::default(),
                 code_cache,
                 compile_pool,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),

@@ -80,6 +80,10 @@ pub(crate) enum Code {
         /// not runs without a WASI context, which costs a dozen allocations
         /// a call.
         imports_wasi: bool,
+        /// For a script module (see `nimbus_core::script`), whose `module`
+        /// and `pre` are its interpreter's: what the interpreter reads on
+        /// stdin before the input (the script, length first).
+        script: Option<bytes::Bytes>,
     },
     Component {
         component: wasmtime::component::Component,
@@ -97,6 +101,11 @@ impl CompiledModule {
     /// data segments its memory is initialised from.
     pub fn image_bytes(&self) -> u64 {
         let range = match &self.code {
+            // The interpreter's image is counted in its own cache entry.
+            Code::Core {
+                script: Some(script),
+                ..
+            } => return script.len() as u64,
             Code::Core { module, .. } => module.image_range(),
             Code::Component { component, .. } => component.image_range(),
         };

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use nimbus_core::script::ScriptModule;
 use nimbus_engine::{CompileError, CompiledModule};
 use nimbus_store::StoreError;
 
@@ -93,17 +94,26 @@ impl Worker {
             .ok_or_else(|| ModuleError::Missing {
                 digest: digest.to_owned(),
             })?;
-        // On the engine's low-priority compile pool: a compile does not
-        // take CPU from the invocations this worker is running.
-        let module = self
-            .engine
-            .compile_job(move |engine| engine.compile(&bytes).map(|(module, _)| module))
-            .await
-            .and_then(|compiled| compiled)
-            .map_err(|source| ModuleError::Invalid {
-                digest: digest.to_owned(),
-                source,
-            })?;
+        let compiled = match ScriptModule::decode(&bytes) {
+            // A script (a JavaScript function): its interpreter, loaded like
+            // any module (and then kept), is all the code it needs.
+            Ok(Some(script)) => {
+                let interpreter = Box::pin(self.module(script.interpreter)).await?;
+                self.engine.keep(&interpreter);
+                self.engine.compile(&bytes).map(|(module, _)| module)
+            }
+            // On the engine's low-priority compile pool: a compile does not
+            // take CPU from the invocations this worker is running.
+            _ => self
+                .engine
+                .compile_job(move |engine| engine.compile(&bytes).map(|(module, _)| module))
+                .await
+                .and_then(|compiled| compiled),
+        };
+        let module = compiled.map_err(|source| ModuleError::Invalid {
+            digest: digest.to_owned(),
+            source,
+        })?;
         if module.digest() != digest {
             return Err(ModuleError::DigestMismatch {
                 digest: digest.to_owned(),
@@ -112,7 +122,8 @@ impl Worker {
         }
         if let Some(key) = &self.config.artifact_key {
             match self.engine.serialize(&module) {
-                Ok(artifact) => {
+                Ok(None) => {}
+                Ok(Some(artifact)) => {
                     if let Err(e) = self
                         .storage
                         .put_artifact(digest, &engine_key, &artifact, key)

@@ -57,7 +57,7 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
     let (other, _) = engine
         .compile(br#"(module (func (export "handle") (param i32) (result i32) i32.const 666))"#)
         .unwrap();
-    let forged = engine.serialize(&other).unwrap();
+    let forged = engine.serialize(&other).unwrap().expect("native code");
     let wrong_key = nimbus_store::ArtifactKey::from_secret(&"x".repeat(40)).unwrap();
     let name = nimbus_store::artifact_name(digest, &engine.artifact_key());
     let js = async_nats::jetstream::new(platform.nats_client().await);

@@ -79,7 +79,11 @@ async fn probe(platform: &Platform, token: &str, id: u64) -> Duration {
     let started = Instant::now();
     platform.login("alice", "password123").await;
     let (status, body) = platform.execute(token, id, json!(2)).await;
-    assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(3)), "{body}");
+    assert_eq!(
+        (status, &body["result"]),
+        (StatusCode::OK, &json!(3)),
+        "{body}"
+    );
     let (status, body) = platform.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     started.elapsed()

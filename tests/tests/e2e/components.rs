@@ -250,7 +250,7 @@ async fn outbound_http_is_denied() {
 async fn a_component_artifact_loads_back_and_serves() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let probe = compile(&engine, "http_probe");
-    let artifact = engine.serialize(&probe).unwrap();
+    let artifact = engine.serialize(&probe).unwrap().expect("native code");
     let other = Engine::new(EngineConfig::default()).unwrap();
     let loaded = other.load_precompiled(probe.digest(), &artifact).unwrap();
     assert_eq!(loaded.abi(), &Abi::HttpComponent);

@@ -63,6 +63,8 @@ impl Default for Setup {
                 bcrypt_cost: 4,
                 max_body_bytes: 2 << 20,
                 dispatch_grace: Duration::from_secs(5),
+                // Most tests upload no JavaScript: prepare it on first use.
+                warm_js: false,
                 ..ApiConfig::default()
             },
         }

@@ -11,15 +11,22 @@ use tokio::sync::OnceCell;
 
 /// One compiler and one engine for the whole module: building the compiler
 /// compiles the QuickJS shim, which is the slow part.
+/// The engine gets the compiler's interpreter (as the API installs it).
 async fn compiler() -> &'static JsCompiler {
     static COMPILER: OnceCell<JsCompiler> = OnceCell::const_new();
     COMPILER
         .get_or_init(|| async {
-            tokio::task::spawn_blocking(|| {
-                JsCompiler::new(InitLimits::default()).expect("shim compiles")
+            let compiler = JsCompiler::start(InitLimits::default())
+                .await
+                .expect("shim compiles");
+            let (engine, interpreter) = (engine().clone(), compiler.interpreter().to_vec());
+            tokio::task::spawn_blocking(move || {
+                let (module, _) = engine.compile(&interpreter).expect("interpreter compiles");
+                engine.keep(&module);
             })
             .await
-            .unwrap()
+            .unwrap();
+            compiler
         })
         .await
 }
@@ -45,7 +52,7 @@ async fn build(source: &str) -> Arc<CompiledModule> {
     tokio::task::spawn_blocking(move || engine.compile(&wasm).map(|(m, _)| m))
         .await
         .unwrap()
-        .expect("snapshot is a valid module")
+        .expect("a script for the interpreter")
 }
 
 async fn call(module: &CompiledModule, input: &str) -> Outcome {
@@ -224,66 +231,42 @@ async fn json_edge_cases_round_trip() {
     assert_eq!(output(&call(&nothing, "1").await), "null");
 }
 
-/// Every JS function is the same shim with a different snapshot, so after the
-/// first one, compiles reuse the shim's machine code (Cranelift's incremental
-/// cache). Reused code must behave exactly like freshly compiled code.
+/// A JS function is bytecode for the platform's one interpreter: a small
+/// script module, nothing compiled to machine code per function, and every
+/// function runs on the same compiled interpreter.
 #[tokio::test]
-async fn later_js_compiles_reuse_the_shims_machine_code() {
-    let fresh_engine = |code_cache_bytes| {
-        Engine::new(EngineConfig {
-            max_concurrency: 2,
-            code_cache_bytes,
-            ..EngineConfig::default()
-        })
-        .unwrap()
-    };
-    let compile = |engine: Engine, wasm: Vec<u8>| async move {
-        tokio::task::spawn_blocking(move || engine.compile(&wasm).map(|(m, _)| m))
-            .await
+async fn js_functions_are_scripts_for_one_interpreter_and_compile_nothing() {
+    let compiler = compiler().await;
+    let engine = engine();
+    // The interpreter was compiled with the compiler; nothing since.
+    let compiled = engine.load_stats().compiled;
+    for source in [
+        "return input * 2;",
+        "function handler(input) { return [input, input.length]; }",
+        "export default { async fetch(request) { return new Response('hi'); } }",
+    ] {
+        let module = compiler.compile(source).await.unwrap();
+        let script = nimbus_core::script::ScriptModule::decode(&module)
             .unwrap()
-            .expect("snapshot is a valid module")
-    };
-    let first = compiler().await.compile("return input * 2;").await.unwrap();
-    let second = compiler()
-        .await
-        .compile("function handler(input) { return [input, input.length]; }")
-        .await
-        .unwrap();
-
-    let cached = fresh_engine(EngineConfig::default().code_cache_bytes);
-    compile(cached.clone(), first).await;
-    let after_first = cached.code_cache_stats();
-    assert!(after_first.misses > 100, "{after_first:?}");
-    let reused = compile(cached.clone(), second.clone()).await;
-    let after_second = cached.code_cache_stats();
-    let (hits, misses) = (
-        after_second.hits - after_first.hits,
-        after_second.misses - after_first.misses,
-    );
-    assert!(
-        hits * 10 >= (hits + misses) * 9,
-        "the second JS function should reuse nearly all of the shim's code: {hits} hits, {misses} misses"
-    );
-
-    let uncached = fresh_engine(0);
-    let compiled = compile(uncached.clone(), second).await;
-    assert_eq!(uncached.code_cache_stats(), Default::default());
-    for input in [r#""abc""#, "[1,2,3]"] {
-        let a = cached
-            .invoke(
-                &reused,
-                Bytes::from_static(input.as_bytes()),
-                &Limits::DEFAULT,
-            )
-            .await;
-        let b = uncached
-            .invoke(
-                &compiled,
-                Bytes::from_static(input.as_bytes()),
-                &Limits::DEFAULT,
-            )
-            .await;
-        assert_eq!(output(&a), output(&b));
-        assert_eq!(a.fuel_consumed, b.fuel_consumed, "{input}");
+            .expect("a script module");
+        assert_eq!(script.interpreter, compiler.interpreter_digest());
+        assert!(module.len() < 8 << 10, "{source}: {} bytes", module.len());
+        engine.compile(&module).unwrap();
     }
+    assert_eq!(engine.load_stats().compiled, compiled);
+    assert_eq!(
+        nimbus_engine::digest(compiler.interpreter()),
+        compiler.interpreter_digest()
+    );
+    // A script module naming an interpreter the engine does not have.
+    let stranger = nimbus_core::script::ScriptModule {
+        interpreter: &"0".repeat(64),
+        script: b"M",
+    }
+    .encode();
+    let error = engine.compile(&stranger).unwrap_err();
+    assert!(
+        matches!(&error, nimbus_engine::CompileError::MissingInterpreter(d) if d == &"0".repeat(64)),
+        "{error:?}"
+    );
 }

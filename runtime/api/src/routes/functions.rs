@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use nimbus_core::http::{Created, FunctionList};
+use nimbus_core::script::ScriptModule;
 use nimbus_core::{Access, FunctionId, FunctionMeta, Runtime, Username, World};
 use nimbus_engine::{Abi, CompileError};
 use serde::Deserialize;
@@ -37,6 +38,24 @@ pub(crate) fn url_path(owner: &Username, name: &str) -> String {
     format!("/fn/{owner}/{name}")
 }
 
+/// Whether `module` is a script module (a JavaScript function's bytecode,
+/// see `nimbus_core::script`). Only the platform's own JavaScript
+/// interpreter may run one: a script naming anything else is refused.
+async fn is_script(state: &AppState, module: &[u8]) -> Result<bool, ApiError> {
+    let script = match ScriptModule::decode(module) {
+        Ok(Some(script)) => script,
+        Ok(None) => return Ok(false),
+        Err(message) => return Err(ApiError::InvalidModule(CompileError::Invalid(message))),
+    };
+    let js = state.js().await?;
+    if script.interpreter != js.interpreter_digest() {
+        return Err(ApiError::InvalidModule(CompileError::MissingInterpreter(
+            script.interpreter.to_owned(),
+        )));
+    }
+    Ok(true)
+}
+
 /// `POST /functions`
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -52,19 +71,18 @@ pub async fn create(
         .resolve(&upload.limits)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
-    // Compiling runs on the engine's low-priority compile pool, which
-    // queues uploads beyond its concurrency: a big component compiling does
-    // not hold up logins, invocations or health checks.
     let code = upload.module;
+    let script = is_script(&state, &code).await?;
     let seal = state.config.artifact_key.is_some();
-    let compiled = state.engine.compile_job(move |engine| {
+    let compile = move |engine: &nimbus_engine::Engine| {
         let (module, binary) = engine.compile(&code)?;
         engine.check_limits(&module, &limits)?;
         let abi = module.abi().clone();
-        // The native code, for workers to load instead of compiling again.
+        // The native code, for workers to load instead of compiling again
+        // (a script module has none of its own).
         let artifact = seal
             .then(|| match engine.serialize(&module) {
-                Ok(artifact) => Some(artifact),
+                Ok(artifact) => artifact,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not serialise the compiled module");
                     None
@@ -78,14 +96,22 @@ pub async fn create(
             std::borrow::Cow::Borrowed(_) => code.clone(),
             std::borrow::Cow::Owned(binary) => bytes::Bytes::from(binary),
         };
-        Ok((module.digest().to_owned(), binary, abi, artifact))
-    });
-    let (digest, binary, abi, artifact) =
-        compiled.await.and_then(|r| r).map_err(|e| match e {
-            CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-            CompileError::Panicked(_) => ApiError::Internal(e.to_string()),
-            other => ApiError::InvalidModule(other),
-        })?;
+        Ok::<_, CompileError>((module.digest().to_owned(), binary, abi, artifact))
+    };
+    let compiled = if script {
+        // A script for the JavaScript interpreter: nothing to compile.
+        compile(&state.engine)
+    } else {
+        // Compiling runs on the engine's low-priority compile pool, which
+        // queues uploads beyond its concurrency: a big component compiling
+        // does not hold up logins, invocations or health checks.
+        state.engine.compile_job(compile).await.and_then(|r| r)
+    };
+    let (digest, binary, abi, artifact) = compiled.map_err(|e| match e {
+        CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+        CompileError::Panicked(_) => ApiError::Internal(e.to_string()),
+        other => ApiError::InvalidModule(other),
+    })?;
 
     let storage = state.storage()?;
     if let Some(name) = &upload.name

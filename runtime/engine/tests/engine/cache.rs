@@ -214,7 +214,7 @@ async fn cache_is_bounded_in_bytes_and_keeps_what_is_used() {
 async fn precompiled_artifacts_load_in_another_engine() {
     let compiler = engine();
     let (module, _) = compiler.compile(SUM_LOOP.as_bytes()).unwrap();
-    let artifact = compiler.serialize(&module).unwrap();
+    let artifact = compiler.serialize(&module).unwrap().expect("native code");
 
     let worker = engine();
     assert_eq!(compiler.artifact_key(), worker.artifact_key());
@@ -228,4 +228,64 @@ async fn precompiled_artifacts_load_in_another_engine() {
         worker.load_precompiled("other", b"not an artifact"),
         Err(CompileError::Artifact(_))
     ));
+}
+
+/// A module of `functions` identical functions plus `handle` adding `n`.
+fn shared_code_module(functions: usize, n: u32) -> String {
+    let mut wat = String::from("(module\n");
+    for f in 0..functions {
+        wat.push_str(&format!(
+            "(func $f{f} (param i32) (result i32) local.get 0 i32.const {f} i32.mul \
+             local.get 0 i32.xor i32.const 7 i32.rotl)\n"
+        ));
+    }
+    wat.push_str(&format!(
+        "(func (export \"handle\") (param i32) (result i32) local.get 0 call $f1 drop \
+         local.get 0 i32.const {n} i32.add))"
+    ));
+    wat
+}
+
+/// Modules that share code (components of one toolchain, which carry the
+/// same language runtime) reuse its machine code across compiles
+/// (Cranelift's incremental cache); reused code behaves exactly like freshly
+/// compiled code.
+#[tokio::test]
+async fn later_compiles_reuse_machine_code_of_identical_functions() {
+    let fresh_engine = |code_cache_bytes| {
+        Engine::new(EngineConfig {
+            max_concurrency: 2,
+            code_cache_bytes,
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let (first, second) = (shared_code_module(200, 1), shared_code_module(200, 2));
+    let cached = fresh_engine(EngineConfig::default().code_cache_bytes);
+    cached.compile(first.as_bytes()).unwrap();
+    let after_first = cached.code_cache_stats();
+    assert!(after_first.misses >= 200, "{after_first:?}");
+    let (reused, _) = cached.compile(second.as_bytes()).unwrap();
+    let after_second = cached.code_cache_stats();
+    let (hits, misses) = (
+        after_second.hits - after_first.hits,
+        after_second.misses - after_first.misses,
+    );
+    assert!(
+        hits >= 200 && misses <= 2,
+        "the second module should reuse the shared functions: {hits} hits, {misses} misses"
+    );
+
+    let uncached = fresh_engine(0);
+    let (compiled, _) = uncached.compile(second.as_bytes()).unwrap();
+    assert_eq!(uncached.code_cache_stats(), Default::default());
+    let a = cached
+        .invoke(&reused, Bytes::from_static(b"40"), &Limits::DEFAULT)
+        .await;
+    let b = uncached
+        .invoke(&compiled, Bytes::from_static(b"40"), &Limits::DEFAULT)
+        .await;
+    assert_eq!(ok_text(&a), "42");
+    assert_eq!(ok_text(&b), "42");
+    assert_eq!(a.fuel_consumed, b.fuel_consumed);
 }

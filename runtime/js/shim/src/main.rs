@@ -1,15 +1,24 @@
-//! The QuickJS shim: the guest program that turns JavaScript source into a
-//! Nimbus function. Built for `wasm32-wasip1` by `runtime/js/build.rs`.
+//! The QuickJS shim: the JavaScript interpreter every JS function runs on.
+//! Built for `wasm32-wasip1` by `runtime/js/build.rs`.
 //!
-//! Two entry points:
-//! - `wizer-initialize`, run once at upload under wasmtime-wizer: reads the
-//!   function's source from stdin, evaluates it in a fresh QuickJS context and
-//!   keeps its handler. Wizer then snapshots linear memory, so the resulting
-//!   module starts with the source already parsed and evaluated. A syntax or
-//!   evaluation error is written to stderr and the shim exits with code 1.
-//! - `_start` (`main`), run per invocation: input JSON on stdin, the handler's
-//!   result as JSON on stdout (a returned Promise is awaited), `console.*` to
-//!   stderr; an uncaught error goes to stderr with its stack and exits 1.
+//! One interpreter serves every function (the way Javy's dynamic linking
+//! works): the platform snapshots it once, compiles it once, and each
+//! function is only its QuickJS bytecode, made at upload. Entry points:
+//! - `wizer-initialize`, run once under wasmtime-wizer: starts QuickJS and
+//!   installs `console`, `Math.random`, `Headers`/`Request`/`Response`. The
+//!   snapshot of that instance is the interpreter module.
+//! - `nimbus-js-compile`, run at upload on an initialised instance: reads a
+//!   function's source from stdin, compiles it to bytecode and evaluates it
+//!   once (so a syntax error or a throwing top level is refused at upload,
+//!   with its position, `function.js:LINE:COL`), and writes the script:
+//!   one byte `1` if the source is an HTTP handler, else `0`, then the form
+//!   byte and the bytecode. An error goes to stderr and the shim exits 1.
+//! - `_start` (`main`), run per invocation. Stdin holds the function's
+//!   script, then the input: a 4-byte little-endian length, the script (form
+//!   byte, bytecode), the input JSON. The script is loaded and evaluated, then
+//!   the handler called; its result goes as JSON to stdout (a returned
+//!   Promise is awaited), `console.*` to stderr; an uncaught error goes to
+//!   stderr with its stack and exits 1.
 //!
 //! Source forms, decided from the source text (comments and strings ignored):
 //! an ES module when it uses `export` (handler = export `handler` or the
@@ -19,82 +28,121 @@
 //!
 //! An ES module whose default export is an object with a `fetch` method
 //! (the Workers module syntax, `export default { async fetch(request) {...}
-//! }`) is an HTTP handler: `wizer-initialize` then writes `fetch` on stdout
-//! (the host records the function as an HTTP handler), and an invocation
-//! whose input is a request envelope (`{"nimbus_http_request": {"method",
-//! "path", "headers": [[name, value]...], "body"}}`, the body as text)
-//! calls `fetch` with a `Request` and writes the `Response` as `{"status",
-//! "headers", "body"}`; any other input (JSON from `execute` or a job) is
-//! sent as the body of a `POST /` and the response's JSON body is the
-//! result. `Request`, `Response` and `Headers` are small
-//! classes of the shim's own (text(), json(), status, headers).
+//! }`) is an HTTP handler, and an invocation whose input is a request
+//! envelope (`{"nimbus_http_request": {"method", "path", "headers":
+//! [[name, value]...], "body"}}`, the body as text) calls `fetch` with a
+//! `Request` and writes the `Response` as `{"status", "headers", "body"}`;
+//! any other input (JSON from `execute` or a job) is sent as the body of a
+//! `POST /` and the response's JSON body is the result. `Request`,
+//! `Response` and `Headers` are small classes of the shim's own (text(),
+//! json(), status, headers).
 
 use std::cell::RefCell;
+use std::ffi::CString;
 use std::io::{Read, Write};
 
 use rquickjs::{
-    CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise,
-    Runtime, Value, context::EvalOptions,
+    CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise, Runtime,
+    Value, WriteOptions, qjs,
 };
 
-/// What the snapshot keeps between initialisation and invocations.
-struct State {
+/// The started interpreter, kept by the snapshot.
+struct Interpreter {
     context: Context,
-    handler: Persistent<Function<'static>>,
-    /// The handler answers HTTP (a `fetch` handler).
-    http: bool,
     /// Sets the seed of `Math.random`; called with fresh host randomness per invocation.
     seed_random: Persistent<Function<'static>>,
-    /// Kept alive with the context; never used after initialisation.
+    /// Kept alive with the context.
     _runtime: Runtime,
 }
 
 thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    static INTERPRETER: RefCell<Option<Interpreter>> = const { RefCell::new(None) };
 }
 
-/// Name the source is evaluated under; error positions refer to it.
+/// Name the source is compiled under; error positions refer to it.
 const FILENAME: &str = "function.js";
 
 #[unsafe(export_name = "wizer-initialize")]
 pub extern "C" fn initialize() {
+    match start() {
+        Ok(interpreter) => INTERPRETER.with(|slot| *slot.borrow_mut() = Some(interpreter)),
+        Err(message) => fail(&message),
+    }
+}
+
+#[unsafe(export_name = "nimbus-js-compile")]
+pub extern "C" fn compile() {
     let mut source = String::new();
     if std::io::stdin().read_to_string(&mut source).is_err() {
         fail("the source is not valid UTF-8");
     }
-    match load(&source) {
-        Ok(state) => {
-            if state.http {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(b"fetch").and_then(|()| stdout.flush());
+    let compiled = with_interpreter(|ctx, _| {
+        let form = form(&source);
+        compile_source(ctx, &form, &source).map(|(bytecode, http)| (form, bytecode, http))
+    });
+    match compiled {
+        Ok((form, bytecode, http)) => {
+            let mut stdout = std::io::stdout().lock();
+            let written = stdout
+                .write_all(&[u8::from(http), form.byte()])
+                .and_then(|()| stdout.write_all(&bytecode))
+                .and_then(|()| stdout.flush());
+            if written.is_err() {
+                std::process::exit(2);
             }
-            STATE.with(|slot| *slot.borrow_mut() = Some(state))
         }
         Err(message) => fail(&message),
     }
 }
 
 fn main() {
-    let mut input = String::new();
-    if std::io::stdin().read_to_string(&mut input).is_err() {
-        fail("the input is not valid UTF-8");
+    let mut stdin = Vec::new();
+    if std::io::stdin().read_to_end(&mut stdin).is_err() {
+        fail("cannot read stdin");
     }
-    let output = STATE.with(|slot| {
-        let slot = slot.borrow();
-        let Some(state) = slot.as_ref() else {
-            fail("the shim was not pre-initialised with a function");
-        };
-        state.context.with(|ctx| invoke(&ctx, state, &input))
+    let Some((form, bytecode, input)) = split_stdin(&stdin) else {
+        fail("stdin does not start with a function's script");
+    };
+    let Ok(input) = std::str::from_utf8(input) else {
+        fail("the input is not valid UTF-8");
+    };
+    let output = with_interpreter(|ctx, interpreter| {
+        let (handler, _) = load_script(ctx, &form, bytecode)?;
+        invoke(ctx, interpreter, handler, input)
     });
     match output {
         Ok(json) => {
             let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(json.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+            if stdout
+                .write_all(json.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 std::process::exit(2);
             }
         }
         Err(message) => fail(&message),
     }
+}
+
+/// `[len: u32 LE][form byte][bytecode: len - 1 bytes][input]`.
+fn split_stdin(stdin: &[u8]) -> Option<(Form, &[u8], &[u8])> {
+    let len = u32::from_le_bytes(stdin.get(..4)?.try_into().ok()?) as usize;
+    let script = stdin.get(4..4 + len)?;
+    let (&form, bytecode) = script.split_first()?;
+    Some((Form::from_byte(form)?, bytecode, &stdin[4 + len..]))
+}
+
+fn with_interpreter<R>(
+    f: impl FnOnce(&Ctx<'_>, &Interpreter) -> Result<R, String>,
+) -> Result<R, String> {
+    INTERPRETER.with(|slot| {
+        let slot = slot.borrow();
+        let Some(interpreter) = slot.as_ref() else {
+            fail("the interpreter was not initialised");
+        };
+        interpreter.context.with(|ctx| f(&ctx, interpreter))
+    })
 }
 
 fn fail(message: &str) -> ! {
@@ -104,49 +152,193 @@ fn fail(message: &str) -> ! {
     std::process::exit(1)
 }
 
-fn load(source: &str) -> Result<State, String> {
+fn start() -> Result<Interpreter, String> {
     let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
     let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
-    let (handler, http, seed_random) = context.with(|ctx| -> Result<_, String> {
+    let seed_random = context.with(|ctx| -> Result<_, String> {
         install_console(&ctx).map_err(|e| format!("cannot install console: {e}"))?;
         install_fetch_classes(&ctx).map_err(|e| format!("cannot install Request/Response: {e}"))?;
         let seed_random =
             install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
-        let (handler, http) = match form(source) {
-            Form::Module => module_handler(&ctx, source)?,
-            Form::Script => (script_handler(&ctx, source)?, false),
-            Form::Body => (body_handler(&ctx, source)?, false),
-        };
-        Ok((
-            Persistent::save(&ctx, handler),
-            http,
-            Persistent::save(&ctx, seed_random),
-        ))
+        Ok(Persistent::save(&ctx, seed_random))
     })?;
-    Ok(State {
+    Ok(Interpreter {
         context,
-        handler,
-        http,
         seed_random,
         _runtime: runtime,
     })
 }
 
-fn eval_options() -> EvalOptions {
-    let mut options = EvalOptions::default();
-    options.filename = Some(FILENAME.to_owned());
-    options.strict = false;
-    options
+/// Compile `source` to bytecode and evaluate it once, as an invocation
+/// would: the bytecode, and whether the function is an HTTP handler.
+fn compile_source(ctx: &Ctx<'_>, form: &Form, source: &str) -> Result<(Vec<u8>, bool), String> {
+    match form {
+        Form::Module => {
+            let declared = Module::declare(ctx.clone(), FILENAME, source)
+                .catch(ctx)
+                .map_err(describe)?;
+            let bytecode = declared
+                .write(WriteOptions::default())
+                .catch(ctx)
+                .map_err(describe)?;
+            let (evaluated, promise) = declared.eval().catch(ctx).map_err(describe)?;
+            promise.finish::<()>().catch(ctx).map_err(describe)?;
+            let (_, http) =
+                module_handler(ctx, evaluated.namespace().catch(ctx).map_err(describe)?)?;
+            Ok((bytecode, http))
+        }
+        Form::Script | Form::Body => {
+            let source = match form {
+                // The wrapper shares the first line with the source, so line
+                // numbers in errors match the uploaded text.
+                Form::Body => format!("(function (input) {{{source}\n}})"),
+                _ => source.to_owned(),
+            };
+            let function = compile_global(ctx, &source).catch(ctx).map_err(describe)?;
+            let bytecode = write_object(ctx, &function).catch(ctx).map_err(describe)?;
+            global_handler(ctx, form, function)?;
+            Ok((bytecode, false))
+        }
+    }
+}
+
+/// Load a script made by [`compile_source`] and evaluate it: the handler,
+/// and whether it answers HTTP.
+fn load_script<'js>(
+    ctx: &Ctx<'js>,
+    form: &Form,
+    bytecode: &[u8],
+) -> Result<(Function<'js>, bool), String> {
+    match form {
+        Form::Module => {
+            // SAFETY: the bytecode is what `compile_source` wrote (the
+            // platform stores it); QuickJS's reader runs inside the sandbox
+            // like the rest of the guest, so a forged one harms nobody else.
+            let declared = unsafe { Module::load(ctx.clone(), bytecode) }
+                .catch(ctx)
+                .map_err(describe)?;
+            let (evaluated, promise) = declared.eval().catch(ctx).map_err(describe)?;
+            promise.finish::<()>().catch(ctx).map_err(describe)?;
+            module_handler(ctx, evaluated.namespace().catch(ctx).map_err(describe)?)
+        }
+        Form::Script | Form::Body => {
+            let function = read_object(ctx, bytecode).catch(ctx).map_err(describe)?;
+            Ok((global_handler(ctx, form, function)?, false))
+        }
+    }
+}
+
+/// Run a compiled script or body and find its handler.
+fn global_handler<'js>(
+    ctx: &Ctx<'js>,
+    form: &Form,
+    compiled: Value<'js>,
+) -> Result<Function<'js>, String> {
+    let value = eval_function(ctx, compiled).catch(ctx).map_err(describe)?;
+    match form {
+        Form::Body => value
+            .into_function()
+            .ok_or_else(|| "the function body did not compile to a function".to_owned()),
+        _ => {
+            // `const handler = ...` is not a property of globalThis; look it up by name.
+            ctx.eval::<Value, _>("typeof handler === 'function' ? handler : undefined")
+                .catch(ctx)
+                .map_err(describe)?
+                .into_function()
+                .ok_or_else(|| "`handler` must be a function".to_owned())
+        }
+    }
+}
+
+/// `JS_Eval` with `COMPILE_ONLY`: a global script compiled, not run.
+#[allow(unsafe_code)]
+fn compile_global<'js>(ctx: &Ctx<'js>, source: &str) -> rquickjs::Result<Value<'js>> {
+    let source = CString::new(source)?;
+    let filename = CString::new(FILENAME)?;
+    let flags = (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
+    // SAFETY: both strings are NUL-terminated and live across the call; the
+    // returned value is owned and handed to `Value`.
+    unsafe {
+        let value = qjs::JS_Eval(
+            ctx.as_raw().as_ptr(),
+            source.as_ptr(),
+            source.as_bytes().len() as _,
+            filename.as_ptr(),
+            flags,
+        );
+        owned(ctx, value)
+    }
+}
+
+/// The bytecode of a compiled script.
+#[allow(unsafe_code)]
+fn write_object(ctx: &Ctx<'_>, compiled: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
+    let mut len = 0;
+    // SAFETY: `compiled` is a live value of this context; the buffer QuickJS
+    // returns is copied and freed with its allocator.
+    unsafe {
+        let buffer = qjs::JS_WriteObject(
+            ctx.as_raw().as_ptr(),
+            &mut len,
+            compiled.as_raw(),
+            qjs::JS_WRITE_OBJ_BYTECODE as i32,
+        );
+        if buffer.is_null() {
+            return Err(rquickjs::Error::Exception);
+        }
+        let bytes = std::slice::from_raw_parts(buffer, len as usize).to_vec();
+        qjs::js_free(ctx.as_raw().as_ptr(), buffer.cast());
+        Ok(bytes)
+    }
+}
+
+/// A compiled script read back from its bytecode.
+#[allow(unsafe_code)]
+fn read_object<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Value<'js>> {
+    // SAFETY: the buffer outlives the call (QuickJS copies what it keeps);
+    // see `load_script` on where the bytecode comes from.
+    unsafe {
+        let value = qjs::JS_ReadObject(
+            ctx.as_raw().as_ptr(),
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        );
+        owned(ctx, value)
+    }
+}
+
+/// Run a compiled script: its completion value.
+#[allow(unsafe_code)]
+fn eval_function<'js>(ctx: &Ctx<'js>, compiled: Value<'js>) -> rquickjs::Result<Value<'js>> {
+    // SAFETY: `JS_EvalFunction` takes ownership of its argument, so the
+    // reference `compiled` held is handed over (duplicated first, since the
+    // `Value` still drops its own).
+    unsafe {
+        let function = qjs::JS_DupValue(ctx.as_raw().as_ptr(), compiled.as_raw());
+        let value = qjs::JS_EvalFunction(ctx.as_raw().as_ptr(), function);
+        owned(ctx, value)
+    }
+}
+
+/// An owned raw value, or the pending exception.
+#[allow(unsafe_code)]
+unsafe fn owned<'js>(ctx: &Ctx<'js>, value: qjs::JSValue) -> rquickjs::Result<Value<'js>> {
+    // SAFETY (caller): `value` is owned and belongs to `ctx`.
+    unsafe {
+        if qjs::JS_IsException(value) {
+            Err(rquickjs::Error::Exception)
+        } else {
+            Ok(Value::from_raw(ctx.clone(), value))
+        }
+    }
 }
 
 /// The module's handler, and whether it is a `fetch` handler (HTTP).
-fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<(Function<'js>, bool), String> {
-    let declared = Module::declare(ctx.clone(), FILENAME, source)
-        .catch(ctx)
-        .map_err(describe)?;
-    let (module, promise) = declared.eval().catch(ctx).map_err(describe)?;
-    promise.finish::<()>().catch(ctx).map_err(describe)?;
-    let namespace = module.namespace().catch(ctx).map_err(describe)?;
+fn module_handler<'js>(
+    ctx: &Ctx<'js>,
+    namespace: rquickjs::Object<'js>,
+) -> Result<(Function<'js>, bool), String> {
     for name in ["handler", "default"] {
         if let Ok(function) = namespace.get::<_, Function>(name) {
             return Ok((function, false));
@@ -162,10 +354,7 @@ fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<(Function<'js>, b
         let bind: Function = ctx
             .eval("(serve, handler) => (envelope) => serve(handler, envelope)")
             .map_err(|e| e.to_string())?;
-        let handler = bind
-            .call((serve, exported))
-            .catch(ctx)
-            .map_err(describe)?;
+        let handler = bind.call((serve, exported)).catch(ctx).map_err(describe)?;
         return Ok((handler, true));
     }
     Err(
@@ -175,33 +364,20 @@ fn module_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<(Function<'js>, b
     )
 }
 
-fn script_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
-    ctx.eval_with_options::<(), _>(source, eval_options())
-        .catch(ctx)
-        .map_err(describe)?;
-    // `const handler = ...` is not a property of globalThis; look it up by name.
-    ctx.eval::<Value, _>("typeof handler === 'function' ? handler : undefined")
-        .catch(ctx)
-        .map_err(describe)?
-        .into_function()
-        .ok_or_else(|| "`handler` must be a function".to_owned())
-}
-
-fn body_handler<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
-    // The wrapper shares the first line with the source, so line numbers in
-    // errors match the uploaded text.
-    let wrapped = format!("(function (input) {{{source}\n}})");
-    ctx.eval_with_options::<Function, _>(wrapped, eval_options())
-        .catch(ctx)
-        .map_err(describe)
-}
-
-fn invoke(ctx: &Ctx<'_>, state: &State, input: &str) -> Result<String, String> {
-    let seed_random = state.seed_random.clone().restore(ctx).map_err(|e| e.to_string())?;
+fn invoke<'js>(
+    ctx: &Ctx<'js>,
+    interpreter: &Interpreter,
+    handler: Function<'js>,
+    input: &str,
+) -> Result<String, String> {
+    let seed_random = interpreter
+        .seed_random
+        .clone()
+        .restore(ctx)
+        .map_err(|e| e.to_string())?;
     seed_random
         .call::<_, ()>((host_random_i32(),))
         .map_err(|e| format!("cannot seed Math.random: {e}"))?;
-    let handler = state.handler.clone().restore(ctx).map_err(|e| e.to_string())?;
     let input = ctx.json_parse(input).catch(ctx).map_err(describe)?;
     let mut result: Value = handler.call((input,)).catch(ctx).map_err(uncaught)?;
     if let Some(promise) = result.clone().into_promise() {
@@ -395,6 +571,25 @@ enum Form {
     Body,
 }
 
+impl Form {
+    fn byte(&self) -> u8 {
+        match self {
+            Self::Module => b'M',
+            Self::Script => b'S',
+            Self::Body => b'B',
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            b'M' => Some(Self::Module),
+            b'S' => Some(Self::Script),
+            b'B' => Some(Self::Body),
+            _ => None,
+        }
+    }
+}
+
 /// Decide the source form from its code tokens (comments and string
 /// contents blanked out first).
 fn form(source: &str) -> Form {
@@ -412,7 +607,11 @@ fn form(source: &str) -> Form {
     }) || words
         .iter()
         .any(|w| w.starts_with("handler=") && !w.starts_with("handler=="));
-    if declares_handler { Form::Script } else { Form::Body }
+    if declares_handler {
+        Form::Script
+    } else {
+        Form::Body
+    }
 }
 
 fn blank_comments_and_strings(source: &str) -> String {
