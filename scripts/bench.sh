@@ -4,8 +4,10 @@
 # transform example and the JS add, side by side with the floor (the same
 # HTTP -> API -> NATS -> worker round trip, answered without running wasm);
 # then the Rust wasi:http example component served by `wasmtime serve` and
-# on a Nimbus function URL, same load generator, at 16 and 1 connections.
-# Writes docs/benchmarks.md.
+# on a Nimbus function URL, same load generator, at 16 and 1 connections;
+# then cold starts (scripts/bench-cold.py: upload to first answer, and 500
+# functions called round-robin right after their upload). Writes
+# docs/benchmarks.md.
 #
 # Settings: BENCH_SECONDS (default 10), BENCH_CONCURRENCY (default 16).
 set -euo pipefail
@@ -85,6 +87,23 @@ for c in "$concurrency" 1; do
     run_bench "component-nimbus-c$c" "/fn/bench/hello" '{"input": 10}' "$c"
     run_bench "component-wasmtime-c$c" "http://127.0.0.1:$wasmtime_port/" '{"input": 10}' "$c"
 done
+
+# Cold starts: upload to first answer (JS, a ~1 MB module, the ~22 MB
+# Python component), then 500 distinct functions called round-robin right
+# after their upload, against the same load on one function.
+echo "== cold starts" >&2
+python_dir=$work/python
+mkdir -p "$python_dir"
+componentize=("$(cat "$root/.tools/componentize-py-path")" -d examples/components/python-hello/wit -w wasi:http/proxy@0.2.12)
+PYTHONDONTWRITEBYTECODE=1 "${componentize[@]}" bindings "$python_dir" >&2
+PYTHONDONTWRITEBYTECODE=1 "${componentize[@]}" componentize -p "$python_dir" \
+    -p examples/components/python-hello app -o "$python_dir/app.wasm" >&2
+python3 scripts/bench-cold.py "$url" "$work/cold.json" "$work/ids.txt" "$python_dir/app.wasm"
+mapfile -t ids <"$work/ids.txt"
+echo "== 500 functions round-robin: ${seconds}s at concurrency 8" >&2
+client bench "${ids[@]}" --duration "$seconds" --concurrency 8 --input 1 --json >"$work/many-functions.json"
+echo "== one function: ${seconds}s at concurrency 8" >&2
+client bench "${ids[0]}" --duration "$seconds" --concurrency 8 --input 1 --json >"$work/one-function.json"
 
 start_stack floor --benchmark-floor
 client register bench --password benchpassword --url "$url" >/dev/null

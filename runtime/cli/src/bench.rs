@@ -1,4 +1,6 @@
-//! `nimbus bench`: an HTTP load generator for one function.
+//! `nimbus bench`: an HTTP load generator for one function, or several
+//! called round-robin (many distinct functions at once, as a platform sees
+//! after a deploy or a restart).
 //!
 //! N concurrent loops send the same request (an execute call, or a POST to
 //! a URL: a function URL, or any HTTP server, such as `wasmtime serve`, to
@@ -49,8 +51,8 @@ impl std::fmt::Display for Target {
 /// A bench run's settings.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// What to call.
-    pub target: Target,
+    /// What to call: one target, or several called round-robin.
+    pub targets: Vec<Target>,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// When to stop.
@@ -92,7 +94,7 @@ pub struct Fuel {
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The function (its id) or URL.
+    /// The function (its id) or URL; for several, how many and the first.
     pub function: String,
     /// Concurrency used.
     pub concurrency: usize,
@@ -121,35 +123,22 @@ struct Samples {
 
 /// Run the benchmark.
 pub async fn run(client: &Client, config: &BenchConfig) -> anyhow::Result<Report> {
-    let request = match &config.target {
-        Target::Function(id) => {
-            let body = serde_json::to_vec(&serde_json::json!({ "input": config.input }))?;
-            // Fail fast on a bad id or token instead of reporting a run of errors.
-            client.invoke(*id, &config.input).await?;
-            client.execute_request(*id, &body)?
-        }
-        Target::Url(url) => {
-            let request = client.url_request(url, serde_json::to_vec(&config.input)?);
-            let first = request
-                .try_clone()
-                .expect("a bytes body clones")
-                .send()
-                .await?;
-            anyhow::ensure!(
-                first.status().is_success(),
-                "{url} answered {}",
-                first.status()
-            );
-            request
-        }
-    };
+    anyhow::ensure!(!config.targets.is_empty(), "nothing to call");
+    let mut requests = Vec::with_capacity(config.targets.len());
+    for (i, target) in config.targets.iter().enumerate() {
+        // Fail fast on a bad id, URL or token instead of reporting a run of
+        // errors; only the first target, so the others stay cold.
+        requests.push(prepare(client, target, &config.input, i == 0).await?);
+    }
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicU64::new(0));
 
     let progress = progress_bar(config);
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(config.concurrency);
     for _ in 0..config.concurrency.max(1) {
-        let request = request.try_clone().expect("a bytes body clones");
+        let (requests, next) = (requests.clone(), next.clone());
         let issued = issued.clone();
         let stop = config.stop;
         let progress = progress.clone();
@@ -163,7 +152,10 @@ pub async fn run(client: &Client, config: &BenchConfig) -> anyhow::Result<Report
                 if !may_send {
                     break;
                 }
-                let request = request.try_clone().expect("a bytes body clones");
+                let turn = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let request = requests[turn % requests.len()]
+                    .try_clone()
+                    .expect("a bytes body clones");
                 let sent = Instant::now();
                 let outcome = send(request).await;
                 samples.latencies.push(sent.elapsed());
@@ -192,6 +184,41 @@ pub async fn run(client: &Client, config: &BenchConfig) -> anyhow::Result<Report
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     Ok(report(config, all, elapsed))
+}
+
+/// The request that calls `target`; with `check`, sent once first and
+/// required to succeed.
+async fn prepare(
+    client: &Client,
+    target: &Target,
+    input: &Value,
+    check: bool,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    match target {
+        Target::Function(id) => {
+            if check {
+                client.invoke(*id, input).await?;
+            }
+            let body = serde_json::to_vec(&serde_json::json!({ "input": input }))?;
+            client.execute_request(*id, &body)
+        }
+        Target::Url(url) => {
+            let request = client.url_request(url, serde_json::to_vec(input)?);
+            if check {
+                let first = request
+                    .try_clone()
+                    .expect("a bytes body clones")
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    first.status().is_success(),
+                    "{url} answered {}",
+                    first.status()
+                );
+            }
+            Ok(request)
+        }
+    }
 }
 
 /// One request: the fuel it reported, or its error kind.
@@ -255,7 +282,11 @@ fn report(config: &BenchConfig, mut samples: Samples, elapsed: Duration) -> Repo
         mean: samples.fuel.iter().sum::<u64>() as f64 / samples.fuel.len() as f64,
     });
     Report {
-        function: config.target.to_string(),
+        function: match &config.targets[..] {
+            [one] => one.to_string(),
+            [first, ..] => format!("{} targets round-robin, from {first}", config.targets.len()),
+            [] => String::new(),
+        },
         concurrency: config.concurrency,
         requests,
         ok: samples.fuel.len() as u64,

@@ -46,7 +46,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_module_bytes: 64 << 20,
-            cache_capacity: 256,
+            cache_capacity: 4096,
             cache_bytes: 1 << 30,
             max_concurrency: 64,
             pooling: true,

@@ -13,7 +13,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::{Storage, StoreError};
+use crate::{Storage, StoreError, unavailable};
 
 /// The secret artifacts are sealed with.
 #[derive(Clone)]
@@ -104,6 +104,38 @@ impl Storage {
         sealed.extend_from_slice(&tag);
         sealed.extend_from_slice(artifact);
         self.put_object(&name, &sealed).await
+    }
+}
+
+impl Storage {
+    /// The digests of the modules with an artifact for engines with
+    /// `engine_key`, the most recently stored first, at most `limit` (what a
+    /// starting worker loads ahead of its first calls). Reads the object
+    /// store's listing (one short-lived consumer).
+    pub async fn recent_artifacts(
+        &self,
+        engine_key: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use futures::StreamExt as _;
+        let suffix = format!(".sealed-{engine_key}");
+        let mut list = self
+            .modules
+            .list()
+            .await
+            .map_err(|e| unavailable("list objects", e))?;
+        let mut found = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| unavailable("list objects", e))?;
+            if let (false, Some(digest)) = (info.deleted, info.name.strip_suffix(&suffix)) {
+                // The listing comes in the order objects were stored: the
+                // position breaks ties between equal times.
+                found.push((info.modified, found.len(), digest.to_owned()));
+            }
+        }
+        found.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        found.truncate(limit);
+        Ok(found.into_iter().map(|(_, _, digest)| digest).collect())
     }
 }
 

@@ -38,6 +38,12 @@ pub struct WorkerConfig {
     /// acks four times per period) before JetStream hands it to another
     /// worker: how soon a dead worker's job is taken up again.
     pub job_ack_wait: Duration,
+    /// Modules loaded at start, before any call asks for them: the ones
+    /// whose artifacts (for this worker's engine) were stored most
+    /// recently. A restart or a new worker then does not turn the next
+    /// burst of calls into first calls. 0 turns it off; needs the artifact
+    /// key.
+    pub warm_modules: usize,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +57,7 @@ impl Default for WorkerConfig {
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,
             job_ack_wait: Duration::from_secs(30),
+            warm_modules: 64,
         }
     }
 }

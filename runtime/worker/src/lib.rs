@@ -14,7 +14,7 @@
 //! - `jobs`: pulling jobs when a slot is free, attempts, records.
 //! - `invoke`: one run on the engine, its logs and error event.
 //! - `modules`: the compiled module for a digest (cache, shared artifact,
-//!   object store).
+//!   object store), and warming up at start with recent artifacts.
 //!
 //! Stopping drains: invocations already delivered are still answered.
 
@@ -62,6 +62,7 @@ pub async fn run(
         loading: modules::Loading::default(),
     });
     let intake = intake::Intake::subscribe(&worker).await?;
+    let warming = tokio::spawn(worker.clone().warm());
     let slots = Arc::new(Semaphore::new(concurrency));
     // Synchronous requests taken off the subscription and not started yet;
     // jobs give way to them.
@@ -81,6 +82,7 @@ pub async fn run(
     );
     let jobs = jobs::take_jobs(worker.clone(), slots.clone(), waiting, stop);
     tokio::join!(calls, jobs);
+    warming.abort();
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();

@@ -55,10 +55,7 @@ impl Worker {
         if let Some(module) = self.engine.cached(digest) {
             return Ok(module);
         }
-        let turn = {
-            let mut loading = self.loading.0.lock().expect("loading lock");
-            loading.entry(digest.to_owned()).or_default().clone()
-        };
+        let turn = self.turn(digest);
         let loaded = {
             let _turn = turn.lock().await;
             match self.engine.cached(digest) {
@@ -66,13 +63,64 @@ impl Worker {
                 None => self.load(digest).await,
             }
         };
-        // Forget the turn once nobody else holds it (clones are only made
-        // under this lock, so the count cannot grow meanwhile).
+        self.end_turn(digest, turn);
+        loaded
+    }
+
+    /// The turn of `digest` (see the module docs), to lock.
+    fn turn(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut loading = self.loading.0.lock().expect("loading lock");
+        loading.entry(digest.to_owned()).or_default().clone()
+    }
+
+    /// Forget the turn once nobody else holds it (clones are only made
+    /// under this lock, so the count cannot grow meanwhile).
+    fn end_turn(&self, digest: &str, turn: Arc<tokio::sync::Mutex<()>>) {
         let mut loading = self.loading.0.lock().expect("loading lock");
         if Arc::strong_count(&turn) == 2 {
             loading.remove(digest);
         }
-        loaded
+    }
+
+    /// Load the modules with the most recently stored artifacts (at most
+    /// `warm_modules`), as their first calls would, one at a time in the
+    /// background: a call that comes meanwhile takes its module's turn or
+    /// finds it loaded. Only artifacts: warming never compiles.
+    pub(crate) async fn warm(self: Arc<Self>) {
+        let (limit, Some(key)) = (self.config.warm_modules, &self.config.artifact_key) else {
+            return;
+        };
+        if limit == 0 {
+            return;
+        }
+        let engine_key = self.engine.artifact_key();
+        let digests = match self.storage.recent_artifacts(&engine_key, limit).await {
+            Ok(digests) => digests,
+            Err(e) => {
+                let error = nimbus_core::error::describe(&e);
+                tracing::warn!(%error, "could not list artifacts to warm up with");
+                return;
+            }
+        };
+        let mut loaded = 0;
+        for digest in &digests {
+            if self.engine.cached(digest).is_some() {
+                continue;
+            }
+            let turn = self.turn(digest);
+            let guard = turn.lock().await;
+            if self.engine.cached(digest).is_none()
+                && self
+                    .shared_artifact(digest, &engine_key, key)
+                    .await
+                    .is_some()
+            {
+                loaded += 1;
+            }
+            drop(guard);
+            self.end_turn(digest, turn);
+        }
+        tracing::info!(loaded, listed = digests.len(), "warmed up");
     }
 
     /// Load `digest`: a shared artifact, else the stored module compiled.

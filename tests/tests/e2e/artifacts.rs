@@ -37,6 +37,106 @@ async fn a_worker_loads_the_uploads_artifact_instead_of_compiling() {
     assert_eq!((loads.compiled, loads.loaded), (0, 2), "{loads:?}");
 }
 
+/// JavaScript functions are scripts for one interpreter: the worker loads
+/// the interpreter's artifact (stored by the API when it prepared
+/// JavaScript) on its first JS call, then each new function is a few
+/// kilobytes of bytecode: nothing compiled, nothing more loaded.
+#[tokio::test]
+async fn js_functions_share_one_interpreter_artifact_and_compile_nothing() {
+    let platform = Platform::start().await;
+    let token = platform.user("ada").await;
+    for (n, source) in [
+        "return input + 1;",
+        "function handler(input) { return input * 10; }",
+        "export default (input) => [input];",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, created) = platform
+            .post_json(
+                "/functions",
+                Some(&token),
+                &json!({"code": source, "runtime": "js"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert!(created["size"].as_u64().unwrap() < 8 << 10, "{created}");
+        let id = created["id"].as_u64().unwrap();
+        let (status, body) = platform.execute(&token, id, json!(4)).await;
+        let want = [json!(5), json!(40), json!([4])];
+        assert_eq!(
+            (status, &body["result"]),
+            (StatusCode::OK, &want[n]),
+            "{body}"
+        );
+        let loads = platform.worker_loads(0);
+        assert_eq!(
+            (loads.compiled, loads.loaded),
+            (0, 1),
+            "{source}: {loads:?}"
+        );
+    }
+    // A script module for anything but the platform's interpreter is refused.
+    let stranger = nimbus_core::script::ScriptModule {
+        interpreter: &"a".repeat(64),
+        script: b"Mxyz",
+    }
+    .encode();
+    let refused = platform
+        .send(
+            Method::POST,
+            "/functions",
+            Some(&token),
+            Some(("application/wasm", stranger)),
+        )
+        .await;
+    crate::harness::assert_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_module");
+}
+
+/// A worker that joins a platform with functions loads the most recently
+/// stored artifacts (up to `warm_modules`) before any call asks for them,
+/// and never compiles to do so; older modules load on their first call.
+#[tokio::test]
+async fn a_starting_worker_warms_up_with_the_most_recent_artifacts() {
+    let mut platform = Platform::start_with(Setup {
+        workers: 0,
+        ..Setup::default()
+    })
+    .await;
+    let token = platform.user("ada").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let wat = format!(
+            r#"(module (func (export "handle") (param i32) (result i32)
+                 local.get 0 i32.const {n} i32.add))"#
+        );
+        ids.push(platform.upload(&token, &wat, None).await);
+    }
+    platform.setup.worker.warm_modules = 2;
+    let worker = platform.add_worker().await;
+    let warmed = async {
+        while platform.worker_loads(worker).loaded < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), warmed)
+        .await
+        .expect("the worker warms up");
+    // The two newest run without loading anything; the oldest loads on its call.
+    for (n, id) in ids.iter().enumerate().rev() {
+        let (status, body) = platform.execute(&token, *id, json!(10)).await;
+        assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(10 + n)));
+        let loads = platform.worker_loads(worker);
+        let want = if n == 0 { 3 } else { 2 };
+        assert_eq!(
+            (loads.compiled, loads.loaded),
+            (0, want),
+            "after function {n}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
     let platform = Platform::start().await;

@@ -14,8 +14,10 @@ use super::args::{ClientArgs, parse_input};
 pub struct BenchArgs {
     /// Function id (calls `execute`), or a URL to POST the input to: a
     /// function URL path (`/fn/<owner>/<name>`), or an absolute URL (another
-    /// server to compare with, such as `wasmtime serve`).
-    function: String,
+    /// server to compare with, such as `wasmtime serve`). Several are
+    /// called round-robin.
+    #[arg(required = true, num_args = 1..)]
+    functions: Vec<String>,
     /// Requests in flight at once.
     #[arg(short, long, default_value_t = 16)]
     concurrency: usize,
@@ -46,12 +48,16 @@ impl BenchArgs {
                     .context("--duration must be a positive number of seconds")?,
             ),
         };
-        let target = match self.function.parse::<FunctionId>() {
-            Ok(id) => Target::Function(id),
-            Err(_) => Target::Url(self.function.clone()),
-        };
+        let targets = self
+            .functions
+            .iter()
+            .map(|function| match function.parse::<FunctionId>() {
+                Ok(id) => Target::Function(id),
+                Err(_) => Target::Url(function.clone()),
+            })
+            .collect();
         let config = BenchConfig {
-            target,
+            targets,
             concurrency: self.concurrency,
             stop,
             input: parse_input(Some(&self.input))?,

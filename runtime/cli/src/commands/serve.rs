@@ -181,6 +181,14 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().module_cache_bytes / MIB
     )]
     module_cache_mb: u64,
+    /// Modules a starting worker loads before any call asks for them (the
+    /// most recently stored artifacts); 0 turns warming off.
+    #[arg(
+        long,
+        env = "NIMBUS_WARM_MODULES",
+        default_value_t = WorkerConfig::default().warm_modules
+    )]
+    warm_modules: usize,
 }
 
 impl WorkerFlags {
@@ -192,6 +200,7 @@ impl WorkerFlags {
             module_cache_bytes: self.module_cache_mb.saturating_mul(MIB),
             job_attempts: self.job_attempts,
             job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
+            warm_modules: self.warm_modules,
             ..WorkerConfig::default()
         }
     }
