@@ -133,7 +133,7 @@ impl Storage {
                 found.push((info.modified, found.len(), digest.to_owned()));
             }
         }
-        found.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        found.sort_by_key(|(modified, position, _)| std::cmp::Reverse((*modified, *position)));
         found.truncate(limit);
         Ok(found.into_iter().map(|(_, _, digest)| digest).collect())
     }
