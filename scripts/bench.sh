@@ -100,6 +100,7 @@ PYTHONDONTWRITEBYTECODE=1 "${componentize[@]}" componentize -p "$python_dir" \
     -p examples/components/python-hello app -o "$python_dir/app.wasm" >&2
 python3 scripts/bench-cold.py "$url" "$work/cold.json" "$work/ids.txt" "$python_dir/app.wasm"
 mapfile -t ids <"$work/ids.txt"
+client login cold --password coldpassword --url "$url" >/dev/null
 echo "== 500 functions round-robin: ${seconds}s at concurrency 8" >&2
 client bench "${ids[@]}" --duration "$seconds" --concurrency 8 --input 1 --json >"$work/many-functions.json"
 echo "== one function: ${seconds}s at concurrency 8" >&2

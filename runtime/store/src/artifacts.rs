@@ -13,6 +13,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::objects::Check;
 use crate::{Storage, StoreError, unavailable};
 
 /// The secret artifacts are sealed with.
@@ -29,12 +30,12 @@ impl ArtifactKey {
         Ok(Self(Sha256::digest(secret.as_bytes()).into()))
     }
 
-    fn mac(&self, name: &str, bytes: &[u8]) -> Hmac<Sha256> {
+    /// The MAC of artifact `name`, to be fed its bytes.
+    pub(crate) fn mac_of(&self, name: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
         mac.update(b"nimbus-artifact-v1\0");
         mac.update(name.as_bytes());
         mac.update(b"\0");
-        mac.update(bytes);
         mac
     }
 }
@@ -53,7 +54,7 @@ impl std::fmt::Debug for ArtifactKey {
 pub struct WeakArtifactKey;
 
 /// Bytes of the tag stored in front of an artifact.
-const TAG_BYTES: usize = 32;
+pub(crate) const TAG_BYTES: usize = 32;
 
 impl Storage {
     /// The artifact of module `digest` for engines with `engine_key`, if one
@@ -63,19 +64,21 @@ impl Storage {
         digest: &str,
         engine_key: &str,
         key: &ArtifactKey,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
         let name = artifact_name(digest, engine_key);
-        let Some(mut sealed) = self.get_object(&name).await? else {
+        // The HMAC is computed while the chunks arrive.
+        let check = || Check::Seal {
+            tag: Vec::with_capacity(TAG_BYTES),
+            mac: key.mac_of(&name),
+        };
+        let Some((sealed, Check::Seal { tag, mac })) = self.read_object(&name, check).await? else {
             return Ok(None);
         };
-        if sealed.len() < TAG_BYTES {
+        if sealed.len() < TAG_BYTES || mac.verify_slice(&tag).is_err() {
             return Err(StoreError::Unsealed { name });
         }
-        let artifact = sealed.split_off(TAG_BYTES);
-        key.mac(&name, &artifact)
-            .verify_slice(&sealed)
-            .map_err(|_| StoreError::Unsealed { name })?;
-        Ok(Some(artifact))
+        // Not `split_off`: that copies the artifact (tens of MB).
+        Ok(Some(bytes::Bytes::from(sealed).slice(TAG_BYTES..)))
     }
 
     /// Store the artifact of module `digest` for engines with `engine_key`,
@@ -99,7 +102,9 @@ impl Storage {
         {
             return Ok(());
         }
-        let tag = key.mac(&name, artifact).finalize().into_bytes();
+        let mut mac = key.mac_of(&name);
+        mac.update(artifact);
+        let tag = mac.finalize().into_bytes();
         let mut sealed = Vec::with_capacity(TAG_BYTES + artifact.len());
         sealed.extend_from_slice(&tag);
         sealed.extend_from_slice(artifact);

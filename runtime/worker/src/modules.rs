@@ -55,37 +55,41 @@ impl Worker {
         if let Some(module) = self.engine.cached(digest) {
             return Ok(module);
         }
-        let turn = self.turn(digest);
+        self.once(digest, async || self.load(digest).await).await
+    }
+
+    /// `load` the module `digest` unless it is loaded: one load per module
+    /// at a time (see the module docs); who waits for a turn finds the
+    /// module loaded when it gets it.
+    async fn once<E>(
+        &self,
+        digest: &str,
+        load: impl AsyncFnOnce() -> Result<Arc<CompiledModule>, E>,
+    ) -> Result<Arc<CompiledModule>, E> {
+        let turn = {
+            let mut loading = self.loading.0.lock().expect("loading lock");
+            loading.entry(digest.to_owned()).or_default().clone()
+        };
         let loaded = {
             let _turn = turn.lock().await;
             match self.engine.cached(digest) {
                 Some(module) => Ok(module),
-                None => self.load(digest).await,
+                None => load().await,
             }
         };
-        self.end_turn(digest, turn);
-        loaded
-    }
-
-    /// The turn of `digest` (see the module docs), to lock.
-    fn turn(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut loading = self.loading.0.lock().expect("loading lock");
-        loading.entry(digest.to_owned()).or_default().clone()
-    }
-
-    /// Forget the turn once nobody else holds it (clones are only made
-    /// under this lock, so the count cannot grow meanwhile).
-    fn end_turn(&self, digest: &str, turn: Arc<tokio::sync::Mutex<()>>) {
+        // Forget the turn once nobody else holds it (clones are only made
+        // under this lock, so the count cannot grow meanwhile).
         let mut loading = self.loading.0.lock().expect("loading lock");
         if Arc::strong_count(&turn) == 2 {
             loading.remove(digest);
         }
+        loaded
     }
 
     /// Load the modules with the most recently stored artifacts (at most
-    /// `warm_modules`), as their first calls would, one at a time in the
-    /// background: a call that comes meanwhile takes its module's turn or
-    /// finds it loaded. Only artifacts: warming never compiles.
+    /// `warm_modules`), one at a time, taking each module's turn as a first
+    /// call would (a call that comes meanwhile waits for the turn or finds
+    /// the module loaded). Only artifacts: warming never compiles.
     pub(crate) async fn warm(self: Arc<Self>) {
         let (limit, Some(key)) = (self.config.warm_modules, &self.config.artifact_key) else {
             return;
@@ -104,21 +108,15 @@ impl Worker {
         };
         let mut loaded = 0;
         for digest in &digests {
-            if self.engine.cached(digest).is_some() {
-                continue;
-            }
-            let turn = self.turn(digest);
-            let guard = turn.lock().await;
-            if self.engine.cached(digest).is_none()
-                && self
-                    .shared_artifact(digest, &engine_key, key)
-                    .await
-                    .is_some()
-            {
-                loaded += 1;
-            }
-            drop(guard);
-            self.end_turn(digest, turn);
+            let warmed = self
+                .once(digest, async || {
+                    let module = self.shared_artifact(digest, &engine_key, key).await;
+                    loaded += usize::from(module.is_some());
+                    module.ok_or(())
+                })
+                .await;
+            // Unusable artifacts were logged; their modules load on a call.
+            drop(warmed);
         }
         tracing::info!(loaded, listed = digests.len(), "warmed up");
     }
@@ -194,6 +192,7 @@ impl Worker {
         engine_key: &str,
         key: &nimbus_store::ArtifactKey,
     ) -> Option<Arc<CompiledModule>> {
+        let started = std::time::Instant::now();
         let artifact = match self.storage.artifact(digest, engine_key, key).await {
             Ok(artifact) => artifact?,
             Err(e) => {
@@ -202,13 +201,23 @@ impl Worker {
                 return None;
             }
         };
+        let (fetched, bytes) = (started.elapsed(), artifact.len());
         let engine = self.engine.clone();
         let digest_owned = digest.to_owned();
         let loaded =
             tokio::task::spawn_blocking(move || engine.load_precompiled(&digest_owned, &artifact))
                 .await;
         match loaded {
-            Ok(Ok(module)) => Some(module),
+            Ok(Ok(module)) => {
+                tracing::debug!(
+                    %digest,
+                    bytes,
+                    fetched_ms = fetched.as_secs_f64() * 1e3,
+                    loaded_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
+                    "loaded an artifact"
+                );
+                Some(module)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%digest, error = %e, "ignoring unusable artifact");
                 None
