@@ -40,13 +40,37 @@ NOTES = """
   function. An invocation reads the bytecode and runs the source's top level
   before the handler, which per-function snapshots (before) had done once
   at upload; for `return input + 1` that is a few microseconds.
-- The Rust transform and JS add run real code per request (≈22k and ≈11k
+- JavaScript at the engine level is slower than with per-function
+  snapshots (16.5 µs then, on this machine), and burns more fuel (≈33k
+  for the JS add, ≈11k then): each call now reads the bytecode and runs
+  the source's top level before the handler, and dirties more of the
+  interpreter's heap for the pooled slot to reset. End to end that is a
+  few microseconds of a ~1 ms request: in the run before this change the
+  JS add made 0.65x the WAT add's req/s, in this one 0.71x (absolute
+  figures differ between runs with the host's load; compare rows of one
+  run). Tiering hot functions up to a snapshot of their own would win the
+  microseconds back but change their fuel mid-life (the snapshot skips the
+  top level), and fuel must stay the same for the same function and
+  input: not done.
+- Cold starts: JavaScript and the ~1 MB module meet their goals (no compile
+  on any call; the module's upload pays Cranelift once). The Python
+  component's first call misses its 100 ms goal (~270 ms in a run before
+  artifact reads were pipelined). Measured by hand on the same build
+  (worker debug log, `loaded an artifact`): its native artifact
+  is 43 MB (twice the component); reading it from the object store takes
+  ~125 ms (512 KiB chunks, 16 in flight, the HMAC computed as they arrive;
+  ~215 ms chunk by chunk), deserializing it ~38 ms, and its first run
+  ~11 ms (then ~4.5 ms). Leads: keep artifacts on each worker's local disk
+  across restarts, a faster keyed hash than HMAC-SHA256 for the seal.
+- The Rust transform and JS add run real code per request (≈22k and ≈33k
   fuel), so their end-to-end ratios to the floor are not held to the trivial
   function's goal.
 - Components, Nimbus URL vs `wasmtime serve`: at 16 connections Nimbus
-  meets the goal (more req/s than `wasmtime serve` on this 2-core box, where
-  wasmtime serve's per-connection tasks and the load generator share the
-  cores). At 1 connection it misses it (p50 about 2.6x). The parts, measured
+  met the goal in the run that introduced this table (1.16x `wasmtime
+  serve`'s req/s on this 2-core box, where wasmtime serve's per-connection
+  tasks and the load generator share the cores) and comes close to it in
+  later runs (0.9x-1.2x: the host's load varies between runs). At 1
+  connection it misses it (p50 1.7x-2.6x). The parts, measured
   on the same release build: the platform's own round trip at 1 connection
   (HTTP -> API -> NATS -> worker -> back, the floor) is ~0.165 ms, already
   0.9x wasmtime serve's whole request; the component run is the rest. The

@@ -13,8 +13,10 @@ use serde_json::json;
 
 use crate::harness::{ADD_WAT, Platform};
 
-/// Concurrent big uploads: more than the compile pool's default concurrency (2).
-const BIG_UPLOADS: usize = 3;
+/// Concurrent big uploads: twice the compile pool's default concurrency (2),
+/// so half of them queue. (With compiles in the API's bcrypt slots, as
+/// before, every login then waited behind two compiles in a row.)
+const BIG_UPLOADS: usize = 4;
 
 #[tokio::test]
 async fn logins_invocations_and_health_checks_answer_while_big_modules_compile() {
@@ -27,12 +29,14 @@ async fn logins_invocations_and_health_checks_answer_while_big_modules_compile()
         before.push(probe(&platform, &token, id).await);
     }
 
+    // Made first: generating them is CPU work on the test's own runtime.
+    let modules: Vec<Vec<u8>> = (0..BIG_UPLOADS).map(big_module).collect();
     let started = Instant::now();
-    let uploads: Vec<_> = (0..BIG_UPLOADS)
-        .map(|n| {
+    let uploads: Vec<_> = modules
+        .into_iter()
+        .map(|module| {
             let (platform, token) = (platform.clone(), token.clone());
             tokio::spawn(async move {
-                let module = big_module(n);
                 let answer = platform
                     .send(
                         reqwest::Method::POST,
@@ -56,20 +60,23 @@ async fn logins_invocations_and_health_checks_answer_while_big_modules_compile()
         upload_times.push(took);
     }
     let rounds = during.len();
+    let slowest = *during.iter().max().expect("at least one round");
     let (before, during) = (median(before), median(during));
     eprintln!(
         "big uploads answered after {upload_times:?}; a login + execute + healthz round took \
-         {before:?} (median) before, {during:?} while compiling ({rounds} rounds)"
+         {before:?} (median) before, {during:?} while compiling, {slowest:?} at worst \
+         ({rounds} rounds)"
     );
-    // Queued behind the compiles, logins would wait for seconds and only a
-    // round or two would fit while they run.
+    // Queued behind the compiles, a login would wait for two of them in a
+    // row (seconds). Bounds generous enough for a loaded machine: a round
+    // takes milliseconds.
     assert!(
         rounds >= 5,
         "only {rounds} probe rounds fit while the uploads compiled: requests waited for them"
     );
     assert!(
-        during <= before * 5 + Duration::from_millis(250),
-        "a round took {during:?} while compiling, {before:?} before"
+        slowest <= before * 20 + Duration::from_millis(1500),
+        "a round took {slowest:?} while compiling (median {during:?}), {before:?} before"
     );
 }
 
