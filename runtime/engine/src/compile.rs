@@ -74,10 +74,17 @@ impl Engine {
 
     /// The compiled module for `digest`, if this engine has it.
     pub fn cached(&self, digest: &str) -> Option<Arc<CompiledModule>> {
-        if let Some(kept) = self.inner.kept.lock().expect("kept lock").get(digest) {
-            return Some(kept.clone());
+        // The cache first: invocations look their module up there on
+        // every call; kept interpreters are looked up only on a load.
+        if let Some(module) = self.inner.cache.lock().expect("cache lock").get(digest) {
+            return Some(module);
         }
-        self.inner.cache.lock().expect("cache lock").get(digest)
+        self.inner
+            .kept
+            .lock()
+            .expect("kept lock")
+            .get(digest)
+            .cloned()
     }
 
     /// Keep `module` loaded whatever the cache evicts: for interpreters

@@ -37,13 +37,20 @@
 //! `Response` and `Headers` are small classes of the shim's own (text(),
 //! json(), status, headers).
 
+mod bytecode;
+mod form;
+mod globals;
+
 use std::cell::RefCell;
-use std::ffi::CString;
 use std::io::{Read, Write};
+
+use bytecode::{compile_global, eval_function, read_object, write_object};
+use form::{Form, form};
+use globals::{host_random_i32, install_console, install_fetch_classes, install_random};
 
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise, Runtime,
-    Value, WriteOptions, qjs,
+    Value, WriteOptions,
 };
 
 /// The started interpreter, kept by the snapshot.
@@ -60,7 +67,7 @@ thread_local! {
 }
 
 /// Name the source is compiled under; error positions refer to it.
-const FILENAME: &str = "function.js";
+pub(crate) const FILENAME: &str = "function.js";
 
 #[unsafe(export_name = "wizer-initialize")]
 pub extern "C" fn initialize() {
@@ -250,90 +257,6 @@ fn global_handler<'js>(
     }
 }
 
-/// `JS_Eval` with `COMPILE_ONLY`: a global script compiled, not run.
-#[allow(unsafe_code)]
-fn compile_global<'js>(ctx: &Ctx<'js>, source: &str) -> rquickjs::Result<Value<'js>> {
-    let source = CString::new(source)?;
-    let filename = CString::new(FILENAME)?;
-    let flags = (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
-    // SAFETY: both strings are NUL-terminated and live across the call; the
-    // returned value is owned and handed to `Value`.
-    unsafe {
-        let value = qjs::JS_Eval(
-            ctx.as_raw().as_ptr(),
-            source.as_ptr(),
-            source.as_bytes().len() as _,
-            filename.as_ptr(),
-            flags,
-        );
-        owned(ctx, value)
-    }
-}
-
-/// The bytecode of a compiled script.
-#[allow(unsafe_code)]
-fn write_object(ctx: &Ctx<'_>, compiled: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
-    let mut len = 0;
-    // SAFETY: `compiled` is a live value of this context; the buffer QuickJS
-    // returns is copied and freed with its allocator.
-    unsafe {
-        let buffer = qjs::JS_WriteObject(
-            ctx.as_raw().as_ptr(),
-            &mut len,
-            compiled.as_raw(),
-            qjs::JS_WRITE_OBJ_BYTECODE as i32,
-        );
-        if buffer.is_null() {
-            return Err(rquickjs::Error::Exception);
-        }
-        let bytes = std::slice::from_raw_parts(buffer, len as usize).to_vec();
-        qjs::js_free(ctx.as_raw().as_ptr(), buffer.cast());
-        Ok(bytes)
-    }
-}
-
-/// A compiled script read back from its bytecode.
-#[allow(unsafe_code)]
-fn read_object<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Value<'js>> {
-    // SAFETY: the buffer outlives the call (QuickJS copies what it keeps);
-    // see `load_script` on where the bytecode comes from.
-    unsafe {
-        let value = qjs::JS_ReadObject(
-            ctx.as_raw().as_ptr(),
-            bytecode.as_ptr(),
-            bytecode.len() as _,
-            qjs::JS_READ_OBJ_BYTECODE as i32,
-        );
-        owned(ctx, value)
-    }
-}
-
-/// Run a compiled script: its completion value.
-#[allow(unsafe_code)]
-fn eval_function<'js>(ctx: &Ctx<'js>, compiled: Value<'js>) -> rquickjs::Result<Value<'js>> {
-    // SAFETY: `JS_EvalFunction` takes ownership of its argument, so the
-    // reference `compiled` held is handed over (duplicated first, since the
-    // `Value` still drops its own).
-    unsafe {
-        let function = qjs::JS_DupValue(ctx.as_raw().as_ptr(), compiled.as_raw());
-        let value = qjs::JS_EvalFunction(ctx.as_raw().as_ptr(), function);
-        owned(ctx, value)
-    }
-}
-
-/// An owned raw value, or the pending exception.
-#[allow(unsafe_code)]
-unsafe fn owned<'js>(ctx: &Ctx<'js>, value: qjs::JSValue) -> rquickjs::Result<Value<'js>> {
-    // SAFETY (caller): `value` is owned and belongs to `ctx`.
-    unsafe {
-        if qjs::JS_IsException(value) {
-            Err(rquickjs::Error::Exception)
-        } else {
-            Ok(Value::from_raw(ctx.clone(), value))
-        }
-    }
-}
-
 /// The module's handler, and whether it is a `fetch` handler (HTTP).
 fn module_handler<'js>(
     ctx: &Ctx<'js>,
@@ -420,232 +343,4 @@ fn describe(error: CaughtError<'_>) -> String {
         CaughtError::Value(value) => format!("a non-Error value was thrown: {value:?}"),
         CaughtError::Error(error) => error.to_string(),
     }
-}
-
-/// `Headers`, `Request` and `Response` for `fetch` handlers (a small subset
-/// of the Fetch API: text(), json(), status, ok, headers with get/set/has/
-/// append/delete/entries), and `__nimbus_serve`, which turns a request
-/// envelope into a `Request`, calls the handler's `fetch` and turns its
-/// `Response` into a response envelope.
-fn install_fetch_classes(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
-    ctx.eval::<(), _>(
-        r#"(() => {
-            class Headers {
-                constructor(init) {
-                    this._map = new Map();
-                    if (init instanceof Headers) init = init.entries();
-                    else if (init && !Array.isArray(init) && typeof init[Symbol.iterator] !== 'function') init = Object.entries(init);
-                    for (const [name, value] of init || []) this.append(name, value);
-                }
-                append(name, value) {
-                    const key = String(name).toLowerCase();
-                    const old = this._map.get(key);
-                    this._map.set(key, old === undefined ? String(value) : old + ', ' + value);
-                }
-                set(name, value) { this._map.set(String(name).toLowerCase(), String(value)); }
-                get(name) { const v = this._map.get(String(name).toLowerCase()); return v === undefined ? null : v; }
-                has(name) { return this._map.has(String(name).toLowerCase()); }
-                delete(name) { this._map.delete(String(name).toLowerCase()); }
-                entries() { return this._map.entries(); }
-                keys() { return this._map.keys(); }
-                values() { return this._map.values(); }
-                forEach(f) { for (const [k, v] of this._map) f(v, k, this); }
-                [Symbol.iterator]() { return this._map.entries(); }
-            }
-            const bodyText = (body) => body === undefined || body === null ? '' : String(body);
-            class Request {
-                constructor(url, init = {}) {
-                    this.url = String(url);
-                    this.method = (init.method || 'GET').toUpperCase();
-                    this.headers = new Headers(init.headers);
-                    this._body = bodyText(init.body);
-                }
-                async text() { return this._body; }
-                async json() { return JSON.parse(this._body); }
-            }
-            class Response {
-                constructor(body, init = {}) {
-                    this.status = init.status === undefined ? 200 : init.status;
-                    this.statusText = init.statusText || '';
-                    this.headers = new Headers(init.headers);
-                    this._body = bodyText(body);
-                }
-                get ok() { return this.status >= 200 && this.status < 300; }
-                async text() { return this._body; }
-                async json() { return JSON.parse(this._body); }
-                static json(value, init = {}) {
-                    const response = new Response(JSON.stringify(value), init);
-                    if (!response.headers.has('content-type')) response.headers.set('content-type', 'application/json');
-                    return response;
-                }
-            }
-            globalThis.Headers = Headers;
-            globalThis.Request = Request;
-            globalThis.Response = Response;
-            // On a URL call the engine sends {"nimbus_http_request": {method,
-            // path, headers, body}} and reads {status, headers, body} back.
-            // Any other input is JSON from `execute` or a job: it becomes
-            // the body of a `POST /`, and the answer's JSON body the result.
-            globalThis.__nimbus_serve = async (handler, input) => {
-                const envelope = input !== null && typeof input === 'object' ? input.nimbus_http_request : undefined;
-                const http = envelope !== undefined;
-                const e = http ? envelope : { method: 'POST', path: '/', headers: [['content-type', 'application/json']], body: JSON.stringify(input) };
-                const host = (e.headers.find(([n]) => n === 'host') || [])[1] || 'localhost';
-                const request = new Request('http://' + host + e.path, { method: e.method, headers: e.headers, body: e.body });
-                const response = await handler.fetch(request);
-                if (!(response instanceof Response)) throw new TypeError('fetch must return a Response');
-                if (http) return { status: response.status, headers: [...response.headers.entries()], body: response._body };
-                if (!response.ok) throw new Error(`the handler answered HTTP ${response.status}: ${response._body.slice(0, 200)}`);
-                return response._body.trim() === '' ? null : JSON.parse(response._body);
-            };
-        })();"#,
-    )
-}
-
-/// `console.log/info/warn/error/debug` write one line each to stderr, which
-/// the platform keeps as the function's log.
-fn install_console(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
-    let write = Function::new(ctx.clone(), |line: String| {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{line}");
-    })?;
-    ctx.globals().set("__nimbus_write_log", write)?;
-    ctx.eval::<(), _>(
-        r#"(() => {
-            const write = globalThis.__nimbus_write_log;
-            delete globalThis.__nimbus_write_log;
-            const show = (value) => {
-                if (typeof value === 'string') return value;
-                if (value instanceof Error) return value.stack ? `${value}\n${value.stack}` : String(value);
-                try {
-                    const json = JSON.stringify(value);
-                    return json === undefined ? String(value) : json;
-                } catch (_) {
-                    return String(value);
-                }
-            };
-            const line = (...values) => write(values.map(show).join(' '));
-            globalThis.console = { log: line, info: line, warn: line, error: line, debug: line };
-        })();"#,
-    )
-}
-
-#[link(wasm_import_module = "wasi_snapshot_preview1")]
-unsafe extern "C" {
-    #[link_name = "random_get"]
-    fn wasi_random_get(buf: *mut u8, len: usize) -> u16;
-}
-
-/// The snapshot would freeze QuickJS's random state, so `Math.random` is
-/// replaced at initialisation by a small xorshift generator whose seed is set
-/// from host randomness at every invocation. Seeding is a call with a number,
-/// not parsed source, so it costs the same fuel whatever the seed.
-fn install_random<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
-    ctx.eval(
-        r#"(() => {
-            let s = 1;
-            Math.random = () => {
-                s ^= s << 13; s >>>= 0;
-                s ^= s >>> 17;
-                s ^= s << 5; s >>>= 0;
-                return s / 4294967296;
-            };
-            return (seed) => { s = seed | 1; };
-        })()"#,
-    )
-}
-
-/// An `i32`, so QuickJS always receives a small integer and never a float:
-/// the two take different paths, which would make fuel depend on the seed.
-fn host_random_i32() -> i32 {
-    let mut seed = [0u8; 4];
-    // SAFETY: `seed` is a valid, writable buffer of the length passed.
-    unsafe { wasi_random_get(seed.as_mut_ptr(), seed.len()) };
-    i32::from_le_bytes(seed)
-}
-
-#[derive(Debug, PartialEq)]
-enum Form {
-    Module,
-    Script,
-    Body,
-}
-
-impl Form {
-    fn byte(&self) -> u8 {
-        match self {
-            Self::Module => b'M',
-            Self::Script => b'S',
-            Self::Body => b'B',
-        }
-    }
-
-    fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            b'M' => Some(Self::Module),
-            b'S' => Some(Self::Script),
-            b'B' => Some(Self::Body),
-            _ => None,
-        }
-    }
-}
-
-/// Decide the source form from its code tokens (comments and string
-/// contents blanked out first).
-fn form(source: &str) -> Form {
-    let code = blank_comments_and_strings(source);
-    let words: Vec<&str> = code
-        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '='))
-        .filter(|w| !w.is_empty())
-        .collect();
-    if words.contains(&"export") {
-        return Form::Module;
-    }
-    let declares_handler = words.windows(2).any(|pair| {
-        matches!(pair, ["function" | "const" | "let" | "var", "handler"])
-            || (pair[0] == "handler" && pair[1].starts_with('=') && !pair[1].starts_with("=="))
-    }) || words
-        .iter()
-        .any(|w| w.starts_with("handler=") && !w.starts_with("handler=="));
-    if declares_handler {
-        Form::Script
-    } else {
-        Form::Body
-    }
-}
-
-fn blank_comments_and_strings(source: &str) -> String {
-    let chars: Vec<char> = source.chars().collect();
-    let mut out = String::with_capacity(source.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c == '/' && next == Some('/') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            i += 2;
-            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                i += 1;
-            }
-            i += 2;
-            out.push(' ');
-        } else if c == '"' || c == '\'' || c == '`' {
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                if chars[i] == '\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push_str("\"\"");
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
 }

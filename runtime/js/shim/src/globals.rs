@@ -1,0 +1,149 @@
+//! What the interpreter installs once, before any function: `console`,
+//! `Headers`/`Request`/`Response` (and `__nimbus_serve`) and a seedable
+//! `Math.random`.
+
+use std::io::Write;
+
+use rquickjs::{Ctx, Function};
+
+/// `Headers`, `Request` and `Response` for `fetch` handlers (a small subset
+/// of the Fetch API: text(), json(), status, ok, headers with get/set/has/
+/// append/delete/entries), and `__nimbus_serve`, which turns a request
+/// envelope into a `Request`, calls the handler's `fetch` and turns its
+/// `Response` into a response envelope.
+pub(crate) fn install_fetch_classes(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    ctx.eval::<(), _>(
+        r#"(() => {
+            class Headers {
+                constructor(init) {
+                    this._map = new Map();
+                    if (init instanceof Headers) init = init.entries();
+                    else if (init && !Array.isArray(init) && typeof init[Symbol.iterator] !== 'function') init = Object.entries(init);
+                    for (const [name, value] of init || []) this.append(name, value);
+                }
+                append(name, value) {
+                    const key = String(name).toLowerCase();
+                    const old = this._map.get(key);
+                    this._map.set(key, old === undefined ? String(value) : old + ', ' + value);
+                }
+                set(name, value) { this._map.set(String(name).toLowerCase(), String(value)); }
+                get(name) { const v = this._map.get(String(name).toLowerCase()); return v === undefined ? null : v; }
+                has(name) { return this._map.has(String(name).toLowerCase()); }
+                delete(name) { this._map.delete(String(name).toLowerCase()); }
+                entries() { return this._map.entries(); }
+                keys() { return this._map.keys(); }
+                values() { return this._map.values(); }
+                forEach(f) { for (const [k, v] of this._map) f(v, k, this); }
+                [Symbol.iterator]() { return this._map.entries(); }
+            }
+            const bodyText = (body) => body === undefined || body === null ? '' : String(body);
+            class Request {
+                constructor(url, init = {}) {
+                    this.url = String(url);
+                    this.method = (init.method || 'GET').toUpperCase();
+                    this.headers = new Headers(init.headers);
+                    this._body = bodyText(init.body);
+                }
+                async text() { return this._body; }
+                async json() { return JSON.parse(this._body); }
+            }
+            class Response {
+                constructor(body, init = {}) {
+                    this.status = init.status === undefined ? 200 : init.status;
+                    this.statusText = init.statusText || '';
+                    this.headers = new Headers(init.headers);
+                    this._body = bodyText(body);
+                }
+                get ok() { return this.status >= 200 && this.status < 300; }
+                async text() { return this._body; }
+                async json() { return JSON.parse(this._body); }
+                static json(value, init = {}) {
+                    const response = new Response(JSON.stringify(value), init);
+                    if (!response.headers.has('content-type')) response.headers.set('content-type', 'application/json');
+                    return response;
+                }
+            }
+            globalThis.Headers = Headers;
+            globalThis.Request = Request;
+            globalThis.Response = Response;
+            // On a URL call the engine sends {"nimbus_http_request": {method,
+            // path, headers, body}} and reads {status, headers, body} back.
+            // Any other input is JSON from `execute` or a job: it becomes
+            // the body of a `POST /`, and the answer's JSON body the result.
+            globalThis.__nimbus_serve = async (handler, input) => {
+                const envelope = input !== null && typeof input === 'object' ? input.nimbus_http_request : undefined;
+                const http = envelope !== undefined;
+                const e = http ? envelope : { method: 'POST', path: '/', headers: [['content-type', 'application/json']], body: JSON.stringify(input) };
+                const host = (e.headers.find(([n]) => n === 'host') || [])[1] || 'localhost';
+                const request = new Request('http://' + host + e.path, { method: e.method, headers: e.headers, body: e.body });
+                const response = await handler.fetch(request);
+                if (!(response instanceof Response)) throw new TypeError('fetch must return a Response');
+                if (http) return { status: response.status, headers: [...response.headers.entries()], body: response._body };
+                if (!response.ok) throw new Error(`the handler answered HTTP ${response.status}: ${response._body.slice(0, 200)}`);
+                return response._body.trim() === '' ? null : JSON.parse(response._body);
+            };
+        })();"#,
+    )
+}
+
+/// `console.log/info/warn/error/debug` write one line each to stderr, which
+/// the platform keeps as the function's log.
+pub(crate) fn install_console(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    let write = Function::new(ctx.clone(), |line: String| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{line}");
+    })?;
+    ctx.globals().set("__nimbus_write_log", write)?;
+    ctx.eval::<(), _>(
+        r#"(() => {
+            const write = globalThis.__nimbus_write_log;
+            delete globalThis.__nimbus_write_log;
+            const show = (value) => {
+                if (typeof value === 'string') return value;
+                if (value instanceof Error) return value.stack ? `${value}\n${value.stack}` : String(value);
+                try {
+                    const json = JSON.stringify(value);
+                    return json === undefined ? String(value) : json;
+                } catch (_) {
+                    return String(value);
+                }
+            };
+            const line = (...values) => write(values.map(show).join(' '));
+            globalThis.console = { log: line, info: line, warn: line, error: line, debug: line };
+        })();"#,
+    )
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+unsafe extern "C" {
+    #[link_name = "random_get"]
+    fn wasi_random_get(buf: *mut u8, len: usize) -> u16;
+}
+
+/// The snapshot would freeze QuickJS's random state, so `Math.random` is
+/// replaced at initialisation by a small xorshift generator whose seed is set
+/// from host randomness at every invocation. Seeding is a call with a number,
+/// not parsed source, so it costs the same fuel whatever the seed.
+pub(crate) fn install_random<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    ctx.eval(
+        r#"(() => {
+            let s = 1;
+            Math.random = () => {
+                s ^= s << 13; s >>>= 0;
+                s ^= s >>> 17;
+                s ^= s << 5; s >>>= 0;
+                return s / 4294967296;
+            };
+            return (seed) => { s = seed | 1; };
+        })()"#,
+    )
+}
+
+/// An `i32`, so QuickJS always receives a small integer and never a float:
+/// the two take different paths, which would make fuel depend on the seed.
+pub(crate) fn host_random_i32() -> i32 {
+    let mut seed = [0u8; 4];
+    // SAFETY: `seed` is a valid, writable buffer of the length passed.
+    unsafe { wasi_random_get(seed.as_mut_ptr(), seed.len()) };
+    i32::from_le_bytes(seed)
+}
