@@ -204,6 +204,22 @@ async fn fuel_is_the_same_for_the_same_input() {
     assert_eq!(first.fuel_consumed, second.fuel_consumed);
 }
 
+/// The snapshot holds one random state; `Math.random` is seeded from host
+/// randomness in each invocation, so calls do not repeat each other's
+/// numbers.
+#[tokio::test]
+async fn math_random_differs_between_invocations() {
+    let random = build("return [Math.random(), Math.random()];").await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let pair: Vec<f64> = serde_json::from_str(&output(&call(&random, "null").await)).unwrap();
+        assert!(pair.iter().all(|x| (0.0..1.0).contains(x)), "{pair:?}");
+        assert_ne!(pair[0], pair[1]);
+        seen.insert(pair[0].to_bits());
+    }
+    assert!(seen.len() >= 7, "{} distinct first numbers in 8 calls", seen.len());
+}
+
 #[tokio::test]
 async fn json_edge_cases_round_trip() {
     let echo = build("return input;").await;

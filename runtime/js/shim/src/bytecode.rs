@@ -39,7 +39,7 @@ pub(crate) fn write_object(ctx: &Ctx<'_>, compiled: &Value<'_>) -> rquickjs::Res
             ctx.as_raw().as_ptr(),
             &mut len,
             compiled.as_raw(),
-            qjs::JS_WRITE_OBJ_BYTECODE as i32,
+            (qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE) as i32,
         );
         if buffer.is_null() {
             return Err(rquickjs::Error::Exception);
@@ -78,6 +78,7 @@ pub(crate) fn eval_function<'js>(
     unsafe {
         let function = qjs::JS_DupValue(ctx.as_raw().as_ptr(), compiled.as_raw());
         let value = qjs::JS_EvalFunction(ctx.as_raw().as_ptr(), function);
+        std::mem::forget(compiled);
         owned(ctx, value)
     }
 }

@@ -121,27 +121,34 @@ unsafe extern "C" {
 }
 
 /// The snapshot would freeze QuickJS's random state, so `Math.random` is
-/// replaced at initialisation by a small xorshift generator whose seed is set
-/// from host randomness at every invocation. Seeding is a call with a number,
-/// not parsed source, so it costs the same fuel whatever the seed.
-pub(crate) fn install_random<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
-    ctx.eval(
+/// replaced at initialisation by a small xorshift generator seeded from host
+/// randomness on its first use in an invocation (an invocation that never
+/// calls it pays nothing). The seed is an `i32` from a native function, so
+/// seeding costs the same fuel whatever its value.
+pub(crate) fn install_random(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    ctx.globals().set(
+        "__nimbus_seed",
+        Function::new(ctx.clone(), host_random_i32)?,
+    )?;
+    ctx.eval::<(), _>(
         r#"(() => {
-            let s = 1;
+            const seed = globalThis.__nimbus_seed;
+            delete globalThis.__nimbus_seed;
+            let s = 0;
             Math.random = () => {
+                if (s === 0) s = seed() | 1;
                 s ^= s << 13; s >>>= 0;
                 s ^= s >>> 17;
                 s ^= s << 5; s >>>= 0;
                 return s / 4294967296;
             };
-            return (seed) => { s = seed | 1; };
-        })()"#,
+        })();"#,
     )
 }
 
 /// An `i32`, so QuickJS always receives a small integer and never a float:
 /// the two take different paths, which would make fuel depend on the seed.
-pub(crate) fn host_random_i32() -> i32 {
+fn host_random_i32() -> i32 {
     let mut seed = [0u8; 4];
     // SAFETY: `seed` is a valid, writable buffer of the length passed.
     unsafe { wasi_random_get(seed.as_mut_ptr(), seed.len()) };

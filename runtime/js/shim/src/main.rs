@@ -46,7 +46,7 @@ use std::io::{Read, Write};
 
 use bytecode::{compile_global, eval_function, read_object, write_object};
 use form::{Form, form};
-use globals::{host_random_i32, install_console, install_fetch_classes, install_random};
+use globals::{install_console, install_fetch_classes, install_random};
 
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise, Runtime,
@@ -56,8 +56,13 @@ use rquickjs::{
 /// The started interpreter, kept by the snapshot.
 struct Interpreter {
     context: Context,
-    /// Sets the seed of `Math.random`; called with fresh host randomness per invocation.
-    seed_random: Persistent<Function<'static>>,
+    /// `() => handler`, for scripts: a `const handler` is not a property of
+    /// `globalThis`, so it is looked up by name (compiled once, here, rather
+    /// than per invocation).
+    find_handler: Persistent<Function<'static>>,
+    /// `(serve, exported) => (envelope) => serve(exported, envelope)`: binds
+    /// a `fetch` handler to `__nimbus_serve`.
+    bind_fetch: Persistent<Function<'static>>,
     /// Kept alive with the context.
     _runtime: Runtime,
 }
@@ -83,9 +88,10 @@ pub extern "C" fn compile() {
     if std::io::stdin().read_to_string(&mut source).is_err() {
         fail("the source is not valid UTF-8");
     }
-    let compiled = with_interpreter(|ctx, _| {
+    let compiled = with_interpreter(|ctx, interpreter| {
         let form = form(&source);
-        compile_source(ctx, &form, &source).map(|(bytecode, http)| (form, bytecode, http))
+        compile_source(ctx, interpreter, &form, &source)
+            .map(|(bytecode, http)| (form, bytecode, http))
     });
     match compiled {
         Ok((form, bytecode, http)) => {
@@ -114,8 +120,8 @@ fn main() {
         fail("the input is not valid UTF-8");
     };
     let output = with_interpreter(|ctx, interpreter| {
-        let (handler, _) = load_script(ctx, &form, bytecode)?;
-        invoke(ctx, interpreter, handler, input)
+        let (handler, _) = load_script(ctx, interpreter, &form, bytecode)?;
+        invoke(ctx, handler, input)
     });
     match output {
         Ok(json) => {
@@ -162,36 +168,55 @@ fn fail(message: &str) -> ! {
 fn start() -> Result<Interpreter, String> {
     let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
     let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
-    let seed_random = context.with(|ctx| -> Result<_, String> {
+    let (find_handler, bind_fetch) = context.with(|ctx| -> Result<_, String> {
         install_console(&ctx).map_err(|e| format!("cannot install console: {e}"))?;
         install_fetch_classes(&ctx).map_err(|e| format!("cannot install Request/Response: {e}"))?;
-        let seed_random =
-            install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
-        Ok(Persistent::save(&ctx, seed_random))
+        install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
+        let helper = |source: &str| {
+            ctx.eval::<Function, _>(source)
+                .map(|function| Persistent::save(&ctx, function))
+                .map_err(|e| format!("cannot install the shim's helpers: {e}"))
+        };
+        Ok((
+            helper("() => typeof handler === 'function' ? handler : undefined")?,
+            helper("(serve, exported) => (envelope) => serve(exported, envelope)")?,
+        ))
     })?;
     Ok(Interpreter {
         context,
-        seed_random,
+        find_handler,
+        bind_fetch,
         _runtime: runtime,
     })
 }
 
 /// Compile `source` to bytecode and evaluate it once, as an invocation
 /// would: the bytecode, and whether the function is an HTTP handler.
-fn compile_source(ctx: &Ctx<'_>, form: &Form, source: &str) -> Result<(Vec<u8>, bool), String> {
+fn compile_source(
+    ctx: &Ctx<'_>,
+    interpreter: &Interpreter,
+    form: &Form,
+    source: &str,
+) -> Result<(Vec<u8>, bool), String> {
     match form {
         Form::Module => {
             let declared = Module::declare(ctx.clone(), FILENAME, source)
                 .catch(ctx)
                 .map_err(describe)?;
             let bytecode = declared
-                .write(WriteOptions::default())
+                .write(WriteOptions {
+                    strip_source: true,
+                    ..WriteOptions::default()
+                })
                 .catch(ctx)
                 .map_err(describe)?;
             let (evaluated, promise) = declared.eval().catch(ctx).map_err(describe)?;
             promise.finish::<()>().catch(ctx).map_err(describe)?;
-            let (_, http) =
-                module_handler(ctx, evaluated.namespace().catch(ctx).map_err(describe)?)?;
+            let (_, http) = module_handler(
+                ctx,
+                interpreter,
+                evaluated.namespace().catch(ctx).map_err(describe)?,
+            )?;
             Ok((bytecode, http))
         }
         Form::Script | Form::Body => {
@@ -203,7 +228,7 @@ fn compile_source(ctx: &Ctx<'_>, form: &Form, source: &str) -> Result<(Vec<u8>, 
             };
             let function = compile_global(ctx, &source).catch(ctx).map_err(describe)?;
             let bytecode = write_object(ctx, &function).catch(ctx).map_err(describe)?;
-            global_handler(ctx, form, function)?;
+            global_handler(ctx, interpreter, form, function)?;
             Ok((bytecode, false))
         }
     }
@@ -213,6 +238,7 @@ fn compile_source(ctx: &Ctx<'_>, form: &Form, source: &str) -> Result<(Vec<u8>, 
 /// and whether it answers HTTP.
 fn load_script<'js>(
     ctx: &Ctx<'js>,
+    interpreter: &Interpreter,
     form: &Form,
     bytecode: &[u8],
 ) -> Result<(Function<'js>, bool), String> {
@@ -226,11 +252,15 @@ fn load_script<'js>(
                 .map_err(describe)?;
             let (evaluated, promise) = declared.eval().catch(ctx).map_err(describe)?;
             promise.finish::<()>().catch(ctx).map_err(describe)?;
-            module_handler(ctx, evaluated.namespace().catch(ctx).map_err(describe)?)
+            module_handler(
+                ctx,
+                interpreter,
+                evaluated.namespace().catch(ctx).map_err(describe)?,
+            )
         }
         Form::Script | Form::Body => {
             let function = read_object(ctx, bytecode).catch(ctx).map_err(describe)?;
-            Ok((global_handler(ctx, form, function)?, false))
+            Ok((global_handler(ctx, interpreter, form, function)?, false))
         }
     }
 }
@@ -238,6 +268,7 @@ fn load_script<'js>(
 /// Run a compiled script or body and find its handler.
 fn global_handler<'js>(
     ctx: &Ctx<'js>,
+    interpreter: &Interpreter,
     form: &Form,
     compiled: Value<'js>,
 ) -> Result<Function<'js>, String> {
@@ -247,8 +278,9 @@ fn global_handler<'js>(
             .into_function()
             .ok_or_else(|| "the function body did not compile to a function".to_owned()),
         _ => {
-            // `const handler = ...` is not a property of globalThis; look it up by name.
-            ctx.eval::<Value, _>("typeof handler === 'function' ? handler : undefined")
+            let find_handler = restore(ctx, &interpreter.find_handler)?;
+            find_handler
+                .call::<_, Value>(())
                 .catch(ctx)
                 .map_err(describe)?
                 .into_function()
@@ -260,6 +292,7 @@ fn global_handler<'js>(
 /// The module's handler, and whether it is a `fetch` handler (HTTP).
 fn module_handler<'js>(
     ctx: &Ctx<'js>,
+    interpreter: &Interpreter,
     namespace: rquickjs::Object<'js>,
 ) -> Result<(Function<'js>, bool), String> {
     for name in ["handler", "default"] {
@@ -274,9 +307,7 @@ fn module_handler<'js>(
             .globals()
             .get("__nimbus_serve")
             .map_err(|e| e.to_string())?;
-        let bind: Function = ctx
-            .eval("(serve, handler) => (envelope) => serve(handler, envelope)")
-            .map_err(|e| e.to_string())?;
+        let bind = restore(ctx, &interpreter.bind_fetch)?;
         let handler = bind.call((serve, exported)).catch(ctx).map_err(describe)?;
         return Ok((handler, true));
     }
@@ -287,20 +318,15 @@ fn module_handler<'js>(
     )
 }
 
-fn invoke<'js>(
+/// One of the interpreter's helpers, for this context.
+fn restore<'js>(
     ctx: &Ctx<'js>,
-    interpreter: &Interpreter,
-    handler: Function<'js>,
-    input: &str,
-) -> Result<String, String> {
-    let seed_random = interpreter
-        .seed_random
-        .clone()
-        .restore(ctx)
-        .map_err(|e| e.to_string())?;
-    seed_random
-        .call::<_, ()>((host_random_i32(),))
-        .map_err(|e| format!("cannot seed Math.random: {e}"))?;
+    helper: &Persistent<Function<'static>>,
+) -> Result<Function<'js>, String> {
+    helper.clone().restore(ctx).map_err(|e| e.to_string())
+}
+
+fn invoke<'js>(ctx: &Ctx<'js>, handler: Function<'js>, input: &str) -> Result<String, String> {
     let input = ctx.json_parse(input).catch(ctx).map_err(describe)?;
     let mut result: Value = handler.call((input,)).catch(ctx).map_err(uncaught)?;
     if let Some(promise) = result.clone().into_promise() {
