@@ -22,6 +22,8 @@ pub struct LoadStats {
     pub compiled: u64,
     /// Artifacts loaded.
     pub loaded: u64,
+    /// Of those, artifacts mapped from a file rather than copied into memory.
+    pub mapped: u64,
 }
 
 /// Freshly compiled or loaded code, before it is checked and pre-linked.
@@ -209,11 +211,61 @@ impl Engine {
         self.finish(digest.to_owned(), code)
     }
 
+    /// [`Engine::load_precompiled`] for an artifact held in `file` (from its
+    /// first byte, unchanging while the module lives: a sealed memory file),
+    /// which wasmtime maps instead of copying. Should mapping fail (a
+    /// platform without `/proc/self/fd`), the file is read and loaded.
+    #[allow(unsafe_code)]
+    pub fn load_precompiled_file(
+        &self,
+        digest: &str,
+        file: std::fs::File,
+    ) -> Result<Arc<CompiledModule>, CompileError> {
+        if let Some(module) = self.cached(digest) {
+            return Ok(module);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd as _;
+            let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            let engine = &self.inner.wasmtime;
+            // SAFETY: as for `load_precompiled`; the file cannot change (the
+            // caller's contract), which is what mapping it needs.
+            let mapped = match wasmtime::Engine::detect_precompiled_file(&path) {
+                Ok(Some(wasmtime::Precompiled::Component)) => {
+                    unsafe { wasmtime::component::Component::deserialize_file(engine, &path) }
+                        .map(Compiled::Component)
+                }
+                _ => {
+                    unsafe { wasmtime::Module::deserialize_file(engine, &path) }.map(Compiled::Core)
+                }
+            };
+            match mapped {
+                Ok(code) => {
+                    self.inner.loaded.fetch_add(1, Ordering::Relaxed);
+                    self.inner.mapped.fetch_add(1, Ordering::Relaxed);
+                    return self.finish(digest.to_owned(), code);
+                }
+                Err(e) => {
+                    tracing::debug!(%digest, error = %e, "cannot map the artifact; reading it")
+                }
+            }
+        }
+        use std::io::{Read as _, Seek as _};
+        let mut artifact = Vec::new();
+        (&file)
+            .rewind()
+            .and_then(|()| (&file).read_to_end(&mut artifact))
+            .map_err(|e| CompileError::Artifact(format!("cannot read the artifact: {e}")))?;
+        self.load_precompiled(digest, &artifact)
+    }
+
     /// How this engine got its modules so far.
     pub fn load_stats(&self) -> LoadStats {
         LoadStats {
             compiled: self.inner.compiled.load(Ordering::Relaxed),
             loaded: self.inner.loaded.load(Ordering::Relaxed),
+            mapped: self.inner.mapped.load(Ordering::Relaxed),
         }
     }
 

@@ -74,9 +74,11 @@ struct Inner {
     code_cache: Option<Arc<code_cache::CodeCache>>,
     compile_pool: compile_pool::CompilePool,
     slots: tokio::sync::Semaphore,
-    /// Modules compiled with Cranelift, and loaded from artifacts.
+    /// Modules compiled with Cranelift, loaded from artifacts, and of those
+    /// mapped from a file.
     compiled: std::sync::atomic::AtomicU64,
     loaded: std::sync::atomic::AtomicU64,
+    mapped: std::sync::atomic::AtomicU64,
     config: EngineConfig,
     _ticker: Ticker,
 }
@@ -133,6 +135,7 @@ impl Engine {
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),
                 compiled: Default::default(),
                 loaded: Default::default(),
+                mapped: Default::default(),
                 config,
                 _ticker: ticker,
             }),

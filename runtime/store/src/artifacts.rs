@@ -4,15 +4,17 @@
 //! An artifact is named after its module's digest and the engine's
 //! compatibility key (which differs between wasmtime versions, targets and
 //! settings), so an engine only finds artifacts it can load. Native code
-//! runs unchecked once loaded, so an artifact is stored with an
-//! HMAC-SHA256 tag over its name and bytes, keyed by a secret only API
+//! runs unchecked once loaded, so an artifact is stored with a tag over its
+//! name and bytes, a keyed BLAKE3 hash (a MAC) with a secret only API
 //! servers and workers hold ([`ArtifactKey`], `NIMBUS_ARTIFACT_KEY`):
 //! anything else with write access to the object store cannot produce one
 //! that loads. A tag that does not verify is [`StoreError::Unsealed`].
+//! BLAKE3 rather than HMAC-SHA256 (the first seal): it hashes ~3.5 GB/s
+//! here against ~1.1, which is ~27 ms of a 43 MB artifact's first load.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::artifact_file::{Artifact, Sink};
 use crate::objects::Check;
 use crate::{Storage, StoreError, unavailable};
 
@@ -31,9 +33,9 @@ impl ArtifactKey {
     }
 
     /// The MAC of artifact `name`, to be fed its bytes.
-    pub(crate) fn mac_of(&self, name: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
-        mac.update(b"nimbus-artifact-v1\0");
+    pub(crate) fn mac_of(&self, name: &str) -> Box<blake3::Hasher> {
+        let mut mac = Box::new(blake3::Hasher::new_keyed(&self.0));
+        mac.update(b"nimbus-artifact-v2\0");
         mac.update(name.as_bytes());
         mac.update(b"\0");
         mac
@@ -64,21 +66,29 @@ impl Storage {
         digest: &str,
         engine_key: &str,
         key: &ArtifactKey,
-    ) -> Result<Option<bytes::Bytes>, StoreError> {
+    ) -> Result<Option<Artifact>, StoreError> {
         let name = artifact_name(digest, engine_key);
-        // The HMAC is computed while the chunks arrive.
+        // The MAC is computed, and the artifact written where the engine
+        // will load it from, while the chunks arrive.
         let check = || Check::Seal {
             tag: Vec::with_capacity(TAG_BYTES),
-            mac: key.mac_of(&name),
+            hasher: key.mac_of(&name),
         };
-        let Some((sealed, Check::Seal { tag, mac })) = self.read_object(&name, check).await? else {
+        let Some((sink, Check::Seal { tag, hasher })) =
+            self.read_object(&name, check, Sink::new).await?
+        else {
             return Ok(None);
         };
-        if sealed.len() < TAG_BYTES || mac.verify_slice(&tag).is_err() {
+        // `blake3::Hash` compares in constant time.
+        let verified = <[u8; TAG_BYTES]>::try_from(tag.as_slice())
+            .is_ok_and(|tag| hasher.finalize() == blake3::Hash::from_bytes(tag));
+        if !verified {
             return Err(StoreError::Unsealed { name });
         }
-        // Not `split_off`: that copies the artifact (tens of MB).
-        Ok(Some(bytes::Bytes::from(sealed).slice(TAG_BYTES..)))
+        let artifact = sink
+            .finish()
+            .map_err(|e| unavailable("keep an artifact", e))?;
+        Ok(Some(artifact))
     }
 
     /// Store the artifact of module `digest` for engines with `engine_key`,
@@ -104,9 +114,9 @@ impl Storage {
         }
         let mut mac = key.mac_of(&name);
         mac.update(artifact);
-        let tag = mac.finalize().into_bytes();
+        let tag = mac.finalize();
         let mut sealed = Vec::with_capacity(TAG_BYTES + artifact.len());
-        sealed.extend_from_slice(&tag);
+        sealed.extend_from_slice(tag.as_bytes());
         sealed.extend_from_slice(artifact);
         self.put_object(&name, &sealed).await
     }
@@ -123,7 +133,7 @@ impl Storage {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         use futures::StreamExt as _;
-        let suffix = format!(".sealed-{engine_key}");
+        let suffix = artifact_name("", engine_key);
         let mut list = self
             .modules
             .list()
@@ -144,7 +154,9 @@ impl Storage {
     }
 }
 
-/// The object name of an artifact: `<digest>.sealed-<engine key>`.
+/// The object name of an artifact: `<digest>.sealed-v2-<engine key>` (v2:
+/// the BLAKE3 seal; artifacts sealed before are not looked for, and each
+/// module's first load compiles it once and stores it sealed anew).
 pub fn artifact_name(digest: &str, engine_key: &str) -> String {
-    format!("{digest}.sealed-{engine_key}")
+    format!("{digest}.sealed-v2-{engine_key}")
 }

@@ -32,6 +32,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store::ObjectStore};
 use bytes::Bytes;
 
+mod artifact_file;
 mod artifacts;
 mod codec;
 mod config;
@@ -47,6 +48,7 @@ mod objects;
 mod provisioning;
 mod users;
 
+pub use artifact_file::Artifact;
 pub use artifacts::{ArtifactKey, WeakArtifactKey, artifact_name};
 pub use codec::now_rfc3339;
 pub use config::StoreConfig;

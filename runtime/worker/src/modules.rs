@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use nimbus_core::script::ScriptModule;
 use nimbus_engine::{CompileError, CompiledModule};
-use nimbus_store::StoreError;
+use nimbus_store::{Artifact, StoreError};
 
 use crate::Worker;
 
@@ -201,17 +201,18 @@ impl Worker {
                 return None;
             }
         };
-        let (fetched, bytes) = (started.elapsed(), artifact.len());
+        let fetched = started.elapsed();
         let engine = self.engine.clone();
         let digest_owned = digest.to_owned();
-        let loaded =
-            tokio::task::spawn_blocking(move || engine.load_precompiled(&digest_owned, &artifact))
-                .await;
+        let loaded = tokio::task::spawn_blocking(move || match artifact {
+            Artifact::File(file) => engine.load_precompiled_file(&digest_owned, file),
+            Artifact::Bytes(bytes) => engine.load_precompiled(&digest_owned, &bytes),
+        })
+        .await;
         match loaded {
             Ok(Ok(module)) => {
                 tracing::debug!(
                     %digest,
-                    bytes,
                     fetched_ms = fetched.as_secs_f64() * 1e3,
                     loaded_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
                     "loaded an artifact"

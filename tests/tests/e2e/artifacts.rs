@@ -35,6 +35,55 @@ async fn a_worker_loads_the_uploads_artifact_instead_of_compiling() {
     assert_eq!((status, &body["result"]), (StatusCode::OK, &json!(2)));
     let loads = platform.worker_loads(0);
     assert_eq!((loads.compiled, loads.loaded), (0, 2), "{loads:?}");
+    // Both were mapped from the sealed memory file they arrived in, not
+    // copied (Linux).
+    assert_eq!(loads.mapped, 2, "{loads:?}");
+}
+
+/// A fetched artifact arrives in a memory file sealed against writes and
+/// resizing once its seal verified: what the engine maps cannot change
+/// under it.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_fetched_artifact_is_a_sealed_memory_file() {
+    use std::io::{Read, Seek, Write};
+    let platform = Platform::start().await;
+    let token = platform.user("ada").await;
+    let (_, created) = platform
+        .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))
+        .await;
+    let digest = created["digest"].as_str().unwrap();
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    let fetched = storage(&platform)
+        .await
+        .artifact(digest, &engine.artifact_key(), &artifact_key())
+        .await
+        .unwrap()
+        .expect("the upload stored an artifact");
+    let nimbus_store::Artifact::File(mut file) = fetched else {
+        panic!("expected a memory file, got {fetched:?}");
+    };
+    file.rewind().unwrap();
+    let mut artifact = Vec::new();
+    file.read_to_end(&mut artifact).unwrap();
+    assert_eq!(
+        &artifact[..4],
+        b"\x7fELF",
+        "native code, without the seal's tag"
+    );
+    assert!(file.write_all(b"evil").is_err(), "writable after sealing");
+    assert!(file.set_len(1).is_err(), "resizable after sealing");
+    // The engine maps it and runs it.
+    let module = engine.load_precompiled_file(digest, file).unwrap();
+    assert_eq!(engine.load_stats().mapped, 1);
+    let run = engine
+        .invoke(
+            &module,
+            bytes::Bytes::from_static(b"41"),
+            &Default::default(),
+        )
+        .await;
+    assert_eq!(&run.result.unwrap()[..], b"42");
 }
 
 /// JavaScript functions are scripts for one interpreter: the worker loads

@@ -217,7 +217,11 @@ async fn math_random_differs_between_invocations() {
         assert_ne!(pair[0], pair[1]);
         seen.insert(pair[0].to_bits());
     }
-    assert!(seen.len() >= 7, "{} distinct first numbers in 8 calls", seen.len());
+    assert!(
+        seen.len() >= 7,
+        "{} distinct first numbers in 8 calls",
+        seen.len()
+    );
 }
 
 #[tokio::test]
