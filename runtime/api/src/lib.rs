@@ -66,10 +66,18 @@ fn routes(state: Arc<AppState>) -> Router {
             bytes: max_upload,
             module: Some(state.config.max_module_bytes),
         }));
+    let auth_cap = |route: axum::routing::MethodRouter<Arc<AppState>>| {
+        route
+            .layer::<_, Infallible>(DefaultBodyLimit::max(accounts::AUTH_BODY_BYTES))
+            .layer::<_, Infallible>(Extension(BodyCap {
+                bytes: accounts::AUTH_BODY_BYTES,
+                module: None,
+            }))
+    };
     Router::new()
         .route("/healthz", get(health))
-        .route("/auth/register", post(accounts::register))
-        .route("/auth/login", post(accounts::login))
+        .route("/auth/register", auth_cap(post(accounts::register)))
+        .route("/auth/login", auth_cap(post(accounts::login)))
         .route("/functions", upload.get(functions::list))
         .route(
             "/functions/{id}",

@@ -79,6 +79,28 @@ async fn login_refuses_wrong_credentials_alike() {
     assert_error(wrong_password, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+/// bcrypt reads only 72 bytes of a password: login refuses longer ones as
+/// registration does, so a 72-byte password plus any suffix does not log in.
+#[tokio::test]
+async fn login_refuses_passwords_bcrypt_would_truncate() {
+    let platform = Platform::start().await;
+    let password = "p".repeat(72);
+    let credentials = json!({"username": "alice", "password": password});
+    let (status, _) = platform
+        .post_json("/auth/register", None, &credentials)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    platform.login("alice", &password).await;
+    let longer = platform
+        .post_json(
+            "/auth/login",
+            None,
+            &json!({"username": "alice", "password": format!("{password}suffix")}),
+        )
+        .await;
+    assert_error(longer, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
 #[tokio::test]
 async fn malformed_bodies_are_clear_400s_and_oversized_ones_413() {
     let platform = Platform::start().await;
@@ -110,15 +132,27 @@ async fn malformed_bodies_are_clear_400s_and_oversized_ones_413() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
+    // Credentials are small: `/auth/*` reads at most 4 KiB, far below the
+    // other routes' cap.
     let huge = format!(
         r#"{{"username": "alice", "password": "{}"}}"#,
-        "x".repeat(platform.setup.api.max_body_bytes + 1)
+        "x".repeat(8 << 10)
     );
+    assert!(huge.len() < platform.setup.api.max_body_bytes);
     assert_error(
-        raw(huge.into_bytes()).await,
+        raw(huge.clone().into_bytes()).await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
+    let login = platform
+        .send(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(("application/json", huge.into_bytes())),
+        )
+        .await;
+    assert_error(login, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     // Nothing was registered along the way.
     let (status, _) = platform
         .post_json(

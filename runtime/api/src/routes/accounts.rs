@@ -27,17 +27,28 @@ struct Credentials {
     password: String,
 }
 
+/// Bytes of body `/auth/*` accepts: credentials are small, and nobody
+/// unauthenticated gets to make the API read megabytes.
+pub const AUTH_BODY_BYTES: usize = 4 << 10;
+
 fn validate(credentials: &Credentials) -> Result<Username, ApiError> {
     let username =
         Username::parse(&credentials.username).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !PASSWORD_BYTES.contains(&credentials.password.len()) {
-        return Err(ApiError::BadRequest(format!(
-            "password must be {} to {} bytes long",
-            PASSWORD_BYTES.start(),
-            PASSWORD_BYTES.end()
-        )));
-    }
+    check_password(&credentials.password)?;
     Ok(username)
+}
+
+/// Registration refuses passwords bcrypt would truncate, and so does login
+/// (else any suffix of a 72-byte password would log in), before any hashing.
+fn check_password(password: &str) -> Result<(), ApiError> {
+    if PASSWORD_BYTES.contains(&password.len()) {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(format!(
+        "password must be {} to {} bytes long",
+        PASSWORD_BYTES.start(),
+        PASSWORD_BYTES.end()
+    )))
 }
 
 /// `POST /auth/register`
@@ -81,6 +92,7 @@ pub async fn login(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let credentials: Credentials = parse_json(&body)?;
+    check_password(&credentials.password)?;
     let denied = || ApiError::Unauthorized("invalid username or password".into());
     let user = match Username::parse(&credentials.username) {
         Ok(name) => state.storage()?.user(&name).await?,
