@@ -120,13 +120,22 @@ impl Storage {
             }
             Ok::<_, std::io::Error>((check, sink, size))
         });
+        let started = std::time::Instant::now();
         let received = self.receive_chunks(info, &chunks).await;
+        let arrived_in = started.elapsed();
         drop(chunks);
         let (check, sink, size) = writer
             .await
             .map_err(NatsError::new)?
             .map_err(NatsError::new)?;
         received?;
+        tracing::debug!(
+            object = %info.name,
+            bytes = info.size,
+            arrived_ms = arrived_in.as_secs_f64() * 1e3,
+            written_ms = started.elapsed().as_secs_f64() * 1e3,
+            "read an object"
+        );
         if size != info.size {
             return Err(NatsError::new(CorruptObject(info.name.clone())));
         }
