@@ -101,39 +101,47 @@ impl Storage {
     }
 
     /// The object's chunks, in order, fed to `check` and their content
-    /// written to `sink` on a blocking thread while the next ones arrive
-    /// (hashing and writing a 43 MB artifact takes ~25 ms, which would
-    /// otherwise add to its ~50 ms on the wire), then checked against the
-    /// object's size.
+    /// written to `sink`, then checked against the object's size. A big
+    /// object is checked and written on a blocking thread while its next
+    /// chunks arrive (hashing and writing the 43 MB artifact of the Python
+    /// example takes ~25 ms, which would otherwise add to its time on the
+    /// wire); a small one, after its chunks arrived, with no thread.
     async fn read_chunks<S: Write + Send + 'static>(
         &self,
         info: &ObjectInfo,
         mut check: Check,
         mut sink: S,
     ) -> Result<(Check, S), NatsError> {
+        let started = std::time::Instant::now();
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_IN_FLIGHT);
-        let writer = tokio::task::spawn_blocking(move || {
+        let absorb = move |mut next: Box<dyn FnMut() -> Option<bytes::Bytes> + Send>| {
             let mut size = 0;
-            while let Some(payload) = arrived.blocking_recv() {
+            while let Some(payload) = next() {
                 size += payload.len();
                 sink.write_all(check.update(&payload))?;
             }
             Ok::<_, std::io::Error>((check, sink, size))
-        });
-        let started = std::time::Instant::now();
-        let received = self.receive_chunks(info, &chunks).await;
-        let arrived_in = started.elapsed();
-        drop(chunks);
-        let (check, sink, size) = writer
-            .await
-            .map_err(NatsError::new)?
-            .map_err(NatsError::new)?;
-        received?;
+        };
+        let absorbed = if info.chunks <= INLINE_CHUNKS {
+            // Every chunk fits in the channel: receive, then absorb.
+            let received = self.receive_chunks(info, &chunks).await;
+            drop(chunks);
+            received?;
+            absorb(Box::new(move || arrived.try_recv().ok()))
+        } else {
+            let next = Box::new(move || arrived.blocking_recv());
+            let writer = tokio::task::spawn_blocking(move || absorb(next));
+            let received = self.receive_chunks(info, &chunks).await;
+            drop(chunks);
+            let absorbed = writer.await.map_err(NatsError::new)?;
+            received?;
+            absorbed
+        };
+        let (check, sink, size) = absorbed.map_err(NatsError::new)?;
         tracing::debug!(
             object = %info.name,
             bytes = info.size,
-            arrived_ms = arrived_in.as_secs_f64() * 1e3,
-            written_ms = started.elapsed().as_secs_f64() * 1e3,
+            read_ms = started.elapsed().as_secs_f64() * 1e3,
             "read an object"
         );
         if size != info.size {
@@ -176,7 +184,6 @@ impl Storage {
                 }
             }
         }
-        tracing::debug!(object = %info.name, chunks = info.chunks, in_order = read, "read object chunks");
         for _ in read..info.chunks {
             let chunk = self
                 .modules_stream
@@ -191,6 +198,11 @@ impl Storage {
         Ok(())
     }
 }
+
+/// Objects of at most this many chunks (2 MiB) are checked and written
+/// after they arrived, on the reading task; bigger ones on a blocking thread
+/// while they arrive. At most `CHUNKS_IN_FLIGHT`, which the channel holds.
+const INLINE_CHUNKS: usize = 4;
 
 /// Chunk reads in flight at once on the fast path.
 const CHUNKS_IN_FLIGHT: usize = 16;
