@@ -109,28 +109,21 @@ impl Storage {
     async fn read_chunks<S: Write + Send + 'static>(
         &self,
         info: &ObjectInfo,
-        mut check: Check,
-        mut sink: S,
+        check: Check,
+        sink: S,
     ) -> Result<(Check, S), NatsError> {
         let started = std::time::Instant::now();
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_IN_FLIGHT);
-        let absorb = move |mut next: Box<dyn FnMut() -> Option<bytes::Bytes> + Send>| {
-            let mut size = 0;
-            while let Some(payload) = next() {
-                size += payload.len();
-                sink.write_all(check.update(&payload))?;
-            }
-            Ok::<_, std::io::Error>((check, sink, size))
-        };
         let absorbed = if info.chunks <= INLINE_CHUNKS {
             // Every chunk fits in the channel: receive, then absorb.
             let received = self.receive_chunks(info, &chunks).await;
             drop(chunks);
             received?;
-            absorb(Box::new(move || arrived.try_recv().ok()))
+            absorb(check, sink, || arrived.try_recv().ok())
         } else {
-            let next = Box::new(move || arrived.blocking_recv());
-            let writer = tokio::task::spawn_blocking(move || absorb(next));
+            let writer = tokio::task::spawn_blocking(move || {
+                absorb(check, sink, || arrived.blocking_recv())
+            });
             let received = self.receive_chunks(info, &chunks).await;
             drop(chunks);
             let absorbed = writer.await.map_err(NatsError::new)?;
@@ -197,6 +190,21 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// Feed the chunks `next` yields to `check` and their content to `sink`:
+/// both back, and the bytes fed.
+fn absorb<S: Write>(
+    mut check: Check,
+    mut sink: S,
+    mut next: impl FnMut() -> Option<bytes::Bytes>,
+) -> std::io::Result<(Check, S, usize)> {
+    let mut size = 0;
+    while let Some(payload) = next() {
+        size += payload.len();
+        sink.write_all(check.update(&payload))?;
+    }
+    Ok((check, sink, size))
 }
 
 /// Objects of at most this many chunks (2 MiB) are checked and written
