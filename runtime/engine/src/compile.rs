@@ -11,7 +11,8 @@ use nimbus_core::script::ScriptModule;
 
 use crate::module::Code;
 use crate::{
-    Abi, CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, module, to_binary,
+    Abi, CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, features, module,
+    to_binary,
 };
 
 /// How an engine got its modules: compiled with Cranelift, or loaded from
@@ -60,7 +61,10 @@ impl Engine {
         if let Some(script) = ScriptModule::decode(&binary).map_err(CompileError::Invalid)? {
             return Ok((self.script_module(digest, &script)?, binary));
         }
-        let invalid = |e: wasmtime::Error| CompileError::Invalid(format!("{e:#}"));
+        let invalid = |e: wasmtime::Error| match features::refused(&binary) {
+            Some(feature) => CompileError::UnsupportedFeature(feature),
+            None => CompileError::Invalid(format!("{e:#}")),
+        };
         let code = if component::is_component(&binary) {
             Compiled::Component(
                 wasmtime::component::Component::new(&self.inner.wasmtime, &binary)

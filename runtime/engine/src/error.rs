@@ -25,6 +25,10 @@ pub enum CompileError {
     /// A wasm binary that does not validate.
     #[error("invalid WebAssembly module: {0}")]
     Invalid(String),
+    /// Valid WebAssembly, but it uses a proposal the platform does not
+    /// enable (see `features.rs`); names the proposal.
+    #[error("the module uses {0}, which Nimbus does not enable")]
+    UnsupportedFeature(&'static str),
     /// Imports something other than WASI preview 1 functions.
     #[error("forbidden import {0}")]
     ForbiddenImport(String),

@@ -27,6 +27,7 @@ mod compile_pool;
 mod component;
 mod config;
 mod error;
+pub mod features;
 mod http;
 mod invoke;
 mod limiter;
@@ -90,6 +91,7 @@ impl Engine {
         wasm_config
             .consume_fuel(config.consume_fuel)
             .epoch_interruption(true);
+        features::configure(&mut wasm_config);
         if config.pooling {
             let slots = config.max_concurrency;
             let mut pool = PoolingAllocationConfig::default();

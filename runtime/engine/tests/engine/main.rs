@@ -3,10 +3,13 @@
 //! link of wasmtime); the fixtures and helpers are here, the tests in:
 //! - `abis`: the two ABIs, output and input rules, fuel;
 //! - `limits`: hostile guests against each limit;
-//! - `cache`: compiling, the module cache, concurrency, artifacts.
+//! - `cache`: compiling, the module cache, concurrency, artifacts;
+//! - `features`: the WebAssembly proposals refused by name, and the enabled
+//!   ones under the limits.
 
 mod abis;
 mod cache;
+mod features;
 mod limits;
 
 use std::time::{Duration, Instant};
