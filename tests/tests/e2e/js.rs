@@ -290,3 +290,26 @@ async fn js_functions_are_scripts_for_one_interpreter_and_compile_nothing() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn functions_cannot_load_modules() {
+    // Dynamic import is the one way a script could ask for a module: it
+    // is refused by name, whatever the specifier.
+    for specifier in ["./helper.js", "/etc/passwd", "std", "os"] {
+        let source = format!(
+            "async function handler() {{\n  try {{ await import('{specifier}'); return 'loaded'; }}\n  catch (e) {{ return String(e); }}\n}}"
+        );
+        let module = build(&source).await;
+        let answer = output(&call(&module, "null").await);
+        assert!(
+            answer.contains("module loading is not available"),
+            "{specifier}: {answer}"
+        );
+    }
+    let error =
+        compile_error("import x from './y.js';\nexport function handler() { return x; }").await;
+    assert!(
+        matches!(&error, JsError::Source(m) if m.contains("module loading is not available")),
+        "{error:?}"
+    );
+}

@@ -167,6 +167,9 @@ fn fail(message: &str) -> ! {
 
 fn start() -> Result<Interpreter, String> {
     let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
+    // A function is one script: `import()` of anything is refused by name
+    // rather than left to QuickJS's default (which looks the name up).
+    runtime.set_loader(NoModules, NoModules);
     let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
     let (find_handler, bind_fetch) = context.with(|ctx| -> Result<_, String> {
         install_console(&ctx).map_err(|e| format!("cannot install console: {e}"))?;
@@ -188,6 +191,34 @@ fn start() -> Result<Interpreter, String> {
         bind_fetch,
         _runtime: runtime,
     })
+}
+
+/// Refuses every module: functions have no module loading.
+struct NoModules;
+
+const NO_MODULES: &str = "module loading is not available in Nimbus functions";
+
+impl rquickjs::loader::Resolver for NoModules {
+    fn resolve<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        Err(rquickjs::Error::new_resolving_message(base, name, NO_MODULES))
+    }
+}
+
+impl rquickjs::loader::Loader for NoModules {
+    fn load<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
+    ) -> rquickjs::Result<rquickjs::Module<'js, rquickjs::module::Declared>> {
+        Err(rquickjs::Error::new_loading_message(name, NO_MODULES))
+    }
 }
 
 /// Compile `source` to bytecode and evaluate it once, as an invocation
