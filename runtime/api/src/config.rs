@@ -1,9 +1,11 @@
 //! API settings. Each default is written once, here: the `nimbus` flags
 //! take theirs from [`ApiConfig::default`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nimbus_core::LimitPolicy;
+use nimbus_engine::CompileBudget;
 use nimbus_store::ArtifactKey;
 
 /// API settings.
@@ -41,6 +43,16 @@ pub struct ApiConfig {
     /// and store the interpreter, about a second of CPU) rather than on the
     /// first JavaScript upload. Off in tests that upload no JavaScript.
     pub warm_js: bool,
+    /// The program uploads are compiled in, killed past `compile_budget`
+    /// (`nimbus` sets itself; see `nimbus_engine::EngineConfig::compiler`).
+    /// `None` compiles in this process, under the static limits only.
+    pub compiler: Option<PathBuf>,
+    /// Time and memory one upload's compile may take (with `compiler`).
+    pub compile_budget: CompileBudget,
+    /// Compiles one user may have running at once; their further uploads
+    /// wait, so one user's uploads cannot take every turn of the compile
+    /// pool.
+    pub compiles_per_user: usize,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +68,9 @@ impl Default for ApiConfig {
             function_cache_entries: 100_000,
             artifact_key: None,
             warm_js: true,
+            compiler: None,
+            compile_budget: CompileBudget::default(),
+            compiles_per_user: 1,
         }
     }
 }

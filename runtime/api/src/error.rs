@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The uploaded module was refused by the engine.
     #[error(transparent)]
     InvalidModule(nimbus_engine::CompileError),
+    /// The upload would take more than its compile budget (time, memory,
+    /// or the static limits on its shape).
+    #[error(transparent)]
+    CompileBudget(nimbus_engine::CompileError),
     /// JavaScript source that does not parse or fails while loading.
     #[error(transparent)]
     InvalidSource(nimbus_js::JsError),
@@ -127,6 +131,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::InvalidModule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_module"),
+            Self::CompileBudget(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile_budget_exceeded"),
             Self::InvalidSource(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_source"),
             Self::Function(e) if e.kind == FunctionErrorKind::InvalidInput => {
                 (StatusCode::BAD_REQUEST, e.kind.as_str())

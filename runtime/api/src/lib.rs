@@ -29,6 +29,7 @@ mod function_cache;
 mod routes;
 mod state;
 mod upload;
+mod user_turns;
 
 use std::convert::Infallible;
 use std::future::Future;

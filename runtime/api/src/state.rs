@@ -9,6 +9,7 @@ use nimbus_store::Storage;
 use crate::auth::JwtKeys;
 use crate::dispatch::{Dispatch, NatsDispatch};
 use crate::function_cache::FunctionCache;
+use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
 
 /// Shared state of every handler.
@@ -29,6 +30,8 @@ pub struct AppState {
     /// their own, at a lower priority (the engine's `compile_job`), and
     /// never take these slots.
     cpu_slots: tokio::sync::Semaphore,
+    /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
+    pub(crate) compile_turns: Arc<UserTurns>,
     /// A bcrypt hash of a random password at the configured cost; logins for
     /// unknown users are checked against it to take the same time.
     pub(crate) dummy_hash: String,
@@ -80,6 +83,7 @@ impl AppState {
         )?;
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
+            compile_turns: UserTurns::new(config.compiles_per_user),
             functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
             config,
             storage: None,
@@ -136,7 +140,7 @@ impl AppState {
         let (module, artifact) = self
             .engine
             .compile_job(move |engine| {
-                let (module, _) = engine.compile(&code)?;
+                let (module, _) = engine.compile_trusted(&code)?;
                 let artifact = engine.serialize(&module).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "could not serialise the JavaScript interpreter");
                     None

@@ -21,8 +21,22 @@ struct Cli {
     command: commands::Command,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The compiler child of an API server (`nimbus_engine`'s
+    // `compile_process.rs`): no runtime, no logging, no flags of its own.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(nimbus_engine::COMPILE_MODULE_COMMAND.as_ref()) {
+        let settings = args.next().unwrap_or_default();
+        std::process::exit(nimbus_engine::serve_compile_module(
+            &settings.to_string_lossy(),
+        ));
+    }
+    tokio::runtime::Runtime::new()
+        .expect("cannot start the async runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let command = Cli::parse().command;
     // Servers log their progress; client commands only what went wrong.
     let default_filter = if command.serves() {

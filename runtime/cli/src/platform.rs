@@ -70,11 +70,13 @@ pub async fn open_store(
 /// runs, but it is configured like a worker's (pooling allocator included,
 /// with one slot), because wasmtime checks a module against the pool's limits
 /// when compiling it: what the API accepts, every worker can run.
-pub fn upload_engine(max_module_bytes: usize) -> anyhow::Result<Engine> {
+pub fn upload_engine(config: &ApiConfig) -> anyhow::Result<Engine> {
     Engine::new(EngineConfig {
-        max_module_bytes,
+        max_module_bytes: config.max_module_bytes,
         cache_capacity: 16,
         max_concurrency: 1,
+        compiler: config.compiler.clone(),
+        compile_budget: config.compile_budget,
         ..EngineConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("cannot build the engine: {e}"))
@@ -102,7 +104,7 @@ pub async fn run_api(
     jwt_secret: Vec<u8>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let engine = upload_engine(config.max_module_bytes)?;
+    let engine = upload_engine(&config)?;
     let state = AppState::new(config, store, client, engine, &jwt_secret).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
     nimbus_api::serve(listener, state, shutdown).await?;

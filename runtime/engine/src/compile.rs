@@ -11,8 +11,8 @@ use nimbus_core::script::ScriptModule;
 
 use crate::module::Code;
 use crate::{
-    Abi, CodeCacheStats, CompileError, CompiledModule, Engine, component, digest, features, module,
-    to_binary,
+    Abi, CodeCacheStats, CompileError, CompiledModule, Engine, compile_budget, compile_process,
+    component, digest, features, module, to_binary,
 };
 
 /// How an engine got its modules: compiled with Cranelift, or loaded from
@@ -46,6 +46,24 @@ impl Engine {
         &self,
         source: &'a [u8],
     ) -> Result<(Arc<CompiledModule>, Cow<'a, [u8]>), CompileError> {
+        self.compile_with(source, self.inner.config.compiler.as_deref())
+    }
+
+    /// [`Engine::compile`] in this process, without the compile budget's
+    /// child process: for modules the platform itself built (the JavaScript
+    /// interpreter), never for uploads.
+    pub fn compile_trusted<'a>(
+        &self,
+        source: &'a [u8],
+    ) -> Result<(Arc<CompiledModule>, Cow<'a, [u8]>), CompileError> {
+        self.compile_with(source, None)
+    }
+
+    fn compile_with<'a>(
+        &self,
+        source: &'a [u8],
+        compiler: Option<&std::path::Path>,
+    ) -> Result<(Arc<CompiledModule>, Cow<'a, [u8]>), CompileError> {
         let max = self.inner.config.max_module_bytes;
         if source.len() > max {
             return Err(CompileError::TooLarge {
@@ -61,21 +79,47 @@ impl Engine {
         if let Some(script) = ScriptModule::decode(&binary).map_err(CompileError::Invalid)? {
             return Ok((self.script_module(digest, &script)?, binary));
         }
-        let invalid = |e: wasmtime::Error| match features::refused(&binary) {
-            Some(feature) => CompileError::UnsupportedFeature(feature),
-            None => CompileError::Invalid(format!("{e:#}")),
-        };
-        let code = if component::is_component(&binary) {
-            Compiled::Component(
-                wasmtime::component::Component::new(&self.inner.wasmtime, &binary)
-                    .map_err(invalid)?,
-            )
-        } else {
-            Compiled::Core(wasmtime::Module::new(&self.inner.wasmtime, &binary).map_err(invalid)?)
+        compile_budget::check_shape(&binary)?;
+        let code = match compiler {
+            Some(compiler) => {
+                let artifact = compile_process::compile(compiler, &self.inner.config, &binary)?;
+                self.deserialize(&artifact)
+                    .map_err(|e| CompileError::Panicked(format!("the compiler's artifact: {e}")))?
+            }
+            None => self.cranelift(&binary)?,
         };
         self.inner.compiled.fetch_add(1, Ordering::Relaxed);
         let compiled = self.finish(digest, code)?;
         Ok((compiled, binary))
+    }
+
+    /// Compile `binary` with Cranelift in this process, whatever
+    /// [`EngineConfig::compiler`](crate::EngineConfig::compiler) says, and
+    /// serialise the result: the child side of `compile_process.rs`.
+    pub fn compile_native(&self, binary: &[u8]) -> Result<Vec<u8>, CompileError> {
+        compile_budget::check_shape(binary)?;
+        let serialized = match self.cranelift(binary)? {
+            Compiled::Core(module) => module.serialize(),
+            Compiled::Component(component) => component.serialize(),
+        };
+        serialized.map_err(|e| CompileError::Panicked(format!("cannot serialise: {e:#}")))
+    }
+
+    /// Validate and compile with Cranelift, here; a module that needs a
+    /// proposal the engine does not enable is refused by that name.
+    fn cranelift(&self, binary: &[u8]) -> Result<Compiled, CompileError> {
+        let invalid = |e: wasmtime::Error| match features::refused(binary) {
+            Some(feature) => CompileError::UnsupportedFeature(feature),
+            None => CompileError::Invalid(format!("{e:#}")),
+        };
+        let engine = &self.inner.wasmtime;
+        Ok(if component::is_component(binary) {
+            Compiled::Component(
+                wasmtime::component::Component::new(engine, binary).map_err(invalid)?,
+            )
+        } else {
+            Compiled::Core(wasmtime::Module::new(engine, binary).map_err(invalid)?)
+        })
     }
 
     /// The compiled module for `digest`, if this engine has it.
@@ -196,12 +240,21 @@ impl Engine {
         if let Some(module) = self.cached(digest) {
             return Ok(module);
         }
+        let code = self.deserialize(artifact)?;
+        self.inner.loaded.fetch_add(1, Ordering::Relaxed);
+        self.finish(digest.to_owned(), code)
+    }
+
+    /// The code in a native artifact, from the platform's store or its own
+    /// compiler process (see [`Engine::load_precompiled`]).
+    #[allow(unsafe_code)]
+    fn deserialize(&self, artifact: &[u8]) -> Result<Compiled, CompileError> {
         let artifact_error = |e: wasmtime::Error| CompileError::Artifact(format!("{e:#}"));
         let engine = &self.inner.wasmtime;
         // SAFETY (both arms): wasmtime checks that the artifact was produced
-        // by a compatible engine; its integrity rests on the trusted store it
-        // came from, as documented above.
-        let code = match wasmtime::Engine::detect_precompiled(artifact) {
+        // by a compatible engine; its integrity rests on where it came from:
+        // the trusted store, or this engine's own compiler process.
+        Ok(match wasmtime::Engine::detect_precompiled(artifact) {
             Some(wasmtime::Precompiled::Component) => Compiled::Component(
                 unsafe { wasmtime::component::Component::deserialize(engine, artifact) }
                     .map_err(artifact_error)?,
@@ -210,9 +263,7 @@ impl Engine {
                 unsafe { wasmtime::Module::deserialize(engine, artifact) }
                     .map_err(artifact_error)?,
             ),
-        };
-        self.inner.loaded.fetch_add(1, Ordering::Relaxed);
-        self.finish(digest.to_owned(), code)
+        })
     }
 
     /// [`Engine::load_precompiled`] for an artifact held in `file` (from its

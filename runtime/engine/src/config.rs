@@ -1,11 +1,15 @@
 //! Engine settings and their defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nimbus_core::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::CompileBudget;
 
 /// Engine settings; the defaults suit a worker on a small machine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Largest module accepted, in bytes (binary or WAT text).
     pub max_module_bytes: usize,
@@ -40,6 +44,13 @@ pub struct EngineConfig {
     /// Compiles running at once; more wait for a turn (see
     /// `compile_pool.rs`). Each may use every core.
     pub compile_concurrency: usize,
+    /// The program compiles run in (the `nimbus` binary, which serves
+    /// `compile-module`), killed when a compile exceeds `compile_budget`
+    /// (see `compile_process.rs`). `None` compiles in this process, under
+    /// the static limits only.
+    pub compiler: Option<PathBuf>,
+    /// Time and memory a compile may take (with `compiler`).
+    pub compile_budget: CompileBudget,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +66,8 @@ impl Default for EngineConfig {
             consume_fuel: true,
             code_cache_bytes: 64 << 20,
             compile_concurrency: 2,
+            compiler: None,
+            compile_budget: CompileBudget::default(),
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum CompileError {
     /// enable (see `features.rs`); names the proposal.
     #[error("the module uses {0}, which Nimbus does not enable")]
     UnsupportedFeature(&'static str),
+    /// Over the compile budget: the static limits checked before compiling
+    /// (see `compile_budget.rs`), or the time or memory a compile may take.
+    #[error("the module exceeds the compile budget: {0}")]
+    OverBudget(String),
     /// Imports something other than WASI preview 1 functions.
     #[error("forbidden import {0}")]
     ForbiddenImport(String),

@@ -23,7 +23,9 @@
 
 mod code_cache;
 mod compile;
+mod compile_budget;
 mod compile_pool;
+mod compile_process;
 mod component;
 mod config;
 mod error;
@@ -43,6 +45,10 @@ use wasmtime::{InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 pub use code_cache::CodeCacheStats;
 pub use compile::LoadStats;
+pub use compile_budget::{
+    CompileBudget, MAX_FUNCTION_BODY_BYTES, MAX_FUNCTION_LOCALS, MAX_FUNCTIONS,
+};
+pub use compile_process::{COMPILE_MODULE_COMMAND, serve_compile_module};
 pub use config::EngineConfig;
 pub use error::CompileError;
 pub use invoke::{Host, Outcome};

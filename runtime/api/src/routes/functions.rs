@@ -104,12 +104,16 @@ pub async fn create(
     } else {
         // Compiling runs on the engine's low-priority compile pool, which
         // queues uploads beyond its concurrency: a big component compiling
-        // does not hold up logins, invocations or health checks.
+        // does not hold up logins, invocations or health checks. A user's
+        // uploads first wait for that user's turn, so one user's burst
+        // cannot take every turn of the pool.
+        let _turn = state.compile_turns.take(&caller).await;
         state.engine.compile_job(compile).await.and_then(|r| r)
     };
     let (digest, binary, abi, artifact) = compiled.map_err(|e| match e {
         CompileError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
         CompileError::Panicked(_) => ApiError::Internal(e.to_string()),
+        CompileError::OverBudget(_) => ApiError::CompileBudget(e),
         other => ApiError::InvalidModule(other),
     })?;
 

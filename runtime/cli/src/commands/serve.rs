@@ -16,6 +16,7 @@ use nimbus_api::ApiConfig;
 use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::{client, platform};
+use nimbus_engine::CompileBudget;
 use nimbus_store::{ArtifactKey, StoreConfig};
 use nimbus_worker::WorkerConfig;
 
@@ -115,18 +116,63 @@ pub struct ApiFlags {
         default_value_t = ApiConfig::default().max_module_bytes as u64 / MIB
     )]
     max_module_mb: u64,
+    /// Seconds any upload's compile may take, plus
+    /// `--compile-secs-per-mib` per MiB of module; past that the compile is
+    /// killed and the upload refused (422 `compile_budget_exceeded`).
+    #[arg(
+        long,
+        env = "NIMBUS_COMPILE_SECS",
+        default_value_t = CompileBudget::default().base.as_secs_f64()
+    )]
+    compile_secs: f64,
+    /// Seconds of compile time allowed per MiB of module.
+    #[arg(
+        long,
+        env = "NIMBUS_COMPILE_SECS_PER_MIB",
+        default_value_t = CompileBudget::default().per_mib.as_secs_f64()
+    )]
+    compile_secs_per_mib: f64,
+    /// Memory one compile may use, in MiB.
+    #[arg(
+        long,
+        env = "NIMBUS_COMPILE_MEMORY_MB",
+        default_value_t = CompileBudget::default().memory_bytes / MIB
+    )]
+    compile_memory_mb: u64,
+    /// Compiles one user may have running at once.
+    #[arg(
+        long,
+        env = "NIMBUS_COMPILES_PER_USER",
+        default_value_t = ApiConfig::default().compiles_per_user
+    )]
+    compiles_per_user: usize,
 }
 
 impl ApiFlags {
-    fn config(&self) -> ApiConfig {
-        ApiConfig {
+    fn config(&self) -> anyhow::Result<ApiConfig> {
+        let seconds = |value: f64, flag: &str| {
+            Duration::try_from_secs_f64(value)
+                .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
+        };
+        Ok(ApiConfig {
             bcrypt_cost: self.bcrypt_cost,
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             max_jobs_per_user: self.max_jobs_per_user,
             max_module_bytes: usize::try_from(self.max_module_mb.saturating_mul(MIB))
                 .unwrap_or(usize::MAX),
+            // Compiles run in this very binary (`nimbus compile-module`),
+            // where they can be killed at their budget.
+            compiler: Some(
+                std::env::current_exe().context("cannot find the nimbus binary to compile in")?,
+            ),
+            compile_budget: CompileBudget {
+                base: seconds(self.compile_secs, "compile-secs")?,
+                per_mib: seconds(self.compile_secs_per_mib, "compile-secs-per-mib")?,
+                memory_bytes: self.compile_memory_mb.saturating_mul(MIB),
+            },
+            compiles_per_user: self.compiles_per_user.max(1),
             ..ApiConfig::default()
-        }
+        })
     }
 
     async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
@@ -261,7 +307,7 @@ impl UpArgs {
             listener,
             api: ApiConfig {
                 artifact_key: Some(artifact_key.clone()),
-                ..self.api.config()
+                ..self.api.config()?
             },
             jwt_secret: secret.into_bytes(),
             worker: WorkerConfig {
@@ -315,7 +361,7 @@ impl ApiArgs {
         let listener = self.api.bind().await?;
         let config = ApiConfig {
             artifact_key: self.artifacts.key()?,
-            ..self.api.config()
+            ..self.api.config()?
         };
         if config.artifact_key.is_none() {
             tracing::warn!("no NIMBUS_ARTIFACT_KEY: uploads store no artifacts, workers compile");

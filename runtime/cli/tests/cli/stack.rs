@@ -13,12 +13,18 @@ pub struct Up {
 
 impl Up {
     pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// `nimbus up` with `flags` added.
+    pub async fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let [port, nats_port] = nimbus_cli::nats_server::free_ports().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["up", "--bcrypt-cost", "4", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--nats-port", &nats_port.to_string()])
+            .args(flags)
             .env_remove("NIMBUS_JWT_SECRET")
             .env_remove("NIMBUS_NATS_URL")
             .stdin(Stdio::null())
@@ -38,6 +44,11 @@ impl Up {
             assert!(Instant::now() < deadline, "nimbus up never became healthy");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The `nimbus up` process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {

@@ -2,12 +2,14 @@
 //! still serving correctly after each hostile guest. One test binary (one
 //! link of wasmtime); the fixtures and helpers are here, the tests in:
 //! - `abis`: the two ABIs, output and input rules, fuel;
+//! - `budget`: the static limits checked before compiling;
 //! - `limits`: hostile guests against each limit;
 //! - `cache`: compiling, the module cache, concurrency, artifacts;
 //! - `features`: the WebAssembly proposals refused by name, and the enabled
 //!   ones under the limits.
 
 mod abis;
+mod budget;
 mod cache;
 mod features;
 mod limits;
