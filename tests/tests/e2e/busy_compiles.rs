@@ -30,12 +30,18 @@ async fn logins_invocations_and_health_checks_answer_while_big_modules_compile()
     }
 
     // Made first: generating them is CPU work on the test's own runtime.
+    // One user each: one user's uploads would compile one at a time.
     let modules: Vec<Vec<u8>> = (0..BIG_UPLOADS).map(big_module).collect();
+    let mut uploaders = Vec::new();
+    for n in 0..BIG_UPLOADS {
+        uploaders.push(platform.user(&format!("uploader{n}")).await);
+    }
     let started = Instant::now();
     let uploads: Vec<_> = modules
         .into_iter()
-        .map(|module| {
-            let (platform, token) = (platform.clone(), token.clone());
+        .zip(uploaders)
+        .map(|(module, token)| {
+            let platform = platform.clone();
             tokio::spawn(async move {
                 let answer = platform
                     .send(

@@ -21,7 +21,11 @@ fn functions_over_the_static_limits_are_refused_before_compiling() {
         Err(other) => panic!("expected the compile budget, got {other}"),
         Ok(_) => panic!("expected the compile budget, the module compiled"),
     };
-    assert!(engine.compile(with_locals(MAX_FUNCTION_LOCALS).as_bytes()).is_ok());
+    assert!(
+        engine
+            .compile(with_locals(MAX_FUNCTION_LOCALS).as_bytes())
+            .is_ok()
+    );
     let message = refusal(&with_locals(MAX_FUNCTION_LOCALS + 1));
     assert!(message.contains("locals"), "{message}");
 
@@ -30,5 +34,9 @@ fn functions_over_the_static_limits_are_refused_before_compiling() {
         "(module (func (export \"handle\") (param i32) (result i32) {nops} (local.get 0)))"
     ));
     assert!(message.contains("bytes"), "{message}");
-    assert_eq!(engine.load_stats().compiled, 1, "only the module within the limits");
+    assert_eq!(
+        engine.load_stats().compiled,
+        1,
+        "only the module within the limits"
+    );
 }
