@@ -8,6 +8,8 @@ use nimbus_core::LimitPolicy;
 use nimbus_engine::CompileBudget;
 use nimbus_store::ArtifactKey;
 
+pub use crate::auth_limits::AuthLimitConfig;
+
 /// API settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -53,6 +55,14 @@ pub struct ApiConfig {
     /// wait, so one user's uploads cannot take every turn of the compile
     /// pool.
     pub compiles_per_user: usize,
+    /// Login and registration rates per client address, and the lockout of
+    /// usernames after failed logins (see `auth_limits.rs`).
+    pub auth_limits: AuthLimitConfig,
+    /// The request header a trusted gateway puts the client's address in
+    /// (APISIX sets `X-Real-IP`). `None` takes the address the connection
+    /// comes from. Set it only when every request passes the gateway: a
+    /// client could otherwise name any address.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +81,8 @@ impl Default for ApiConfig {
             compiler: None,
             compile_budget: CompileBudget::default(),
             compiles_per_user: 1,
+            auth_limits: AuthLimitConfig::default(),
+            client_ip_header: None,
         }
     }
 }

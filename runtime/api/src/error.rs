@@ -55,6 +55,15 @@ pub enum ApiError {
     /// running as one user may.
     #[error("{0}")]
     TooManyJobs(String),
+    /// Too many requests of a kind from this client (or for this
+    /// username); try again after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited.
+        message: String,
+        /// When trying again can succeed.
+        retry_after: std::time::Duration,
+    },
     /// The platform could not run an invocation (no worker, timeout,
     /// overload, a worker's failure).
     #[error("{message}")]
@@ -138,6 +147,7 @@ impl ApiError {
             }
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
             Self::TooManyJobs(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_jobs"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Platform { kind, .. } => (platform_status(*kind), kind.as_str()),
             Self::Store(StoreError::Corrupt { .. }) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -202,6 +212,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            // Whole seconds, rounded up: trying at that time succeeds.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

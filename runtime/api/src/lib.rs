@@ -21,10 +21,13 @@
 //! shutdown future resolves.
 
 mod auth;
+mod auth_limits;
 mod body;
+mod client_addr;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+mod fair_slots;
 mod function_cache;
 mod routes;
 mod state;
@@ -125,7 +128,8 @@ pub async fn serve(
             }
         });
     }
-    axum::serve(listener, routes(state))
+    let app = routes(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

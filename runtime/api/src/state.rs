@@ -7,7 +7,9 @@ use nimbus_engine::Engine;
 use nimbus_store::Storage;
 
 use crate::auth::JwtKeys;
+use crate::auth_limits::AuthLimits;
 use crate::dispatch::{Dispatch, NatsDispatch};
+use crate::fair_slots::{FairSlots, Slot};
 use crate::function_cache::FunctionCache;
 use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
@@ -26,10 +28,13 @@ pub struct AppState {
     pub(crate) jwt: JwtKeys,
     /// Bounds CPU-heavy work requests run on the async runtime (bcrypt,
     /// evaluating JavaScript) to the number of cores, so a burst of logins
-    /// queues instead of starving everything else. Compiles have a pool of
-    /// their own, at a lower priority (the engine's `compile_job`), and
-    /// never take these slots.
-    cpu_slots: tokio::sync::Semaphore,
+    /// queues instead of starving everything else, and serves waiting
+    /// clients in turn (`fair_slots.rs`). Compiles have a pool of their
+    /// own, at a lower priority (the engine's `compile_job`), and never
+    /// take these slots.
+    cpu_slots: FairSlots,
+    /// Login and registration rates, and locked usernames.
+    pub(crate) auth_limits: AuthLimits,
     /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
     pub(crate) compile_turns: Arc<UserTurns>,
     /// A bcrypt hash of a random password at the configured cost; logins for
@@ -84,6 +89,7 @@ impl AppState {
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
+            auth_limits: AuthLimits::new(config.auth_limits.clone()),
             functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
             config,
             storage: None,
@@ -91,9 +97,7 @@ impl AppState {
             dispatch,
             engine,
             js: tokio::sync::OnceCell::new(),
-            cpu_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            cpu_slots: FairSlots::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
             dummy_hash,
         })
     }
@@ -110,12 +114,10 @@ impl AppState {
             .ok_or_else(|| ApiError::unavailable("this API server runs detached from JetStream"))
     }
 
-    /// Wait for a CPU slot (see `cpu_slots`).
-    pub(crate) async fn cpu_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.cpu_slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed")
+    /// Wait for a CPU slot in `client`'s turn (see `cpu_slots`): a client
+    /// address, or a user.
+    pub(crate) async fn cpu_slot(&self, client: &str) -> Slot<'_> {
+        self.cpu_slots.take(client).await
     }
 
     /// The JavaScript compiler, ready to use: built on first use (or at

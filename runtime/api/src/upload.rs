@@ -103,7 +103,7 @@ impl Upload {
             Runtime::Wat => (Bytes::from(upload.code.clone()), Some(upload.code)),
             Runtime::Js => {
                 let js = state.js().await?;
-                let _slot = state.cpu_slot().await;
+                let _slot = state.cpu_slot(&format!("user {caller}")).await;
                 let compiled = js
                     .compile_function(&upload.code)
                     .await

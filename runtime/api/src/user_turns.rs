@@ -49,12 +49,6 @@ impl UserTurns {
             turns: self.clone(),
         }
     }
-
-    /// Users with a semaphore right now.
-    #[cfg(test)]
-    fn tracked(&self) -> usize {
-        self.users.lock().expect("turns lock").len()
-    }
 }
 
 impl Drop for Turn {
@@ -68,29 +62,5 @@ impl Drop for Turn {
         {
             users.remove(&self.user);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_user_waits_for_their_own_turn_only() {
-        let turns = UserTurns::new(1);
-        let first = turns.take("ada").await;
-        let other_user = tokio::time::timeout(std::time::Duration::from_secs(5), turns.take("bob"))
-            .await
-            .expect("another user's turn is free");
-        let waiting = tokio::spawn({
-            let turns = turns.clone();
-            async move { turns.take("ada").await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "ada's second waits for her first");
-        drop(first);
-        let second = waiting.await.unwrap();
-        drop((second, other_user));
-        assert_eq!(turns.tracked(), 0, "idle users are forgotten");
     }
 }

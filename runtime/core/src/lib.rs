@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod meta;
+pub mod round_robin;
 pub mod script;
 pub mod subjects;
 pub mod wire;

@@ -65,6 +65,14 @@ impl Default for Setup {
                 dispatch_grace: Duration::from_secs(5),
                 // Most tests upload no JavaScript: prepare it on first use.
                 warm_js: false,
+                // Tests log in and register from one address far more
+                // often than a person would; `auth_limits.rs` tests set
+                // their own limits.
+                auth_limits: nimbus_api::config::AuthLimitConfig {
+                    logins_per_minute: 100_000,
+                    registrations_per_hour: 100_000,
+                    ..Default::default()
+                },
                 ..ApiConfig::default()
             },
         }

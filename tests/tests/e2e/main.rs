@@ -6,6 +6,7 @@ mod harness;
 
 mod artifacts;
 mod auth;
+mod auth_limits;
 mod busy_compiles;
 mod cluster;
 mod cold;

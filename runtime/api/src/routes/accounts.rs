@@ -1,8 +1,10 @@
 //! Registration and login.
 //!
 //! Passwords are bcrypt-hashed (cost configurable; hashing runs on the
-//! blocking pool so it never stalls the async workers, and at most one hash
-//! per core runs at once).
+//! blocking pool so it never stalls the async workers, at most one hash per
+//! core runs at once, and waiting clients take turns). Rates per client
+//! address and failed logins per username are limited before any hashing
+//! (`auth_limits.rs`).
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::body::{Body, parse_json};
+use crate::client_addr::ClientAddr;
 use crate::{ApiError, AppState};
 
 /// bcrypt only looks at the first 72 bytes; longer passwords are refused
@@ -54,13 +57,15 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 /// `POST /auth/register`
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let credentials: Credentials = parse_json(&body)?;
     let username = validate(&credentials)?;
+    state.auth_limits.registration(client)?;
     let cost = state.config.bcrypt_cost;
     let password = credentials.password;
-    let _slot = state.cpu_slot().await;
+    let _slot = state.cpu_slot(&client.to_string()).await;
     let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
         .await?
         .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
@@ -89,10 +94,14 @@ pub async fn register(
 /// `POST /auth/login`
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let credentials: Credentials = parse_json(&body)?;
     check_password(&credentials.password)?;
+    let limits = &state.auth_limits;
+    limits.login(client)?;
+    limits.unlocked(&credentials.username)?;
     let denied = || ApiError::Unauthorized("invalid username or password".into());
     let user = match Username::parse(&credentials.username) {
         Ok(name) => state.storage()?.user(&name).await?,
@@ -105,12 +114,19 @@ pub async fn login(
         None => state.dummy_hash.clone(),
     };
     let password = credentials.password;
-    let _slot = state.cpu_slot().await;
+    let slot = state.cpu_slot(&client.to_string()).await;
     let matches =
         tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await?;
+    drop(slot);
     match user {
-        Some(user) if matches => Ok(Json(json!({"token": state.jwt.issue(&user.username)}))),
-        _ => Err(denied()),
+        Some(user) if matches => {
+            limits.succeeded(&credentials.username);
+            Ok(Json(json!({"token": state.jwt.issue(&user.username)})))
+        }
+        _ => {
+            limits.failed(&credentials.username);
+            Err(denied())
+        }
     }
 }

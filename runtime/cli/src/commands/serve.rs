@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use nimbus_api::ApiConfig;
+use nimbus_api::config::AuthLimitConfig;
 use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::{client, platform};
@@ -146,6 +147,24 @@ pub struct ApiFlags {
         default_value_t = ApiConfig::default().compiles_per_user
     )]
     compiles_per_user: usize,
+    /// Login attempts per minute from one client address.
+    #[arg(
+        long,
+        env = "NIMBUS_LOGINS_PER_MINUTE",
+        default_value_t = AuthLimitConfig::default().logins_per_minute
+    )]
+    logins_per_minute: u32,
+    /// Registrations per hour from one client address.
+    #[arg(
+        long,
+        env = "NIMBUS_REGISTRATIONS_PER_HOUR",
+        default_value_t = AuthLimitConfig::default().registrations_per_hour
+    )]
+    registrations_per_hour: u32,
+    /// The header a trusted gateway puts the client's address in (APISIX:
+    /// X-Real-IP). Only when every request comes through that gateway.
+    #[arg(long, env = "NIMBUS_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
 }
 
 impl ApiFlags {
@@ -171,6 +190,12 @@ impl ApiFlags {
                 memory_bytes: self.compile_memory_mb.saturating_mul(MIB),
             },
             compiles_per_user: self.compiles_per_user.max(1),
+            auth_limits: AuthLimitConfig {
+                logins_per_minute: self.logins_per_minute,
+                registrations_per_hour: self.registrations_per_hour,
+                ..AuthLimitConfig::default()
+            },
+            client_ip_header: self.client_ip_header.clone(),
             ..ApiConfig::default()
         })
     }

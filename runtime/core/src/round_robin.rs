@@ -1,0 +1,88 @@
+//! Waiting work grouped by who asked for it, served one group at a time in
+//! turn: the scheduling policy of the API's fair CPU slots (bcrypt, script
+//! evaluation). A client with a thousand requests waiting gets the next
+//! turn only after every other waiting client had one.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+/// Values queued by key, popped round-robin across keys (first come first
+/// served within a key).
+#[derive(Debug)]
+pub struct RoundRobin<K, V> {
+    /// Keys with something waiting, in the order they get their turns.
+    order: VecDeque<K>,
+    queues: HashMap<K, VecDeque<V>>,
+}
+
+impl<K, V> Default for RoundRobin<K, V> {
+    fn default() -> Self {
+        Self {
+            order: VecDeque::new(),
+            queues: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
+    /// Queue `value` for `key`; a key new to the queue takes its turn after
+    /// every key already waiting.
+    pub fn push(&mut self, key: K, value: V) {
+        match self.queues.get_mut(&key) {
+            Some(queue) => queue.push_back(value),
+            None => {
+                self.order.push_back(key.clone());
+                self.queues.insert(key, VecDeque::from([value]));
+            }
+        }
+    }
+
+    /// The oldest value of the key whose turn it is; that key then waits
+    /// behind every other.
+    pub fn pop(&mut self) -> Option<V> {
+        let key = self.order.pop_front()?;
+        let queue = self
+            .queues
+            .get_mut(&key)
+            .expect("every ordered key has a queue");
+        let value = queue.pop_front().expect("queues are never left empty");
+        if queue.is_empty() {
+            self.queues.remove(&key);
+        } else {
+            self.order.push_back(key);
+        }
+        Some(value)
+    }
+
+    /// Values waiting.
+    pub fn len(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_key_waits_behind_every_other() {
+        let mut queue = RoundRobin::default();
+        for n in 0..100 {
+            queue.push("flood", n);
+        }
+        queue.push("alice", 1000);
+        queue.push("bob", 2000);
+        queue.push("alice", 1001);
+        assert_eq!(queue.len(), 103);
+        let first: Vec<_> = (0..6).map(|_| queue.pop().unwrap()).collect();
+        assert_eq!(first, [0, 1000, 2000, 1, 1001, 2]);
+        let rest: Vec<_> = std::iter::from_fn(|| queue.pop()).collect();
+        assert_eq!(rest, (3..100).collect::<Vec<_>>());
+        assert!(queue.is_empty());
+    }
+}
