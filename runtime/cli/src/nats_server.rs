@@ -233,7 +233,10 @@ impl NatsServer {
                 let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
                 bail!("nats-server exited with {status} during start-up:\n{log}");
             }
-            let mut options = async_nats::ConnectOptions::new();
+            // As an API server would connect: under a credentialed config
+            // its user may receive replies only in its own inbox prefix.
+            let mut options = async_nats::ConnectOptions::new()
+                .custom_inbox_prefix(nimbus_core::subjects::API_INBOX_PREFIX);
             if let Some((user, password)) = credentials {
                 options = options.user_and_password(user.into(), password.into());
             }

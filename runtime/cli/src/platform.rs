@@ -13,12 +13,33 @@ use nimbus_worker::WorkerConfig;
 
 use crate::component::{Component, Shutdown};
 
+/// What a process is to NATS: the inbox its replies arrive in (only its
+/// own kind may subscribe there, `deploy/nats/nats.conf`) and whether it
+/// provisions the buckets and streams (API servers) or only attaches to
+/// them (workers, whose NATS user may not administer streams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An API server.
+    Api,
+    /// A worker.
+    Worker,
+}
+
+impl Role {
+    fn inbox_prefix(self) -> &'static str {
+        match self {
+            Self::Api => nimbus_core::subjects::API_INBOX_PREFIX,
+            Self::Worker => nimbus_core::subjects::WORKER_INBOX_PREFIX,
+        }
+    }
+}
+
 /// Connect to NATS, naming the connection after the component. `urls` may
 /// list several servers of a cluster, comma-separated; the client fails over
 /// between them (and learns the rest of the cluster from the server).
 /// Credentials go in the URL (`nats://user:password@host:4222`, URL-safe
 /// characters only): async-nats 0.51 does not read them from there itself.
-pub async fn connect(urls: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(urls: &str, name: &str, role: Role) -> anyhow::Result<async_nats::Client> {
     let servers = urls
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
@@ -26,6 +47,7 @@ pub async fn connect(urls: &str, name: &str) -> anyhow::Result<async_nats::Clien
         .with_context(|| format!("invalid NATS URL list {:?}", redact(urls)))?;
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
+        .custom_inbox_prefix(role.inbox_prefix())
         .connection_timeout(Duration::from_secs(5));
     if let Some(server) = servers.iter().find(|s| s.has_user_pass()) {
         let user = server.username().unwrap_or_default().to_owned();
@@ -58,11 +80,14 @@ pub async fn open_store(
     url: &str,
     name: &str,
     config: &StoreConfig,
+    role: Role,
 ) -> anyhow::Result<(async_nats::Client, Storage)> {
-    let client = connect(url, name).await?;
-    let store = Storage::open(client.clone(), config)
-        .await
-        .context("cannot open the JetStream buckets")?;
+    let client = connect(url, name, role).await?;
+    let store = match role {
+        Role::Api => Storage::open(client.clone(), config).await,
+        Role::Worker => Storage::attach(client.clone(), config).await,
+    }
+    .context("cannot open the JetStream buckets")?;
     Ok((client, store))
 }
 
@@ -153,10 +178,20 @@ pub struct Components {
 impl Components {
     /// Connect both, open the buckets and start serving.
     pub async fn start(settings: ComponentSettings) -> anyhow::Result<Self> {
-        let (api_client, api_store) =
-            open_store(&settings.api_nats_url, "nimbus-api", &settings.store).await?;
-        let (worker_client, worker_store) =
-            open_store(&settings.worker_nats_url, "nimbus-worker", &settings.store).await?;
+        let (api_client, api_store) = open_store(
+            &settings.api_nats_url,
+            "nimbus-api",
+            &settings.store,
+            Role::Api,
+        )
+        .await?;
+        let (worker_client, worker_store) = open_store(
+            &settings.worker_nats_url,
+            "nimbus-worker",
+            &settings.store,
+            Role::Worker,
+        )
+        .await?;
         let api_addr = settings.listener.local_addr()?;
         let api = Component::spawn("API server", move |shutdown| {
             run_api(

@@ -48,6 +48,13 @@ pub const MODULES_BUCKET: &str = "modules";
 /// `OBJ_x`).
 pub const MODULES_STREAM: &str = "OBJ_modules";
 
+/// The inbox prefix of API servers' NATS connections: replies to their
+/// requests (JetStream answers, invocation replies) arrive under it, and
+/// only API servers may subscribe to it (`deploy/nats/nats.conf`).
+pub const API_INBOX_PREFIX: &str = "_INBOX_api";
+/// The inbox prefix of workers' NATS connections.
+pub const WORKER_INBOX_PREFIX: &str = "_INBOX_worker";
+
 /// Subject a synchronous invocation of `id` is requested on.
 pub fn execute(id: FunctionId) -> String {
     format!("functions.execute.v2.{id}")

@@ -1,6 +1,9 @@
-//! Start-up: create the buckets and streams if missing, or update them to
-//! the configuration, and take handles on them. Idempotent, so whichever
-//! process starts first creates them and the others find them.
+//! Start-up. API servers provision: create the buckets and streams if
+//! missing, or update them to the configuration, and take handles on them
+//! ([`Storage::open`]; idempotent, so whichever starts first creates them
+//! and the others find them). Workers only attach to what exists
+//! ([`Storage::attach`]): their NATS user may not create, change or delete
+//! streams, so a compromised worker cannot reconfigure the users bucket.
 
 use async_nats::jetstream::{
     self, kv, object_store,
@@ -131,4 +134,63 @@ impl Storage {
             failover_wait: config.failover_wait,
         })
     }
+
+    /// Take handles on the buckets and streams an API server provisioned,
+    /// creating and changing nothing. A worker that starts before any API
+    /// server waits for them, up to [`ATTACH_WAIT`].
+    pub async fn attach(
+        client: async_nats::Client,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let deadline = std::time::Instant::now() + ATTACH_WAIT;
+        loop {
+            match Self::bind(&client, &js, config).await {
+                Ok(storage) => return Ok(storage),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the buckets are not provisioned yet; waiting");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn bind(
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        config: &StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let kv = |bucket: &'static str| async move {
+            js.get_key_value(bucket)
+                .await
+                .map_err(|e| unavailable("open a bucket", e))
+        };
+        let stream = |name: &'static str| async move {
+            js.get_stream(name)
+                .await
+                .map_err(|e| unavailable("open a stream", e))
+        };
+        Ok(Self {
+            client: client.clone(),
+            logs: stream(subjects::LOGS_STREAM).await?,
+            users: kv(subjects::USERS_BUCKET).await?,
+            functions: kv(subjects::FUNCTIONS_BUCKET).await?,
+            names: kv(subjects::FUNCTION_NAMES_BUCKET).await?,
+            invocations: kv(subjects::INVOCATIONS_BUCKET).await?,
+            jobs: stream(subjects::JOBS_STREAM).await?,
+            modules: js
+                .get_object_store(subjects::MODULES_BUCKET)
+                .await
+                .map_err(|e| unavailable("open the modules object store", e))?,
+            modules_stream: stream(subjects::MODULES_STREAM).await?,
+            js: js.clone(),
+            failover_wait: config.failover_wait,
+        })
+    }
 }
+
+/// How long [`Storage::attach`] waits for an API server to provision.
+pub const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);

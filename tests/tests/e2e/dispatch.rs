@@ -359,9 +359,13 @@ async fn a_log_read_keeps_the_newest_entries_within_both_caps() {
 
 #[tokio::test]
 async fn a_bad_nats_url_is_reported_without_its_password() {
-    let error = nimbus_cli::platform::connect("nats://worker:s3cret@bad host:4222", "probe")
-        .await
-        .unwrap_err();
+    let error = nimbus_cli::platform::connect(
+        "nats://worker:s3cret@bad host:4222",
+        "probe",
+        nimbus_cli::platform::Role::Worker,
+    )
+    .await
+    .unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains("invalid NATS URL"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nimbus_api::ApiConfig;
 use nimbus_cli::component::Component;
 use nimbus_cli::nats_server::{self, NatsServer};
-use nimbus_cli::platform;
+use nimbus_cli::platform::{self, Role};
 use nimbus_core::subjects;
 use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
@@ -152,10 +152,14 @@ impl Platform {
 
     /// An API server as a component: it, its base URL and its NATS client.
     async fn spawn_api(&self) -> (Component, String, async_nats::Client) {
-        let (client, store) =
-            platform::open_store(&self.nats_url(), "test-api", &StoreConfig::default())
-                .await
-                .expect("store opens");
+        let (client, store) = platform::open_store(
+            &self.nats_url(),
+            "test-api",
+            &StoreConfig::default(),
+            Role::Api,
+        )
+        .await
+        .expect("store opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -187,10 +191,14 @@ impl Platform {
 
     /// Start one more worker; returns its index.
     pub async fn add_worker(&mut self) -> usize {
-        let (client, store) =
-            platform::open_store(&self.nats_url(), "test-worker", &StoreConfig::default())
-                .await
-                .expect("store opens");
+        let (client, store) = platform::open_store(
+            &self.nats_url(),
+            "test-worker",
+            &StoreConfig::default(),
+            Role::Worker,
+        )
+        .await
+        .expect("store opens");
         let config = self.setup.worker.clone();
         let engine = platform::worker_engine(&config).expect("worker engine built");
         let (worker_client, worker_engine) = (client.clone(), engine.clone());

@@ -21,5 +21,6 @@ mod gateway;
 mod handlers;
 mod jobs;
 mod js;
+mod nats_permissions;
 mod seed;
 mod urls;

@@ -16,6 +16,7 @@ use nimbus_api::ApiConfig;
 use nimbus_api::config::AuthLimitConfig;
 use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
+use nimbus_cli::platform::Role;
 use nimbus_cli::{client, platform};
 use nimbus_engine::CompileBudget;
 use nimbus_store::{ArtifactKey, StoreConfig};
@@ -381,8 +382,13 @@ impl ApiArgs {
         let secret = self.api.jwt_secret.clone().context(
             "set NIMBUS_JWT_SECRET (or --jwt-secret): every API server must share one secret",
         )?;
-        let (client, store) =
-            platform::open_store(&self.nats_url, "nimbus-api", &self.store.config()).await?;
+        let (client, store) = platform::open_store(
+            &self.nats_url,
+            "nimbus-api",
+            &self.store.config(),
+            Role::Api,
+        )
+        .await?;
         let listener = self.api.bind().await?;
         let config = ApiConfig {
             artifact_key: self.artifacts.key()?,
@@ -423,8 +429,13 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// Run a worker until a signal.
     pub async fn run(self) -> anyhow::Result<()> {
-        let (client, store) =
-            platform::open_store(&self.nats_url, "nimbus-worker", &self.store.config()).await?;
+        let (client, store) = platform::open_store(
+            &self.nats_url,
+            "nimbus-worker",
+            &self.store.config(),
+            Role::Worker,
+        )
+        .await?;
         let config = WorkerConfig {
             artifact_key: self.artifacts.key()?,
             ..self.worker.config()
