@@ -63,6 +63,12 @@ pub struct ApiConfig {
     /// comes from. Set it only when every request passes the gateway: a
     /// client could otherwise name any address.
     pub client_ip_header: Option<String>,
+    /// Invocations per second one tenant may start through this API
+    /// server (synchronous, asynchronous and URL calls together, bursts up
+    /// to the same number); past that, 429 with `Retry-After`. The default
+    /// is above what one tenant reaches on a small machine (~10k/s here):
+    /// set it to what a tenant is entitled to.
+    pub calls_per_second: u32,
 }
 
 impl Default for ApiConfig {
@@ -83,6 +89,7 @@ impl Default for ApiConfig {
             compiles_per_user: 1,
             auth_limits: AuthLimitConfig::default(),
             client_ip_header: None,
+            calls_per_second: 20_000,
         }
     }
 }

@@ -31,6 +31,7 @@ mod fair_slots;
 mod function_cache;
 mod routes;
 mod state;
+mod tenant_rate;
 mod upload;
 mod user_turns;
 

@@ -11,6 +11,7 @@ use crate::auth_limits::AuthLimits;
 use crate::dispatch::{Dispatch, NatsDispatch};
 use crate::fair_slots::{FairSlots, Slot};
 use crate::function_cache::FunctionCache;
+use crate::tenant_rate::TenantRate;
 use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
 
@@ -35,6 +36,8 @@ pub struct AppState {
     cpu_slots: FairSlots,
     /// Login and registration rates, and locked usernames.
     pub(crate) auth_limits: AuthLimits,
+    /// Invocations per second per tenant.
+    pub(crate) tenant_rate: TenantRate,
     /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
     pub(crate) compile_turns: Arc<UserTurns>,
     /// A bcrypt hash of a random password at the configured cost; logins for
@@ -90,6 +93,7 @@ impl AppState {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
             auth_limits: AuthLimits::new(config.auth_limits.clone()),
+            tenant_rate: TenantRate::new(config.calls_per_second),
             functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
             config,
             storage: None,

@@ -40,7 +40,15 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
     /// The oldest value of the key whose turn it is; that key then waits
     /// behind every other.
     pub fn pop(&mut self) -> Option<V> {
-        let key = self.order.pop_front()?;
+        self.pop_eligible(|_| true).map(|(_, value)| value)
+    }
+
+    /// [`RoundRobin::pop`], skipping keys for which `eligible` is false
+    /// (they keep their place in line): the oldest value of the first
+    /// eligible key in turn, with its key.
+    pub fn pop_eligible(&mut self, mut eligible: impl FnMut(&K) -> bool) -> Option<(K, V)> {
+        let position = self.order.iter().position(&mut eligible)?;
+        let key = self.order.remove(position).expect("found above");
         let queue = self
             .queues
             .get_mut(&key)
@@ -49,9 +57,9 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
         if queue.is_empty() {
             self.queues.remove(&key);
         } else {
-            self.order.push_back(key);
+            self.order.push_back(key.clone());
         }
-        Some(value)
+        Some((key, value))
     }
 
     /// Values waiting.
@@ -84,5 +92,17 @@ mod tests {
         let rest: Vec<_> = std::iter::from_fn(|| queue.pop()).collect();
         assert_eq!(rest, (3..100).collect::<Vec<_>>());
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn ineligible_keys_keep_their_place() {
+        let mut queue = RoundRobin::default();
+        queue.push("busy", 1);
+        queue.push("busy", 2);
+        queue.push("idle", 10);
+        assert_eq!(queue.pop_eligible(|key| *key != "busy"), Some(("idle", 10)));
+        assert_eq!(queue.pop_eligible(|key| *key != "busy"), None);
+        assert_eq!(queue.pop(), Some(1));
+        assert_eq!(queue.len(), 1);
     }
 }

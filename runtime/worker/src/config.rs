@@ -14,6 +14,11 @@ pub struct WorkerConfig {
     /// Invocations that may wait for a slot; past that, new ones are
     /// answered `Overloaded` at once.
     pub queue_capacity: usize,
+    /// Synchronous invocations one tenant (the caller) may run at once on
+    /// this worker; `None` is half of `concurrency`. Their further calls
+    /// wait their turn (see `fair_queue.rs`), so one tenant's burst of slow
+    /// calls leaves slots for everybody else.
+    pub tenant_concurrency: Option<usize>,
     /// Limits this worker accepts; requests beyond them are refused.
     pub policy: LimitPolicy,
     /// The platform's artifact key: with it, the worker loads the native
@@ -46,11 +51,21 @@ pub struct WorkerConfig {
     pub warm_modules: usize,
 }
 
+impl WorkerConfig {
+    /// Calls one tenant may run at once (see `tenant_concurrency`).
+    pub fn tenant_concurrency(&self) -> usize {
+        self.tenant_concurrency
+            .unwrap_or(self.concurrency / 2)
+            .clamp(1, self.concurrency.max(1))
+    }
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 32,
             queue_capacity: 256,
+            tenant_concurrency: None,
             policy: LimitPolicy::default(),
             artifact_key: None,
             benchmark_floor: false,

@@ -32,9 +32,10 @@ use async_nats::{HeaderMap, Message, Subscriber};
 use futures::StreamExt;
 use nimbus_core::subjects;
 use nimbus_core::wire::{Call, Reply, headers, legacy};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::Worker;
+use crate::fair_queue::FairQueue;
 
 /// Which envelope a request came in; its reply goes back in the same one.
 #[derive(Clone, Copy)]
@@ -50,6 +51,8 @@ struct Queued {
     message: Message,
     envelope: Envelope,
     received: Instant,
+    /// The call and its input, read on arrival (to know its tenant).
+    call: Result<(Call, bytes::Bytes), String>,
 }
 
 /// The subscriptions synchronous calls arrive on.
@@ -86,7 +89,10 @@ impl Intake {
         shutdown: impl Future<Output = ()>,
         stopping: watch::Sender<bool>,
     ) {
-        let (queue, mut queued) = mpsc::channel::<Queued>(worker.config.queue_capacity.max(1));
+        let queue = Arc::new(FairQueue::<Queued>::new(
+            worker.config.queue_capacity,
+            worker.config.tenant_concurrency(),
+        ));
         let (drain, draining) = watch::channel(false);
         let intakes = async {
             tokio::join!(
@@ -111,7 +117,7 @@ impl Intake {
             // closed): stop taking jobs too. Closing the queue lets the
             // executor finish what it holds, then stop.
             stopping.send(true).ok();
-            drop(queue);
+            queue.close();
         };
         let intakes = async {
             tokio::pin!(intakes);
@@ -124,21 +130,23 @@ impl Intake {
                 }
             }
         };
-        // Executor: the next queued request, then a slot for it. (Holding a
-        // slot while idle would keep it from jobs.) At most one request waits
+        // Executor: the next queued request (tenants in turn, each within
+        // its share, `fair_queue.rs`), then a slot for it. (Holding a slot
+        // while idle would keep it from jobs.) At most one request waits
         // outside the queue, for a slot.
         let execute = async {
-            while let Some(request) = queued.recv().await {
+            while let Some((tenant, request)) = queue.next().await {
                 let permit = slots
                     .clone()
                     .acquire_owned()
                     .await
                     .expect("semaphore never closed");
                 waiting.fetch_sub(1, Ordering::SeqCst);
-                let worker = worker.clone();
+                let (worker, queue) = (worker.clone(), queue.clone());
                 tokio::spawn(async move {
                     worker.handle(request).await;
                     drop(permit);
+                    queue.done(&tenant);
                 });
             }
         };
@@ -154,7 +162,7 @@ async fn take(
     worker: &Worker,
     mut subscription: Subscriber,
     envelope: Envelope,
-    queue: &mpsc::Sender<Queued>,
+    queue: &FairQueue<Queued>,
     waiting: &AtomicUsize,
     mut drain: watch::Receiver<bool>,
 ) {
@@ -173,13 +181,26 @@ async fn take(
             }
         };
         let Some(message) = message else { break };
+        let received = Instant::now();
+        let call = match envelope {
+            Envelope::Current => Call::parse(header(&message, headers::CALL))
+                .map(|call| (call, message.payload.clone()))
+                .map_err(|e| e.to_string()),
+            Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),
+        };
+        // Unreadable requests share one tenant: they are answered at once.
+        let tenant = match &call {
+            Ok((call, _)) => call.caller.to_string(),
+            Err(_) => String::new(),
+        };
         let request = Queued {
             message,
             envelope,
-            received: Instant::now(),
+            received,
+            call,
         };
         waiting.fetch_add(1, Ordering::SeqCst);
-        if let Err(mpsc::error::TrySendError::Full(request)) = queue.try_send(request) {
+        if let Err(request) = queue.push(tenant, request) {
             waiting.fetch_sub(1, Ordering::SeqCst);
             worker.shed(request).await;
         }
@@ -192,13 +213,8 @@ impl Worker {
             message,
             envelope,
             received,
+            call,
         } = queued;
-        let call = match envelope {
-            Envelope::Current => Call::parse(header(&message, headers::CALL))
-                .map(|call| (call, message.payload.clone()))
-                .map_err(|e| e.to_string()),
-            Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),
-        };
         let reply = match call {
             Ok((call, input)) => {
                 let waited = received.elapsed();

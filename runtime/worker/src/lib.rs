@@ -19,6 +19,7 @@
 //! Stopping drains: invocations already delivered are still answered.
 
 pub mod config;
+mod fair_queue;
 mod intake;
 mod invoke;
 mod jobs;

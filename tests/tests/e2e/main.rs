@@ -15,6 +15,7 @@ mod deploy;
 mod dispatch;
 mod docs;
 mod examples;
+mod fair_share;
 mod function_cache;
 mod functions;
 mod gateway;

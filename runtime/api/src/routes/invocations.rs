@@ -58,6 +58,7 @@ pub async fn execute(
             .unwrap_or_else(|| prefers_async(&headers)),
     };
     let input = input_of(&body)?;
+    state.tenant_rate.check(&caller)?;
     let meta = state
         .functions
         .get(state.storage(), &caller, id)

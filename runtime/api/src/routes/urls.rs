@@ -80,6 +80,8 @@ pub async fn call(
         }
     }
 
+    let tenant = caller.clone().unwrap_or_else(|| owner.clone());
+    state.tenant_rate.check(&tenant)?;
     let (parts, body) = request.into_parts();
     let cap = usize::try_from(meta.limits.max_input_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, cap).await.map_err(|_| {
@@ -92,7 +94,7 @@ pub async fn call(
         function_id: meta.id,
         digest: meta.digest.clone(),
         limits: meta.limits,
-        caller: caller.clone().unwrap_or_else(|| owner.clone()),
+        caller: tenant,
         wait_ms: wait.as_millis() as u64,
         http: None,
     };

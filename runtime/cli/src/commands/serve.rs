@@ -162,6 +162,13 @@ pub struct ApiFlags {
         default_value_t = AuthLimitConfig::default().registrations_per_hour
     )]
     registrations_per_hour: u32,
+    /// Invocations per second one user may start through this API server.
+    #[arg(
+        long,
+        env = "NIMBUS_CALLS_PER_SECOND",
+        default_value_t = ApiConfig::default().calls_per_second
+    )]
+    calls_per_second: u32,
     /// The header a trusted gateway puts the client's address in (APISIX:
     /// X-Real-IP). Only when every request comes through that gateway.
     #[arg(long, env = "NIMBUS_CLIENT_IP_HEADER")]
@@ -197,6 +204,7 @@ impl ApiFlags {
                 ..AuthLimitConfig::default()
             },
             client_ip_header: self.client_ip_header.clone(),
+            calls_per_second: self.calls_per_second,
             ..ApiConfig::default()
         })
     }
@@ -225,6 +233,11 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().queue_capacity
     )]
     queue_capacity: usize,
+    /// Synchronous invocations one tenant may run at once on a worker
+    /// (default: half of --worker-concurrency); their others wait their
+    /// turn, tenants served in turn.
+    #[arg(long, env = "NIMBUS_TENANT_CONCURRENCY")]
+    tenant_concurrency: Option<usize>,
     /// Benchmarking only: answer every invocation with its input without
     /// running it, to measure the platform's own round trip.
     #[arg(long, env = "NIMBUS_BENCHMARK_FLOOR")]
@@ -268,6 +281,7 @@ impl WorkerFlags {
         WorkerConfig {
             concurrency: self.concurrency,
             queue_capacity: self.queue_capacity,
+            tenant_concurrency: self.tenant_concurrency,
             benchmark_floor: self.benchmark_floor,
             module_cache_bytes: self.module_cache_mb.saturating_mul(MIB),
             job_attempts: self.job_attempts,

@@ -1,0 +1,109 @@
+//! The queue in front of a worker's slots, shared fairly between tenants.
+//!
+//! A tenant is whoever a call is charged to (its `caller`: the function's
+//! owner for an anonymous call on a public URL). Two rules:
+//! - no tenant runs more than `per_tenant` calls at once on this worker
+//!   (`WorkerConfig::tenant_concurrency`, half the slots by default), so
+//!   one tenant's burst of slow calls (64 sleepers) leaves slots free for
+//!   everybody else;
+//! - waiting calls are taken one tenant at a time in turn
+//!   (`nimbus_core::round_robin`), first come first served within a tenant.
+//!
+//! The whole queue holds at most `capacity` calls, as before: past that a
+//! new call is refused at once (the caller answers it `Overloaded`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use nimbus_core::round_robin::RoundRobin;
+use tokio::sync::Notify;
+
+pub(crate) struct FairQueue<T> {
+    state: Mutex<State<T>>,
+    changed: Notify,
+    capacity: usize,
+    per_tenant: usize,
+}
+
+struct State<T> {
+    waiting: RoundRobin<String, T>,
+    running: HashMap<String, usize>,
+    closed: bool,
+}
+
+impl<T> FairQueue<T> {
+    pub(crate) fn new(capacity: usize, per_tenant: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                waiting: RoundRobin::default(),
+                running: HashMap::new(),
+                closed: false,
+            }),
+            changed: Notify::new(),
+            capacity: capacity.max(1),
+            per_tenant: per_tenant.max(1),
+        }
+    }
+
+    /// Queue `item` for `tenant`; gives it back if the queue is full.
+    pub(crate) fn push(&self, tenant: String, item: T) -> Result<(), T> {
+        let mut state = self.state.lock().expect("queue lock");
+        if state.waiting.len() >= self.capacity {
+            return Err(item);
+        }
+        state.waiting.push(tenant, item);
+        drop(state);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// The next call to run: the oldest of the first tenant in turn that
+    /// runs fewer than its share. Counts it as running for that tenant
+    /// until [`FairQueue::done`]. `None` once closed and empty.
+    pub(crate) async fn next(&self) -> Option<(String, T)> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before looking, so a change in between wakes us.
+            changed.as_mut().enable();
+            {
+                let mut state = self.state.lock().expect("queue lock");
+                let State {
+                    waiting, running, ..
+                } = &mut *state;
+                let per_tenant = self.per_tenant;
+                let next = waiting
+                    .pop_eligible(|tenant| running.get(tenant).copied().unwrap_or(0) < per_tenant);
+                if let Some((tenant, item)) = next {
+                    *running.entry(tenant.clone()).or_default() += 1;
+                    return Some((tenant, item));
+                }
+                if state.closed && state.waiting.is_empty() {
+                    return None;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// A call of `tenant` finished.
+    pub(crate) fn done(&self, tenant: &str) {
+        let mut state = self.state.lock().expect("queue lock");
+        if let Some(count) = state.running.get_mut(tenant) {
+            *count -= 1;
+            if *count == 0 {
+                state.running.remove(tenant);
+            }
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// No more calls will be pushed: [`FairQueue::next`] ends once the
+    /// queue is empty.
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("queue lock").closed = true;
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
+}
