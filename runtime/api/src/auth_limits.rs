@@ -114,6 +114,10 @@ impl AuthLimits {
         let mut failures = self.failures.lock().expect("failures lock");
         if failures.len() >= SWEEP_AT {
             failures.retain(|_, f| now.duration_since(f.last) < FAILURES_KEPT);
+            if failures.len() >= SWEEP_AT {
+                // Flooded with names: keep only the locked ones.
+                failures.retain(|_, f| f.locked_until > now);
+            }
         }
         let entry = failures.entry(username.to_owned()).or_insert(Failures {
             count: 0,

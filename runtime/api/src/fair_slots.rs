@@ -7,7 +7,7 @@
 //! freed slot goes to the next *client* in turn (`RoundRobin`), so a flood
 //! delays another client by at most the work already running.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nimbus_core::round_robin::RoundRobin;
 use tokio::sync::oneshot;
@@ -21,9 +21,11 @@ struct State {
     waiting: RoundRobin<String, oneshot::Sender<()>>,
 }
 
-/// A slot held; freed on drop (to the next client in turn).
-pub(crate) struct Slot<'a> {
-    slots: &'a FairSlots,
+/// A slot held; freed on drop (to the next client in turn). Owned, so the
+/// blocking work it pays for can hold it (a cancelled request must not
+/// free the slot while its hash still runs).
+pub(crate) struct Slot {
+    slots: Arc<FairSlots>,
 }
 
 /// A waiter that went away (its request was cancelled) after a slot was
@@ -44,12 +46,14 @@ impl FairSlots {
     }
 
     /// Wait for a slot, in `client`'s turn.
-    pub(crate) async fn take(&self, client: &str) -> Slot<'_> {
+    pub(crate) async fn take(self: &Arc<Self>, client: &str) -> Slot {
         let handed = {
             let mut state = self.state.lock().expect("slots lock");
             if state.free > 0 {
                 state.free -= 1;
-                return Slot { slots: self };
+                return Slot {
+                    slots: self.clone(),
+                };
             }
             let (hand, handed) = oneshot::channel();
             state.waiting.push(client.to_owned(), hand);
@@ -63,7 +67,9 @@ impl FairSlots {
         // The sender is only dropped once it has handed the slot.
         let _ = handed.await;
         waiting.handed = None;
-        Slot { slots: self }
+        Slot {
+            slots: self.clone(),
+        }
     }
 
     fn release(&self) {
@@ -77,7 +83,7 @@ impl FairSlots {
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.slots.release();
     }

@@ -33,7 +33,7 @@ pub struct AppState {
     /// clients in turn (`fair_slots.rs`). Compiles have a pool of their
     /// own, at a lower priority (the engine's `compile_job`), and never
     /// take these slots.
-    cpu_slots: FairSlots,
+    cpu_slots: Arc<FairSlots>,
     /// Login and registration rates, and locked usernames.
     pub(crate) auth_limits: AuthLimits,
     /// Invocations per second per tenant.
@@ -101,7 +101,9 @@ impl AppState {
             dispatch,
             engine,
             js: tokio::sync::OnceCell::new(),
-            cpu_slots: FairSlots::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            cpu_slots: Arc::new(FairSlots::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             dummy_hash,
         })
     }
@@ -120,7 +122,7 @@ impl AppState {
 
     /// Wait for a CPU slot in `client`'s turn (see `cpu_slots`): a client
     /// address, or a user.
-    pub(crate) async fn cpu_slot(&self, client: &str) -> Slot<'_> {
+    pub(crate) async fn cpu_slot(&self, client: &str) -> Slot {
         self.cpu_slots.take(client).await
     }
 

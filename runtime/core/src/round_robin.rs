@@ -62,6 +62,11 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
         Some((key, value))
     }
 
+    /// Values waiting for `key`.
+    pub fn len_of(&self, key: &K) -> usize {
+        self.queues.get(key).map_or(0, VecDeque::len)
+    }
+
     /// Values waiting.
     pub fn len(&self) -> usize {
         self.queues.values().map(VecDeque::len).sum()
@@ -104,5 +109,6 @@ mod tests {
         assert_eq!(queue.pop_eligible(|key| *key != "busy"), None);
         assert_eq!(queue.pop(), Some(1));
         assert_eq!(queue.len(), 1);
+        assert_eq!((queue.len_of(&"busy"), queue.len_of(&"idle")), (1, 0));
     }
 }

@@ -68,9 +68,9 @@ pub(crate) fn compile(
             drop(stdin);
         });
         let errors = scope.spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.by_ref().take(64 << 10).read_to_string(&mut text);
-            text
+            let mut text = Vec::new();
+            let _ = stderr.by_ref().take(64 << 10).read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
         });
         let artifact = scope.spawn(move || {
             let mut artifact = Vec::new();
@@ -111,7 +111,7 @@ fn outcome(
         }
         (Some(EXIT_REFUSED), _) => Err(CompileError::Invalid(errors.to_owned())),
         // Out of memory (an allocation refused: Rust aborts) or CPU time.
-        (_, Some(libc::SIGABRT | libc::SIGKILL | libc::SIGXCPU | libc::SIGSEGV)) => {
+        (_, Some(libc::SIGABRT | libc::SIGKILL | libc::SIGXCPU)) => {
             Err(CompileError::OverBudget(format!(
                 "compiling needed more than its budget of {} MiB of memory or its CPU time",
                 budget.memory_bytes >> 20
@@ -141,6 +141,7 @@ pub fn serve_compile_module(settings: &str) -> i32 {
         return refuse(format!("cannot read the module: {e}"));
     }
     limit_self(&config, binary.len());
+    die_with_parent();
     config.compiler = None;
     config.code_cache_bytes = 0;
     let engine = match crate::Engine::new(config) {
@@ -153,6 +154,17 @@ pub fn serve_compile_module(settings: &str) -> i32 {
             Err(e) => refuse(format!("cannot write the artifact: {e}")),
         },
         Err(e) => refuse(e.to_string()),
+    }
+}
+
+/// Should the API server die, so does its compile (Linux; elsewhere the
+/// CPU limit ends it).
+#[allow(unsafe_code)]
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
 }
 

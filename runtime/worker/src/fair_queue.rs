@@ -9,8 +9,10 @@
 //! - waiting calls are taken one tenant at a time in turn
 //!   (`nimbus_core::round_robin`), first come first served within a tenant.
 //!
-//! The whole queue holds at most `capacity` calls, as before: past that a
-//! new call is refused at once (the caller answers it `Overloaded`).
+//! The whole queue holds at most `capacity` calls, as before, and one
+//! tenant at most a quarter of them: past either a new call is refused at
+//! once (the caller answers it `Overloaded`), so one tenant's flood cannot
+//! fill the queue against everybody else.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,7 +50,9 @@ impl<T> FairQueue<T> {
     /// Queue `item` for `tenant`; gives it back if the queue is full.
     pub(crate) fn push(&self, tenant: String, item: T) -> Result<(), T> {
         let mut state = self.state.lock().expect("queue lock");
-        if state.waiting.len() >= self.capacity {
+        if state.waiting.len() >= self.capacity
+            || state.waiting.len_of(&tenant) >= (self.capacity / 4).max(1)
+        {
             return Err(item);
         }
         state.waiting.push(tenant, item);

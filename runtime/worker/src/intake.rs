@@ -101,17 +101,9 @@ impl Intake {
                     self.calls,
                     Envelope::Current,
                     &queue,
-                    &waiting,
                     draining.clone()
                 ),
-                take(
-                    &worker,
-                    self.legacy,
-                    Envelope::Legacy,
-                    &queue,
-                    &waiting,
-                    draining
-                ),
+                take(&worker, self.legacy, Envelope::Legacy, &queue, draining),
             );
             // The subscriptions are over (drained, or the connection
             // closed): stop taking jobs too. Closing the queue lets the
@@ -136,21 +128,34 @@ impl Intake {
         // outside the queue, for a slot.
         let execute = async {
             while let Some((tenant, request)) = queue.next().await {
+                // Jobs leave free slots to this call (`jobs.rs`): it could
+                // run now. Calls held back by their tenant's share do not
+                // count, so they never hold up anybody's jobs.
+                waiting.fetch_add(1, Ordering::SeqCst);
                 let permit = slots
                     .clone()
                     .acquire_owned()
                     .await
                     .expect("semaphore never closed");
                 waiting.fetch_sub(1, Ordering::SeqCst);
-                let (worker, queue) = (worker.clone(), queue.clone());
+                let (worker, done) = (worker.clone(), Done(queue.clone(), tenant));
                 tokio::spawn(async move {
                     worker.handle(request).await;
                     drop(permit);
-                    queue.done(&tenant);
+                    drop(done);
                 });
             }
         };
         tokio::join!(intakes, execute);
+    }
+}
+
+/// Marks a tenant's call finished when dropped, however its task ends.
+struct Done(Arc<FairQueue<Queued>>, String);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.done(&self.1);
     }
 }
 
@@ -163,7 +168,6 @@ async fn take(
     mut subscription: Subscriber,
     envelope: Envelope,
     queue: &FairQueue<Queued>,
-    waiting: &AtomicUsize,
     mut drain: watch::Receiver<bool>,
 ) {
     let mut draining = false;
@@ -199,9 +203,7 @@ async fn take(
             received,
             call,
         };
-        waiting.fetch_add(1, Ordering::SeqCst);
         if let Err(request) = queue.push(tenant, request) {
-            waiting.fetch_sub(1, Ordering::SeqCst);
             worker.shed(request).await;
         }
     }

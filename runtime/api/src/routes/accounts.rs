@@ -65,10 +65,15 @@ pub async fn register(
     state.auth_limits.registration(client)?;
     let cost = state.config.bcrypt_cost;
     let password = credentials.password;
-    let _slot = state.cpu_slot(&client.to_string()).await;
-    let password_hash = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
-        .await?
-        .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
+    let slot = state.cpu_slot(&client.to_string()).await;
+    // The hash holds the slot: were the request cancelled, the slot would
+    // still be taken until the hash is done.
+    let password_hash = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        bcrypt::hash(password, cost)
+    })
+    .await?
+    .map_err(|e| ApiError::Internal(format!("bcrypt: {e}")))?;
     let record = UserRecord {
         username: username.clone(),
         password_hash,
@@ -115,17 +120,21 @@ pub async fn login(
     };
     let password = credentials.password;
     let slot = state.cpu_slot(&client.to_string()).await;
-    let matches =
-        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await?;
-    drop(slot);
+    let matches = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        bcrypt::verify(password, &hash).unwrap_or(false)
+    })
+    .await?;
     match user {
         Some(user) if matches => {
             limits.succeeded(&credentials.username);
             Ok(Json(json!({"token": state.jwt.issue(&user.username)})))
         }
         _ => {
-            limits.failed(&credentials.username);
+            // Names that cannot exist are not tracked: they lock nothing.
+            if Username::parse(&credentials.username).is_ok() {
+                limits.failed(&credentials.username);
+            }
             Err(denied())
         }
     }

@@ -107,7 +107,13 @@ pub async fn create(
         // does not hold up logins, invocations or health checks. A user's
         // uploads first wait for that user's turn, so one user's burst
         // cannot take every turn of the pool.
-        let _turn = state.compile_turns.take(&caller).await;
+        // The compile holds the turn: a client that goes away does not free
+        // it while the compile still runs.
+        let turn = state.compile_turns.take(&caller).await;
+        let compile = move |engine: &nimbus_engine::Engine| {
+            let _turn = turn;
+            compile(engine)
+        };
         state.engine.compile_job(compile).await.and_then(|r| r)
     };
     let (digest, binary, abi, artifact) = compiled.map_err(|e| match e {

@@ -1,6 +1,6 @@
 //! Compiles in the `nimbus` binary's child process, under the compile
 //! budget: a compile past its time or memory is killed and refused, the
-//! compiler keeps no platform secret, `nimbus up` answers 422
+//! compiler starts with an empty environment, `nimbus up` answers 422
 //! `compile_budget_exceeded`, and one user's compiles wait for each other,
 //! not other users'.
 
@@ -109,10 +109,10 @@ async fn a_compile_over_its_time_or_memory_is_killed_and_refused() {
 }
 
 #[tokio::test]
-async fn the_compiler_process_gets_no_secrets() {
-    // A module cannot read the compiler's environment, but a compromised
-    // compiler could: it starts with none. Checked from /proc while a
-    // compile runs.
+async fn the_compiler_process_starts_with_an_empty_environment() {
+    // The API's secrets (JWT secret, artifact key, NATS password) are in
+    // its environment; the compiler starts with none. Checked from /proc
+    // while a compile runs.
     let engine = engine_with(CompileBudget {
         base: Duration::from_secs(600),
         ..CompileBudget::default()
