@@ -9,6 +9,7 @@ use nimbus_engine::CompileBudget;
 use nimbus_store::ArtifactKey;
 
 pub use crate::auth_limits::AuthLimitConfig;
+pub use crate::quotas::Quotas;
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -69,6 +70,16 @@ pub struct ApiConfig {
     /// is above what one tenant reaches on a small machine (~10k/s here):
     /// set it to what a tenant is entitled to.
     pub calls_per_second: u32,
+    /// Functions and module bytes per tenant (`quotas.rs`).
+    pub quotas: Quotas,
+    /// How often this API server sweeps the modules store for objects no
+    /// function uses (`Duration::ZERO`: never). Sweeps of several API
+    /// servers do not conflict.
+    pub module_gc_interval: Duration,
+    /// How long an unused object is kept after it was last written or
+    /// touched by an upload: longer than any upload takes between storing
+    /// its module and writing its function.
+    pub module_gc_grace: Duration,
 }
 
 impl Default for ApiConfig {
@@ -90,6 +101,9 @@ impl Default for ApiConfig {
             auth_limits: AuthLimitConfig::default(),
             client_ip_header: None,
             calls_per_second: 20_000,
+            quotas: Quotas::default(),
+            module_gc_interval: Duration::from_secs(600),
+            module_gc_grace: Duration::from_secs(3600),
         }
     }
 }

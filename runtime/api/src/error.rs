@@ -55,6 +55,9 @@ pub enum ApiError {
     /// running as one user may.
     #[error("{0}")]
     TooManyJobs(String),
+    /// The caller is at one of their quotas (functions, module bytes).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Too many requests of a kind from this client (or for this
     /// username); try again after `retry_after`.
     #[error("{message}")]
@@ -147,6 +150,7 @@ impl ApiError {
             }
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
             Self::TooManyJobs(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_jobs"),
+            Self::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Platform { kind, .. } => (platform_status(*kind), kind.as_str()),
             Self::Store(StoreError::Corrupt { .. }) | Self::Internal(_) => {

@@ -29,6 +29,8 @@ pub mod dispatch;
 pub mod error;
 mod fair_slots;
 mod function_cache;
+mod module_gc;
+mod quotas;
 mod routes;
 mod state;
 mod tenant_rate;
@@ -52,7 +54,7 @@ pub use function_cache::FunctionCache;
 pub use state::AppState;
 
 use body::BodyCap;
-use routes::{accounts, functions, invocations, urls};
+use routes::{account, accounts, functions, invocations, urls};
 
 pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
@@ -83,6 +85,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health))
         .route("/auth/register", auth_cap(post(accounts::register)))
         .route("/auth/login", auth_cap(post(accounts::login)))
+        .route("/account", get(account::account))
         .route("/functions", upload.get(functions::list))
         .route(
             "/functions/{id}",
@@ -121,6 +124,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = Arc::new(state);
+    let _sweeper = module_gc::start(&state);
     if state.config.warm_js {
         let state = state.clone();
         tokio::spawn(async move {

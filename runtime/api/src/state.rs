@@ -40,6 +40,9 @@ pub struct AppState {
     pub(crate) tenant_rate: TenantRate,
     /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
     pub(crate) compile_turns: Arc<UserTurns>,
+    /// One turn per user from the quota check to the function written
+    /// (`quotas.rs`).
+    pub(crate) quota_turns: Arc<UserTurns>,
     /// A bcrypt hash of a random password at the configured cost; logins for
     /// unknown users are checked against it to take the same time.
     pub(crate) dummy_hash: String,
@@ -92,6 +95,7 @@ impl AppState {
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
+            quota_turns: UserTurns::new(1),
             auth_limits: AuthLimits::new(config.auth_limits.clone()),
             tenant_rate: TenantRate::new(config.calls_per_second),
             functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
@@ -165,7 +169,7 @@ impl AppState {
             return Ok(());
         };
         let digest = module.digest();
-        storage.put_module(digest, &interpreter).await?;
+        storage.put_module(digest, &interpreter, true).await?;
         if let (Some(artifact), Some(key)) = (artifact, &self.config.artifact_key)
             && let Err(e) = storage
                 .put_artifact(digest, &self.engine.artifact_key(), &artifact, key)

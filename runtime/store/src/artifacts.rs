@@ -104,12 +104,8 @@ impl Storage {
         key: &ArtifactKey,
     ) -> Result<(), StoreError> {
         let name = artifact_name(digest, engine_key);
-        if self
-            .modules
-            .info(&name)
-            .await
-            .is_ok_and(|info| !info.deleted)
-        {
+        // Touched, if stored: kept as long as its module (module_gc.rs).
+        if self.touch_object(&name, false).await? {
             return Ok(());
         }
         let mut mac = key.mac_of(&name);
@@ -118,7 +114,7 @@ impl Storage {
         let mut sealed = Vec::with_capacity(TAG_BYTES + artifact.len());
         sealed.extend_from_slice(tag.as_bytes());
         sealed.extend_from_slice(artifact);
-        self.put_object(&name, &sealed).await
+        self.put_object(&name, &sealed, false).await
     }
 }
 

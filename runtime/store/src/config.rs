@@ -10,10 +10,16 @@ pub struct StoreConfig {
     pub replicas: usize,
     /// How long function logs are kept.
     pub log_retention: Duration,
-    /// Cap on the log stream's size, in bytes.
+    /// Cap on the log stream's size, in bytes (-1: none). Past it the
+    /// oldest entries of *any* function make way, so it is a safety net for
+    /// the disk, not a quota: the stream is bounded by functions x
+    /// `log_max_per_function` x each function's `max_log_bytes`, which the
+    /// per-tenant function quota bounds per tenant. No cap by default, so
+    /// one tenant's logs never evict another's.
     pub log_max_bytes: i64,
-    /// Log messages kept per function: one function's logs can neither
-    /// crowd out everyone else's nor make a log read long.
+    /// Log entries (one per invocation that wrote any) kept per function:
+    /// a function's new entries push out only its own oldest, and a read of
+    /// the newest ones reads at most this many.
     pub log_max_per_function: i64,
     /// How long asynchronous invocation records (and unstarted jobs) are kept.
     pub invocation_retention: Duration,
@@ -39,8 +45,8 @@ impl Default for StoreConfig {
         Self {
             replicas: 1,
             log_retention: Duration::from_secs(24 * 3600),
-            log_max_bytes: 256 << 20,
-            log_max_per_function: 1000,
+            log_max_bytes: -1,
+            log_max_per_function: 100,
             invocation_retention: Duration::from_secs(24 * 3600),
             jobs_max_bytes: 1 << 30,
             invocations_max_bytes: 1 << 30,

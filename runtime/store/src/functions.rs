@@ -131,7 +131,10 @@ impl Storage {
 
     /// The latest value of every key of the `functions` bucket matching
     /// `filter`, deleted ones left out: `(subject, value)` pairs.
-    async fn last_per_subject(&self, filter: &str) -> Result<Vec<(String, Bytes)>, NatsError> {
+    pub(crate) async fn last_per_subject(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<(String, Bytes)>, NatsError> {
         let consumer = self
             .functions
             .stream
@@ -170,7 +173,8 @@ impl Storage {
     /// there was none.
     ///
     /// The module stays in the object store: modules are content addressed
-    /// and may be shared by other functions.
+    /// and may be shared by other functions. A sweep reclaims it once no
+    /// function names it (`module_gc.rs`).
     pub async fn delete_function(
         &self,
         owner: &Username,

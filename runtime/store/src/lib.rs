@@ -43,6 +43,7 @@ mod functions;
 mod invocations;
 mod jobs;
 mod logs;
+mod module_gc;
 mod names;
 mod objects;
 mod provisioning;
@@ -55,7 +56,8 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use function_watch::FunctionChange;
 pub use functions::ID_COUNTER_KEY;
-pub use logs::LogEntry;
+pub use logs::{LogEntry, LogUsage};
+pub use module_gc::{Garbage, Sweep};
 pub use users::UserRecord;
 
 use error::unavailable;
@@ -75,6 +77,8 @@ pub struct Storage {
     modules_stream: jetstream::stream::Stream,
     js: jetstream::Context,
     failover_wait: Duration,
+    /// Log entries the log stream keeps per function.
+    log_max_per_function: i64,
 }
 
 impl Storage {

@@ -105,3 +105,81 @@ impl Storage {
         Ok(entries.into())
     }
 }
+
+/// What a function's kept logs take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LogUsage {
+    /// Entries kept (one per invocation that wrote any).
+    pub entries: u64,
+    /// Their text, in bytes.
+    pub bytes: u64,
+}
+
+impl Storage {
+    /// Log entries kept per function (older ones make way for newer ones of
+    /// the same function only).
+    pub fn log_entries_per_function(&self) -> u64 {
+        u64::try_from(self.log_max_per_function).unwrap_or(u64::MAX)
+    }
+
+    /// The log usage of each function of `ids`: one pass over their
+    /// entries alone, headers only (the server sends each entry's size, not
+    /// its text).
+    pub async fn log_usage(
+        &self,
+        ids: &[FunctionId],
+    ) -> Result<std::collections::HashMap<FunctionId, LogUsage>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        self.ride_out(Retry::Idempotent, "read log usage", || {
+            self.read_log_usage(ids)
+        })
+        .await
+    }
+
+    async fn read_log_usage(
+        &self,
+        ids: &[FunctionId],
+    ) -> Result<std::collections::HashMap<FunctionId, LogUsage>, NatsError> {
+        let mut usage: std::collections::HashMap<FunctionId, LogUsage> =
+            ids.iter().map(|&id| (id, LogUsage::default())).collect();
+        let consumer = self
+            .logs
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subjects: ids.iter().map(|&id| subjects::logs(id)).collect(),
+                deliver_policy: DeliverPolicy::All,
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsError::new)?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(usage);
+        }
+        let mut messages = consumer.messages().await.map_err(NatsError::new)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(NatsError::new)?;
+            let pending = message.info().map_err(NatsError::boxed)?.pending;
+            let id = message
+                .subject
+                .rsplit_once('.')
+                .and_then(|(_, id)| id.parse::<FunctionId>().ok());
+            let size = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Size"))
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+                .unwrap_or(0);
+            if let Some(entry) = id.and_then(|id| usage.get_mut(&id)) {
+                entry.entries += 1;
+                entry.bytes += size;
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(usage)
+    }
+}

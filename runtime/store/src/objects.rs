@@ -31,27 +31,29 @@ use crate::failover::{NatsError, Retry};
 use crate::{Storage, StoreError, unavailable};
 
 impl Storage {
-    /// Store module bytes under `digest` unless an object of that name exists
-    /// already (same digest, same bytes).
-    pub async fn put_module(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.modules.info(digest).await.is_ok() {
-            return Ok(());
-        }
-        self.put_object(digest, bytes).await
-    }
-
     /// The module stored under `digest`, if any.
     pub async fn module(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_object(digest).await
     }
 
-    pub(crate) async fn put_object(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Write object `name` (`pinned`: never reclaimed, see `module_gc.rs`).
+    pub(crate) async fn put_object(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        pinned: bool,
+    ) -> Result<(), StoreError> {
         // Not retried: async-nats reports a failed chunk only as text, so
         // whether JetStream received it is unknown. The upload answers 503.
         let mut reader = bytes;
         let meta = object_store::ObjectMetadata {
             name: name.to_owned(),
             chunk_size: Some(CHUNK_BYTES),
+            metadata: if pinned {
+                crate::module_gc::pinned_metadata()
+            } else {
+                Default::default()
+            },
             ..Default::default()
         };
         self.modules

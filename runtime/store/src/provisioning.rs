@@ -132,6 +132,7 @@ impl Storage {
             modules_stream,
             js,
             failover_wait: config.failover_wait,
+            log_max_per_function: config.log_max_per_function,
         })
     }
 
@@ -188,6 +189,7 @@ impl Storage {
             modules_stream: stream(subjects::MODULES_STREAM).await?,
             js: js.clone(),
             failover_wait: config.failover_wait,
+            log_max_per_function: config.log_max_per_function,
         })
     }
 }

@@ -21,6 +21,7 @@ async fn hundreds_of_functions_called_cold_at_once_all_answer() {
     // that uses a (short-lived) consumer, and the count below is of reads.
     let mut setup = Setup::default();
     setup.worker.warm_modules = 0;
+    setup.api.quotas.functions = FUNCTIONS as u64;
     let platform = Arc::new(Platform::start_with(setup).await);
     let token = Arc::new(platform.user("alice").await);
     let mut ids = Vec::new();
@@ -148,7 +149,10 @@ async fn objects_whose_chunks_interleave_read_back_intact() {
     };
     let (a, b) = (bytes(1), bytes(2));
     let (da, db) = (nimbus_engine::digest(&a), nimbus_engine::digest(&b));
-    let (wrote_a, wrote_b) = tokio::join!(one.put_module(&da, &a), two.put_module(&db, &b));
+    let (wrote_a, wrote_b) = tokio::join!(
+        one.put_module(&da, &a, false),
+        two.put_module(&db, &b, false)
+    );
     wrote_a.unwrap();
     wrote_b.unwrap();
     assert_eq!(one.module(&da).await.unwrap().as_deref(), Some(&a[..]));

@@ -84,6 +84,10 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         api: ApiConfig {
             bcrypt_cost: 4,
             artifact_key: Some(crate::harness::artifact_key()),
+            // Sweeps run here too: reclaiming needs a purge of the modules
+            // stream, which the API's user may do.
+            module_gc_interval: Duration::from_millis(100),
+            module_gc_grace: Duration::from_millis(500),
             ..ApiConfig::default()
         },
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),
@@ -190,6 +194,21 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (_, store) = nimbus_cli::platform::open_store(
+        &url("api", API_PASSWORD, port),
+        "test-sweep-check",
+        &StoreConfig::default(),
+        nimbus_cli::platform::Role::Api,
+    )
+    .await
+    .unwrap();
+    let digest = created["digest"].as_str().unwrap();
+    crate::harness::eventually(
+        "the deleted function's module reclaimed",
+        Duration::from_secs(30),
+        || async { store.module(digest).await.unwrap().is_none().then_some(()) },
+    )
+    .await;
 
     // Nimbus itself stays within its permissions.
     let violations = |log: &str| -> Vec<String> {

@@ -38,6 +38,8 @@ pub struct Setup {
     pub workers: usize,
     pub worker: WorkerConfig,
     pub api: ApiConfig,
+    /// For API servers and workers alike.
+    pub store: StoreConfig,
 }
 
 /// The artifact key test platforms share between API and workers, as
@@ -75,6 +77,7 @@ impl Default for Setup {
                 },
                 ..ApiConfig::default()
             },
+            store: StoreConfig::default(),
         }
     }
 }
@@ -152,14 +155,10 @@ impl Platform {
 
     /// An API server as a component: it, its base URL and its NATS client.
     async fn spawn_api(&self) -> (Component, String, async_nats::Client) {
-        let (client, store) = platform::open_store(
-            &self.nats_url(),
-            "test-api",
-            &StoreConfig::default(),
-            Role::Api,
-        )
-        .await
-        .expect("store opens");
+        let (client, store) =
+            platform::open_store(&self.nats_url(), "test-api", &self.setup.store, Role::Api)
+                .await
+                .expect("store opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -194,7 +193,7 @@ impl Platform {
         let (client, store) = platform::open_store(
             &self.nats_url(),
             "test-worker",
-            &StoreConfig::default(),
+            &self.setup.store,
             Role::Worker,
         )
         .await
@@ -481,4 +480,24 @@ pub fn assert_error(actual: (StatusCode, Value), status: StatusCode, kind: &str)
             .is_some_and(|m| !m.is_empty()),
         "error has a message: {body}"
     );
+}
+
+/// Poll `check` every 50 ms until it gives `Some`, for at most `within`;
+/// panics naming `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -22,6 +22,8 @@ mod gateway;
 mod handlers;
 mod jobs;
 mod js;
+mod module_gc;
 mod nats_permissions;
+mod quotas;
 mod seed;
 mod urls;

@@ -104,10 +104,15 @@ impl Probes {
         assert!(worker_js.update_stream(shortened).await.is_err());
         assert!(worker_js.delete_stream("KV_users").await.is_err());
         assert!(worker_js.delete_stream("OBJ_modules").await.is_err());
-        // The API provisions, but deletes nothing.
+        let modules = worker_js.get_stream("OBJ_modules").await.unwrap();
+        assert!(modules.purge().await.is_err());
+        // The API provisions, but deletes nothing; it purges the chunks of
+        // unused modules (module GC), and nothing else.
         let api_js = context(&as_api);
         assert!(api_js.delete_stream("KV_users").await.is_err());
         assert!(api_js.delete_stream("FUNCTION_JOBS").await.is_err());
+        let users = api_js.get_stream("KV_users").await.unwrap();
+        assert!(users.purge().await.is_err());
 
         // Every refusal is the server's, and nothing changed: the users
         // stream keeps its configuration, logins still work.
@@ -120,7 +125,9 @@ impl Probes {
             ("Publish", "worker", "_INBOX_api.probe"),
             ("Publish", "worker", "$JS.API.STREAM.UPDATE.KV_users"),
             ("Publish", "worker", "$JS.API.STREAM.DELETE.KV_users"),
+            ("Publish", "worker", "$JS.API.STREAM.PURGE.OBJ_modules"),
             ("Publish", "api", "$JS.API.STREAM.DELETE.KV_users"),
+            ("Publish", "api", "$JS.API.STREAM.PURGE.KV_users"),
         ] {
             self.refused(kind, user, subject).await;
         }

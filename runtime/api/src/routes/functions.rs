@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
+use crate::quotas::Usage;
 use crate::upload::Upload;
 use crate::{ApiError, AppState};
 
@@ -65,6 +66,11 @@ pub async fn create(
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let upload = Upload::read(&state, &caller, &headers, query.as_deref(), body).await?;
+    // A user at their function quota is refused before anything compiles.
+    let quotas = state.config.quotas;
+    if let Ok(storage) = state.storage() {
+        quotas.check_count(Usage::of(&storage.functions_of(&caller).await?))?;
+    }
     let limits = state
         .config
         .policy
@@ -124,12 +130,17 @@ pub async fn create(
     })?;
 
     let storage = state.storage()?;
+    // From the quota check to the function written, one of the user's
+    // uploads at a time (`quotas.rs`).
+    let _quota_turn = state.quota_turns.take(&caller).await;
+    let held = storage.functions_of(&caller).await?;
+    quotas.check_upload(&held, &digest, binary.len() as u64)?;
     if let Some(name) = &upload.name
         && storage.function_id_by_name(&caller, name).await?.is_some()
     {
         return Err(name_taken(name));
     }
-    storage.put_module(&digest, &binary).await?;
+    storage.put_module(&digest, &binary, false).await?;
     if let (Some(artifact), Some(key)) = (&artifact, &state.config.artifact_key) {
         // Workers compile the module themselves if this is missing.
         let engine_key = state.engine.artifact_key();

@@ -1,5 +1,6 @@
 //! The HTTP routes, one file per resource; the router is in `lib.rs`.
 
+pub mod account;
 pub mod accounts;
 pub mod functions;
 pub mod invocations;

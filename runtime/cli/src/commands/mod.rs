@@ -2,7 +2,8 @@
 //! and what it does with them are read together: each is an `Args` struct
 //! that clap parses and an `async fn run(self)` that does the work.
 //!
-//! - `serve.rs` runs the platform: `up`, `api`, `worker`;
+//! - `serve.rs` runs the platform: `up`, `api`, `worker` (the API's flags
+//!   in `api_flags.rs`);
 //! - `account.rs`: `register`, `login`;
 //! - `functions.rs`: `deploy`, `ls`, `rm`, `logs`;
 //! - `invoke.rs`: `invoke`, `invocation`;
@@ -10,6 +11,7 @@
 //! - `args.rs`: what the client commands share (which API, JSON input).
 
 pub mod account;
+mod api_flags;
 pub mod args;
 pub mod bench;
 pub mod functions;
