@@ -61,8 +61,9 @@ run_bench() { # NAME ID-OR-URL INPUT [CONCURRENCY]
         >"$work/e2e-$1.json"
 }
 
-# One user uploads the 500 functions of the cold-start run (quota: 100).
-start_stack functions --max-functions-per-user 1000
+# One user uploads the 500 functions of the cold-start run (quotas: 100
+# functions, 512 MiB of logs reserved).
+start_stack functions --max-functions-per-user 1000 --log-mb-per-user 100000
 client register bench --password benchpassword --url "$url" >/dev/null
 client login bench --password benchpassword --url "$url" >/dev/null
 add=$(client deploy examples/functions/add.wat --name add)

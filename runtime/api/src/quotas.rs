@@ -1,11 +1,15 @@
-//! Quotas per tenant: how many functions one user may have and how many
-//! module bytes they may hold, checked at upload (403 `quota_exceeded`),
-//! and what a user uses ([`Usage`], shown by `GET /account`).
+//! Quotas per tenant: how many functions one user may have, how many
+//! module bytes they may hold and how much log space their functions may
+//! reserve, checked at upload (403 `quota_exceeded`), and what a user uses
+//! ([`Usage`], shown by `GET /account`).
 //!
 //! Module bytes count each distinct module of the user's functions once
-//! (the store keeps one copy of equal bytes). Logs are bounded per function
-//! by the log stream (entries per function, each at most the function's
-//! `max_log_bytes`), jobs by `ApiConfig::max_jobs_per_user`.
+//! (the store keeps one copy of equal bytes). Log space is reserved, not
+//! counted as written: the log stream keeps a number of entries per
+//! function, each at most the function's `max_log_bytes`, so a function
+//! reserves their product whether it logs or not, and a tenant's logs can
+//! never take more than its quota. Jobs are bounded by
+//! `ApiConfig::max_jobs_per_user`.
 //!
 //! Exact per API server: one user's uploads pass the check and write their
 //! function one at a time (a per-user turn). Uploads of one user through
@@ -25,6 +29,9 @@ pub struct Quotas {
     pub functions: u64,
     /// Bytes of modules one user's functions may hold in all.
     pub module_bytes: u64,
+    /// Bytes of logs one user's functions may keep in all, reserved per
+    /// function as entries kept x its `max_log_bytes`.
+    pub log_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -33,6 +40,9 @@ impl Default for Quotas {
             functions: 100,
             // 20 Python components (~22 MB each), or thousands of small ones.
             module_bytes: 512 << 20,
+            // 100 functions at the default 64 KiB log cap, 50 entries each,
+            // reserve 312.5 MiB.
+            log_bytes: 512 << 20,
         }
     }
 }
@@ -42,10 +52,13 @@ impl Default for Quotas {
 pub(crate) struct Usage {
     pub functions: u64,
     pub module_bytes: u64,
+    /// Log space reserved (see the module docs).
+    pub log_bytes: u64,
 }
 
 impl Usage {
-    pub(crate) fn of(functions: &[FunctionMeta]) -> Self {
+    /// The usage of `functions`, whose logs keep `log_entries` each.
+    pub(crate) fn of(functions: &[FunctionMeta], log_entries: u64) -> Self {
         let mut seen = HashSet::new();
         let module_bytes = functions
             .iter()
@@ -55,6 +68,10 @@ impl Usage {
         Self {
             functions: functions.len() as u64,
             module_bytes,
+            log_bytes: functions
+                .iter()
+                .map(|f| log_reservation(f.limits.max_log_bytes, log_entries))
+                .sum(),
         }
     }
 }
@@ -71,15 +88,18 @@ impl Quotas {
         Ok(())
     }
 
-    /// Refuse a function whose module (`digest`, `size` bytes) would take
-    /// the user past a quota. A module the user already holds adds nothing.
+    /// Refuse a function whose module (`digest`, `size` bytes) or logs
+    /// (`max_log_bytes` per entry, `log_entries` kept) would take the user
+    /// past a quota. A module the user already holds adds nothing.
     pub(crate) fn check_upload(
         &self,
         functions: &[FunctionMeta],
         digest: &str,
         size: u64,
+        max_log_bytes: u64,
+        log_entries: u64,
     ) -> Result<(), ApiError> {
-        let usage = Usage::of(functions);
+        let usage = Usage::of(functions, log_entries);
         self.check_count(usage)?;
         let added = if functions.iter().any(|f| f.digest == digest) {
             0
@@ -92,6 +112,20 @@ impl Quotas {
                 usage.module_bytes, self.module_bytes
             )));
         }
+        let reserved = log_reservation(max_log_bytes, log_entries);
+        if usage.log_bytes.saturating_add(reserved) > self.log_bytes {
+            return Err(ApiError::QuotaExceeded(format!(
+                "your functions reserve {} bytes of logs and this one {reserved} \
+                 ({log_entries} entries of up to {max_log_bytes} bytes), the quota is {} bytes; \
+                 ask for a smaller max_log_bytes or delete functions first",
+                usage.log_bytes, self.log_bytes
+            )));
+        }
         Ok(())
     }
+}
+
+/// The log space a function reserves: `entries` of `max_log_bytes`.
+pub(crate) fn log_reservation(max_log_bytes: u64, entries: u64) -> u64 {
+    max_log_bytes.saturating_mul(entries)
 }

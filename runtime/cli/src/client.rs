@@ -386,6 +386,12 @@ impl Client {
         Ok(list.functions)
     }
 
+    /// `GET /account`: usage against the quotas, as the API answers it.
+    pub async fn account(&self) -> anyhow::Result<serde_json::Value> {
+        self.call(self.authed(reqwest::Method::GET, "/account")?)
+            .await
+    }
+
     /// `DELETE /functions/{id}`
     pub async fn remove(&self, id: FunctionId) -> anyhow::Result<()> {
         self.send(self.authed(reqwest::Method::DELETE, &format!("/functions/{id}"))?)

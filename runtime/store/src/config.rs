@@ -10,12 +10,14 @@ pub struct StoreConfig {
     pub replicas: usize,
     /// How long function logs are kept.
     pub log_retention: Duration,
-    /// Cap on the log stream's size, in bytes (-1: none). Past it the
-    /// oldest entries of *any* function make way, so it is a safety net for
-    /// the disk, not a quota: the stream is bounded by functions x
-    /// `log_max_per_function` x each function's `max_log_bytes`, which the
-    /// per-tenant function quota bounds per tenant. No cap by default, so
-    /// one tenant's logs never evict another's.
+    /// Cap on the log stream's size, in bytes (-1: none): the disk's safety
+    /// net, not a quota. Each tenant's logs are bounded by its log quota
+    /// (the API's `Quotas::log_bytes`, reserved per function as
+    /// `log_max_per_function` x its `max_log_bytes`), so one tenant cannot
+    /// evict another's entries; only if all tenants together outgrow this
+    /// cap do the oldest entries of any function make way. Size it to the
+    /// tenants you host (the default holds 4 at their full quota). JetStream
+    /// reserves it on disk (`nimbus up`'s server has 8 GB for everything).
     pub log_max_bytes: i64,
     /// Log entries (one per invocation that wrote any) kept per function:
     /// a function's new entries push out only its own oldest, and a read of
@@ -45,8 +47,8 @@ impl Default for StoreConfig {
         Self {
             replicas: 1,
             log_retention: Duration::from_secs(24 * 3600),
-            log_max_bytes: -1,
-            log_max_per_function: 100,
+            log_max_bytes: 2 << 30,
+            log_max_per_function: 50,
             invocation_retention: Duration::from_secs(24 * 3600),
             jobs_max_bytes: 1 << 30,
             invocations_max_bytes: 1 << 30,

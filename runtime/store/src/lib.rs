@@ -79,6 +79,9 @@ pub struct Storage {
     failover_wait: Duration,
     /// Log entries the log stream keeps per function.
     log_max_per_function: i64,
+    /// The interpreter each JavaScript function's script names, by the
+    /// script's digest (module GC).
+    interpreters: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Storage {

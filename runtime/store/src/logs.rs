@@ -116,6 +116,15 @@ pub struct LogUsage {
 }
 
 impl Storage {
+    /// Delete every log entry of function `id` (the function is deleted).
+    pub async fn purge_logs(&self, id: FunctionId) -> Result<(), StoreError> {
+        let subject = subjects::logs(id);
+        self.ride_out(Retry::Idempotent, "purge logs", || async {
+            self.logs.purge().filter(&subject).await.map(|_| ())
+        })
+        .await
+    }
+
     /// Log entries kept per function (older ones make way for newer ones of
     /// the same function only).
     pub fn log_entries_per_function(&self) -> u64 {

@@ -24,10 +24,19 @@
 //! - the touch came after the delete: it finds the object deleted and writes
 //!   it again (the upload holds the bytes).
 //!
-//! Objects marked pinned (the JavaScript interpreter, which script modules
-//! name inside their bytes rather than in function metadata) are never
-//! reclaimed. Sweeps on several API servers at once are safe: of two deletes
-//! of one revision, one is refused.
+//! A JavaScript function's module is a script that names its interpreter
+//! inside its bytes: the interpreters of JavaScript functions count as used
+//! (read from their scripts, remembered by digest), and the interpreter an
+//! API server installs at start is marked pinned, used or not. Sweeps on
+//! several API servers at once are safe: of two deletes of one revision,
+//! one is refused.
+//!
+//! A delete publishes the deletion marker, then purges the object's chunks
+//! and its metadata up to the marker: nothing of it is left, and a later
+//! write of the same name is a first write (async-nats then purges nothing,
+//! which a worker, storing an artifact, may not do). Ages are measured on
+//! the server's timestamps of the metadata messages, not on clocks of
+//! writers.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -38,12 +47,16 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::object_store::ObjectInfo;
 use base64::Engine as _;
 use futures::StreamExt as _;
-use nimbus_core::{FunctionMeta, subjects};
+use nimbus_core::script::ScriptModule;
+use nimbus_core::{FunctionMeta, Runtime, subjects};
 
 use crate::codec::decode;
 use crate::failover::Retry;
 use crate::functions::ID_COUNTER_KEY;
 use crate::{Storage, StoreError, unavailable};
+
+/// Script digests whose interpreter a store remembers, at most.
+pub(crate) const KNOWN_INTERPRETERS: usize = 100_000;
 
 /// The metadata key that marks an object pinned.
 const PINNED: &str = "nimbus-pinned";
@@ -73,6 +86,14 @@ impl Garbage {
     pub fn name(&self) -> &str {
         &self.info.name
     }
+}
+
+/// An object's metadata as stored: its content, its revision (the stream
+/// sequence of the message) and when the server stored it.
+struct Meta {
+    info: ObjectInfo,
+    sequence: u64,
+    written: time::OffsetDateTime,
 }
 
 /// The module digest an object belongs to: its own name for a module, the
@@ -114,22 +135,31 @@ impl Storage {
     /// `false` if there is no such object (or it was deleted).
     pub(crate) async fn touch_object(&self, name: &str, pin: bool) -> Result<bool, StoreError> {
         let subject = meta_subject(name);
-        // Each refused attempt means someone else wrote the metadata since
-        // it was read (another touch, or a sweep's delete): read it again.
-        for _ in 0..8 {
-            let Some((mut info, sequence)) = self.object_meta(&subject).await? else {
+        let started = time::OffsetDateTime::now_utc();
+        // A refused attempt means someone else wrote the metadata since it
+        // was read: another touch (then the object is fresh already), or a
+        // sweep's delete (then it is gone). Read it again.
+        for attempt in 0..8u32 {
+            let Some(meta) = self.object_meta(&subject).await? else {
                 return Ok(false);
             };
+            let (mut info, sequence) = (meta.info, meta.sequence);
             if info.deleted {
                 return Ok(false);
+            }
+            let pinned = !pin || info.metadata.contains_key(PINNED);
+            if attempt > 0 && meta.written >= started && pinned {
+                return Ok(true); // touched by someone else since we began
             }
             info.modified = Some(time::OffsetDateTime::now_utc());
             if pin {
                 info.metadata.extend(pinned_metadata());
             }
             match self.publish_meta(&subject, &info, sequence).await {
-                Ok(()) => return Ok(true),
-                Err(e) if is_wrong_sequence(&e) => continue,
+                Ok(_) => return Ok(true),
+                Err(e) if is_wrong_sequence(&e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt.min(5))).await;
+                }
                 Err(e) => return Err(unavailable("touch an object", e)),
             }
         }
@@ -139,8 +169,8 @@ impl Storage {
         ))
     }
 
-    /// Object metadata on `subject` and its revision (stream sequence).
-    async fn object_meta(&self, subject: &str) -> Result<Option<(ObjectInfo, u64)>, StoreError> {
+    /// The object metadata on `subject`, if any.
+    async fn object_meta(&self, subject: &str) -> Result<Option<Meta>, StoreError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let message = self
             .ride_out_raw(Retry::Idempotent, "read object metadata", || {
@@ -152,8 +182,11 @@ impl Storage {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unavailable("read object metadata", e)),
         };
-        let info = decode(subject, &message.payload)?;
-        Ok(Some((info, message.sequence)))
+        Ok(Some(Meta {
+            info: decode(subject, &message.payload)?,
+            sequence: message.sequence,
+            written: message.time,
+        }))
     }
 
     /// Publish `info` as the object's metadata, replacing what it had, if
@@ -163,7 +196,7 @@ impl Storage {
         subject: &str,
         info: &ObjectInfo,
         sequence: u64,
-    ) -> Result<(), async_nats::jetstream::context::PublishError> {
+    ) -> Result<u64, async_nats::jetstream::context::PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_ROLLUP, "sub");
         headers.insert(
@@ -178,12 +211,13 @@ impl Storage {
                 .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
                 .await?
                 .await
-                .map(|_| ())
+                .map(|ack| ack.sequence)
         })
         .await
     }
 
-    /// The digests of the modules functions use (every user's).
+    /// The digests of the modules functions use (every user's), with the
+    /// interpreters their scripts name.
     async fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
         let filter = format!("{}>", self.functions.prefix);
         let stored = self
@@ -192,22 +226,54 @@ impl Storage {
             })
             .await?;
         let mut digests = HashSet::new();
+        let mut scripts = Vec::new();
         for (subject, value) in stored {
             if subject.ends_with(ID_COUNTER_KEY) {
                 continue;
             }
             let meta: FunctionMeta = decode(&subject, &value)?;
+            if meta.runtime == Runtime::Js {
+                scripts.push(meta.digest.clone());
+            }
             digests.insert(meta.digest);
         }
+        for script in scripts {
+            if let Some(interpreter) = self.interpreter_of(&script).await? {
+                digests.insert(interpreter);
+            }
+        }
         Ok(digests)
+    }
+
+    /// The interpreter script module `digest` names (`None` if it is no
+    /// script, or gone). Remembered: a digest's bytes never change.
+    async fn interpreter_of(&self, digest: &str) -> Result<Option<String>, StoreError> {
+        if let Some(known) = self.interpreters.lock().expect("lock").get(digest) {
+            return Ok(Some(known.clone()));
+        }
+        let Some(bytes) = self.module(digest).await? else {
+            return Ok(None);
+        };
+        let Ok(Some(script)) = ScriptModule::decode(&bytes) else {
+            return Ok(None);
+        };
+        let interpreter = script.interpreter.to_owned();
+        let mut known = self.interpreters.lock().expect("lock");
+        if known.len() >= KNOWN_INTERPRETERS {
+            known.clear();
+        }
+        known.insert(digest.to_owned(), interpreter.clone());
+        Ok(Some(interpreter))
     }
 
     /// The objects no function names, that nobody wrote or touched within
     /// `grace` (see the module docs for the order of the reads), and how
     /// many unreferenced ones are younger.
     pub async fn garbage(&self, grace: Duration) -> Result<(Vec<Garbage>, usize), StoreError> {
-        // References first, then each object's metadata: the order the
+        // Ages are counted from before the references were read, and the
+        // references are read before each object's metadata: the order the
         // race argument in the module docs needs.
+        let now = time::OffsetDateTime::now_utc();
         let referenced = self.referenced_digests().await?;
         let mut objects = Vec::new();
         let mut list = self
@@ -223,28 +289,26 @@ impl Storage {
             .filter(|info| info.metadata.contains_key(PINNED))
             .map(|info| module_of(&info.name))
             .collect();
-        let now = time::OffsetDateTime::now_utc();
         let (mut garbage, mut young) = (Vec::new(), 0);
         for listed in &objects {
             let digest = module_of(&listed.name);
             if referenced.contains(digest) || pinned.contains(digest) {
                 continue;
             }
-            let Some((info, sequence)) = self.object_meta(&meta_subject(&listed.name)).await?
-            else {
+            let Some(meta) = self.object_meta(&meta_subject(&listed.name)).await? else {
                 continue;
             };
-            if info.deleted {
+            if meta.info.deleted {
                 continue;
             }
-            let age = info.modified.map_or(Duration::MAX, |modified| {
-                Duration::try_from(now - modified).unwrap_or_default()
-            });
-            if age < grace {
+            if Duration::try_from(now - meta.written).unwrap_or_default() < grace {
                 young += 1;
                 continue;
             }
-            garbage.push(Garbage { info, sequence });
+            garbage.push(Garbage {
+                info: meta.info,
+                sequence: meta.sequence,
+            });
         }
         Ok((garbage, young))
     }
@@ -260,17 +324,25 @@ impl Storage {
             modified: Some(time::OffsetDateTime::now_utc()),
             ..garbage.info.clone()
         };
-        match self.publish_meta(&subject, &marker, garbage.sequence).await {
-            Ok(()) => {}
+        let marker = match self.publish_meta(&subject, &marker, garbage.sequence).await {
+            Ok(sequence) => sequence,
             Err(e) if is_wrong_sequence(&e) => return Ok(false),
             Err(e) => return Err(unavailable("delete an object", e)),
-        }
-        // The marker makes the object unreadable; now free its chunks. If
-        // this fails the chunks stay until someone purges them by hand (the
-        // marker keeps their name): logged, not retried.
+        };
+        // The marker makes the object unreadable; now free its chunks, then
+        // its metadata up to the marker (a write after the marker stays). If
+        // a purge fails, what it would have freed stays until purged by hand
+        // (logged; a later sweep skips a deleted object).
         let chunks = subjects::object_chunks(subjects::MODULES_BUCKET, &garbage.info.nuid);
-        if let Err(e) = self.modules_stream.purge().filter(&chunks).await {
-            tracing::warn!(object = %garbage.info.name, %chunks, error = %e, "could not purge a deleted object's chunks");
+        for (filter, below) in [(chunks, None), (subject, Some(marker + 1))] {
+            let purge = self.modules_stream.purge().filter(&filter);
+            let purged = match below {
+                Some(sequence) => purge.sequence(sequence).await,
+                None => purge.await,
+            };
+            if let Err(e) = purged {
+                tracing::warn!(object = %garbage.info.name, %filter, error = %e, "could not purge a deleted object");
+            }
         }
         Ok(true)
     }

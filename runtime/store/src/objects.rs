@@ -87,7 +87,16 @@ impl Storage {
                 Err(e) => return Err(NatsError::new(e)),
             };
             let sink = sink(info.size).map_err(NatsError::new)?;
-            let (check, sink) = self.read_chunks(&info, check(), sink).await?;
+            let (check, sink) = match self.read_chunks(&info, check(), sink).await {
+                Ok(read) => read,
+                // Deleted while being read (a sweep, `module_gc.rs`): gone,
+                // as if the read had come a moment later.
+                Err(e) if self.is_gone(&info).await => {
+                    tracing::debug!(object = %info.name, error = %e, "an object was deleted while read");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             if let Check::Digest(hasher) = &check {
                 let digest = format!(
                     "SHA-256={}",
@@ -100,6 +109,14 @@ impl Storage {
             Ok(Some((sink, check)))
         })
         .await
+    }
+
+    /// Whether the object `info` describes is deleted since.
+    async fn is_gone(&self, info: &ObjectInfo) -> bool {
+        match self.modules.info(&info.name).await {
+            Ok(now) => now.deleted,
+            Err(e) => e.kind() == object_store::InfoErrorKind::NotFound,
+        }
     }
 
     /// The object's chunks, in order, fed to `check` and their content

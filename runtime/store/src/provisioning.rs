@@ -133,6 +133,7 @@ impl Storage {
             js,
             failover_wait: config.failover_wait,
             log_max_per_function: config.log_max_per_function,
+            interpreters: Default::default(),
         })
     }
 
@@ -190,6 +191,7 @@ impl Storage {
             js: js.clone(),
             failover_wait: config.failover_wait,
             log_max_per_function: config.log_max_per_function,
+            interpreters: Default::default(),
         })
     }
 }

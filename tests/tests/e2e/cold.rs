@@ -22,6 +22,7 @@ async fn hundreds_of_functions_called_cold_at_once_all_answer() {
     let mut setup = Setup::default();
     setup.worker.warm_modules = 0;
     setup.api.quotas.functions = FUNCTIONS as u64;
+    setup.api.quotas.log_bytes = u64::MAX;
     let platform = Arc::new(Platform::start_with(setup).await);
     let token = Arc::new(platform.user("alice").await);
     let mut ids = Vec::new();

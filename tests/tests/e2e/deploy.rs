@@ -87,7 +87,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
             // Sweeps run here too: reclaiming needs a purge of the modules
             // stream, which the API's user may do.
             module_gc_interval: Duration::from_millis(100),
-            module_gc_grace: Duration::from_millis(500),
+            module_gc_grace: Duration::from_secs(3),
             ..ApiConfig::default()
         },
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),

@@ -47,8 +47,10 @@ async fn store_bytes(platform: &Platform) -> u64 {
 async fn sweeps_reclaim_unused_modules_and_keep_shared_ones() {
     let platform = Platform::start_with(Setup {
         api: ApiConfig {
+            // The grace must outlast an upload's steps from storing its
+            // module to writing its function, even on a loaded machine.
             module_gc_interval: Duration::from_millis(100),
-            module_gc_grace: Duration::from_millis(200),
+            module_gc_grace: Duration::from_secs(3),
             ..Setup::default().api
         },
         ..Setup::default()
@@ -107,10 +109,28 @@ async fn sweeps_reclaim_unused_modules_and_keep_shared_ones() {
         )
         .await;
     }
-    // The store is back to about where it was (deletion markers remain),
-    // and the module bob still uses is there and runs.
-    let after = store_bytes(&platform).await;
-    assert!(after < before + (256 << 10), "{before} -> {after}");
+    // The store is back to about where it was.
+    eventually("the store shrunk back", Duration::from_secs(30), || async {
+        (store_bytes(&platform).await < before + (256 << 10)).then_some(())
+    })
+    .await;
+    // A sweep that ran after ada's delete (it reclaimed a throwaway module
+    // uploaded and deleted since) kept the module bob still uses.
+    let (status, body) = platform
+        .post_json("/functions", Some(&ada), &json!({"code": module(99, 10)}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let throwaway = body["digest"].as_str().unwrap().to_owned();
+    let (status, _) = platform
+        .delete(&format!("/functions/{}", body["id"]), Some(&ada))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually(
+        "the throwaway module reclaimed",
+        Duration::from_secs(30),
+        || async { (!stored(&store, &throwaway).await).then_some(()) },
+    )
+    .await;
     assert!(stored(&store, &shared).await);
     let (status, body) = platform.execute(&bob, shared_bob, json!(41)).await;
     assert_eq!(
@@ -185,22 +205,47 @@ async fn a_sweep_never_deletes_what_an_upload_touched_after_its_judgement() {
     assert!(judged(&garbage).is_none());
     assert!(young >= 1);
 
-    // Pinned objects (the JavaScript interpreter) are never garbage, nor is
-    // what a function names.
-    let interpreter = b"pinned".to_vec();
-    let pinned = nimbus_engine::digest(&interpreter);
-    store.put_module(&pinned, &interpreter, true).await.unwrap();
+    // Never garbage: pinned objects (the interpreter an API server
+    // installs), what a function names, and the interpreter a JavaScript
+    // function's script names inside its bytes (an older interpreter, say,
+    // stored before pins existed).
+    let pinned_bytes = b"pinned".to_vec();
+    let pinned = nimbus_engine::digest(&pinned_bytes);
+    store
+        .put_module(&pinned, &pinned_bytes, true)
+        .await
+        .unwrap();
     let ada = platform.user("ada").await;
     let id = platform.upload(&ada, ADD_WAT, None).await;
     let (_, meta) = platform.get(&format!("/functions/{id}"), Some(&ada)).await;
     let used = meta["digest"].as_str().unwrap().to_owned();
+    let old_bytes = b"an older interpreter".to_vec();
+    let old_interpreter = nimbus_engine::digest(&old_bytes);
+    store
+        .put_module(&old_interpreter, &old_bytes, false)
+        .await
+        .unwrap();
+    let script = nimbus_core::script::ScriptModule {
+        interpreter: &old_interpreter,
+        script: b"bytecode",
+    }
+    .encode();
+    let script_digest = nimbus_engine::digest(&script);
+    store
+        .put_module(&script_digest, &script, false)
+        .await
+        .unwrap();
+    let mut js: nimbus_core::FunctionMeta = serde_json::from_value(meta.clone()).unwrap();
+    js.id = store.next_function_id().await.unwrap();
+    (js.runtime, js.digest) = (nimbus_core::Runtime::Js, script_digest.clone());
+    store.create_function(&js).await.unwrap();
     let (garbage, _) = store.garbage(Duration::ZERO).await.unwrap();
     let names: Vec<&str> = garbage.iter().map(|g| g.name()).collect();
     assert!(names.contains(&digest.as_str()), "{names:?}");
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with(&pinned) || n.starts_with(&used)),
-        "{names:?}"
-    );
+    for kept in [&pinned, &used, &old_interpreter, &script_digest] {
+        assert!(
+            !names.iter().any(|n| n.starts_with(kept.as_str())),
+            "{kept}: {names:?}"
+        );
+    }
 }

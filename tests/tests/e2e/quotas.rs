@@ -29,6 +29,9 @@ async fn uploads_past_a_quota_are_refused_and_the_account_shows_usage() {
             quotas: Quotas {
                 functions: 3,
                 module_bytes: 4096,
+                // Three functions at the default log cap (50 entries of
+                // 64 KiB each), and some.
+                log_bytes: 32 << 20,
             },
             ..Setup::default().api
         },
@@ -73,6 +76,10 @@ async fn uploads_past_a_quota_are_refused_and_the_account_shows_usage() {
         account["quotas"]["module_bytes"],
         json!({"used": size, "limit": 4096})
     );
+    assert_eq!(
+        account["quotas"]["log_bytes"],
+        json!({"used": 3 * 50 * (64 << 10), "limit": 32 << 20})
+    );
     assert_eq!(account["quotas"]["jobs"]["used"], 0);
     assert_eq!(account["functions"].as_array().unwrap().len(), 3);
     // Another tenant has quotas of their own.
@@ -89,6 +96,22 @@ async fn uploads_past_a_quota_are_refused_and_the_account_shows_usage() {
         StatusCode::FORBIDDEN,
         "quota_exceeded",
     );
+    // Logs of 1 MiB an entry would reserve 50 MiB.
+    let (status, body) = platform
+        .post_json(
+            "/functions",
+            Some(&ada),
+            &json!({"code": ADD_WAT, "limits": {"max_log_bytes": 1 << 20}}),
+        )
+        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_log_bytes"),
+        "{body}"
+    );
+    assert_error((status, body), StatusCode::FORBIDDEN, "quota_exceeded");
     let (_, account) = platform.get("/account", Some(&ada)).await;
     assert_eq!(account["quotas"]["functions"]["used"], 2, "{account}");
     let (status, body) = upload(&ada, module_of_size(1000)).await;
@@ -116,15 +139,17 @@ async fn a_functions_logs_push_out_only_its_own_oldest_entries() {
         ..Setup::default()
     })
     .await;
-    // No cap on the whole stream: it would evict the oldest entries of
-    // anyone's functions (what one tenant's 300 MiB of logs did before).
+    // The stream's overall cap is a safety net far above a tenant's log
+    // quota (one tenant's 300 MiB of logs used to evict everyone's oldest
+    // under a 256 MiB cap).
     let js = async_nats::jetstream::new(platform.nats_client().await);
-    let mut logs = js
+    let logs = js
         .get_stream(nimbus_core::subjects::LOGS_STREAM)
         .await
         .unwrap();
-    let config = logs.info().await.unwrap().config.clone();
-    assert_eq!((config.max_bytes, config.max_messages_per_subject), (-1, 5));
+    let config = logs.cached_info().config.clone();
+    assert_eq!(config.max_messages_per_subject, 5);
+    assert!(config.max_bytes >= 4 * nimbus_api::config::Quotas::default().log_bytes as i64);
 
     let ada = platform.user("ada").await;
     let bob = platform.user("bob").await;
@@ -161,10 +186,32 @@ async fn a_functions_logs_push_out_only_its_own_oldest_entries() {
         json!({"used": 5 * entry, "limit": 5 * entry}),
         "{ada_account}"
     );
-    let bob_account = account(bob.clone()).await;
-    assert_eq!(used(&bob_account), Some(1), "{bob_account}");
+    let bob_account = eventually("bob's call logged", Duration::from_secs(30), || async {
+        let account = account(bob.clone()).await;
+        (used(&account) == Some(1)).then_some(account)
+    })
+    .await;
+    assert_eq!(
+        bob_account["functions"][0]["log_bytes"]["used"], entry,
+        "{bob_account}"
+    );
     let (_, bob_logs) = platform
         .get(&format!("/functions/{bob_fn}/logs"), Some(&bob))
         .await;
     assert_eq!(bob_logs["logs"].as_array().unwrap().len(), 1, "{bob_logs}");
+
+    // A deleted function's logs go with it.
+    let (status, _) = platform
+        .delete(&format!("/functions/{ada_fn}"), Some(&ada))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let left = logs
+        .get_last_raw_message_by_subject(&nimbus_core::subjects::logs(ada_fn))
+        .await;
+    assert!(left.is_err(), "a deleted function's logs are kept");
+    assert!(
+        logs.get_last_raw_message_by_subject(&nimbus_core::subjects::logs(bob_fn))
+            .await
+            .is_ok()
+    );
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::quotas::Usage;
+use crate::quotas::{Usage, log_reservation};
 use crate::{ApiError, AppState};
 
 /// `GET /account`
@@ -17,11 +17,11 @@ pub async fn account(
 ) -> Result<Json<Value>, ApiError> {
     let storage = state.storage()?;
     let functions = storage.functions_of(&caller).await?;
-    let usage = Usage::of(&functions);
+    let entries_limit = storage.log_entries_per_function();
+    let usage = Usage::of(&functions, entries_limit);
     let jobs = storage.jobs_of(&caller).await?;
     let ids: Vec<_> = functions.iter().map(|f| f.id).collect();
     let logs = storage.log_usage(&ids).await?;
-    let entries_limit = storage.log_entries_per_function();
     let quotas = state.config.quotas;
     let per_function: Vec<Value> = functions
         .iter()
@@ -34,7 +34,7 @@ pub async fn account(
                 "log_entries": {"used": used.entries, "limit": entries_limit},
                 "log_bytes": {
                     "used": used.bytes,
-                    "limit": entries_limit.saturating_mul(f.limits.max_log_bytes),
+                    "limit": log_reservation(f.limits.max_log_bytes, entries_limit),
                 },
             })
         })
@@ -44,6 +44,8 @@ pub async fn account(
         "quotas": {
             "functions": {"used": usage.functions, "limit": quotas.functions},
             "module_bytes": {"used": usage.module_bytes, "limit": quotas.module_bytes},
+            // Reserved by the functions (entries kept x their log caps).
+            "log_bytes": {"used": usage.log_bytes, "limit": quotas.log_bytes},
             "jobs": {"used": jobs, "limit": state.config.max_jobs_per_user},
         },
         "functions": per_function,

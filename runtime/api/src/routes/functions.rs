@@ -69,7 +69,8 @@ pub async fn create(
     // A user at their function quota is refused before anything compiles.
     let quotas = state.config.quotas;
     if let Ok(storage) = state.storage() {
-        quotas.check_count(Usage::of(&storage.functions_of(&caller).await?))?;
+        let held = storage.functions_of(&caller).await?;
+        quotas.check_count(Usage::of(&held, storage.log_entries_per_function()))?;
     }
     let limits = state
         .config
@@ -134,7 +135,13 @@ pub async fn create(
     // uploads at a time (`quotas.rs`).
     let _quota_turn = state.quota_turns.take(&caller).await;
     let held = storage.functions_of(&caller).await?;
-    quotas.check_upload(&held, &digest, binary.len() as u64)?;
+    quotas.check_upload(
+        &held,
+        &digest,
+        binary.len() as u64,
+        limits.max_log_bytes,
+        storage.log_entries_per_function(),
+    )?;
     if let Some(name) = &upload.name
         && storage.function_id_by_name(&caller, name).await?.is_some()
     {
@@ -324,6 +331,11 @@ pub async fn delete(
     };
     if let Some(name) = &meta.name {
         storage.release_name(&caller, name, id).await?;
+    }
+    // Its logs go with it (ids are never reused); the module goes once no
+    // function uses it (`module_gc.rs`).
+    if let Err(e) = storage.purge_logs(id).await {
+        tracing::warn!(id, error = %nimbus_core::error::describe(&e), "could not purge a deleted function's logs");
     }
     state.functions.remove(&caller, id);
     tracing::info!(id, owner = %caller, "function deleted");

@@ -1,6 +1,6 @@
 //! `nimbus register` and `nimbus login`: the two commands that take a
 //! username and password; `login` keeps the token so that the other client
-//! commands need no `--token`.
+//! commands need no `--token`. `nimbus account`: usage against the quotas.
 
 use clap::Args;
 use nimbus_cli::client;
@@ -72,6 +72,36 @@ impl LoginArgs {
             client.url(),
             path.display()
         );
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct AccountArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+impl AccountArgs {
+    /// One line per quota (`used / limit`), then each function's.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let account = self.client.client().account().await?;
+        let pair = |v: &serde_json::Value| format!("{} / {}", v["used"], v["limit"]);
+        println!("user {}", account["username"].as_str().unwrap_or("?"));
+        if let Some(quotas) = account["quotas"].as_object() {
+            for (name, quota) in quotas {
+                println!("{name:<14} {}", pair(quota));
+            }
+        }
+        for f in account["functions"].as_array().into_iter().flatten() {
+            println!(
+                "function {:<6} module {} bytes, logs {} entries, {} bytes",
+                f["id"],
+                f["module_bytes"],
+                pair(&f["log_entries"]),
+                pair(&f["log_bytes"]),
+            );
+        }
         Ok(())
     }
 }

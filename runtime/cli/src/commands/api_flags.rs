@@ -13,6 +13,9 @@ use nimbus_engine::CompileBudget;
 
 use super::serve::MIB;
 
+/// The shortest grace period sweeps may give unused objects.
+const MIN_GC_GRACE_SECS: f64 = 60.0;
+
 #[derive(Args)]
 pub struct ApiFlags {
     /// Address the HTTP API listens on.
@@ -115,6 +118,14 @@ pub struct ApiFlags {
         default_value_t = Quotas::default().module_bytes / MIB
     )]
     module_mb_per_user: u64,
+    /// MiB of logs one user's functions may reserve in all (each reserves
+    /// the entries kept per function x its `max_log_bytes`).
+    #[arg(
+        long,
+        env = "NIMBUS_LOG_MB_PER_USER",
+        default_value_t = Quotas::default().log_bytes / MIB
+    )]
+    log_mb_per_user: u64,
     /// Seconds between sweeps of the modules store for objects no function
     /// uses (0: never).
     #[arg(
@@ -166,9 +177,18 @@ impl ApiFlags {
             quotas: Quotas {
                 functions: self.max_functions_per_user,
                 module_bytes: self.module_mb_per_user.saturating_mul(MIB),
+                log_bytes: self.log_mb_per_user.saturating_mul(MIB),
             },
             module_gc_interval: seconds(self.module_gc_secs, "module-gc-secs")?,
-            module_gc_grace: seconds(self.module_gc_grace_secs, "module-gc-grace-secs")?,
+            module_gc_grace: {
+                // It must outlast an upload's steps between storing its
+                // module and writing its function (module_gc.rs).
+                anyhow::ensure!(
+                    self.module_gc_grace_secs >= MIN_GC_GRACE_SECS,
+                    "--module-gc-grace-secs must be at least {MIN_GC_GRACE_SECS}"
+                );
+                seconds(self.module_gc_grace_secs, "module-gc-grace-secs")?
+            },
             ..ApiConfig::default()
         })
     }

@@ -32,6 +32,9 @@ pub enum Command {
     Register(account::RegisterArgs),
     /// Log in and remember the token and URL for the other commands.
     Login(account::LoginArgs),
+    /// Show what you use of your quotas (functions, module bytes, jobs,
+    /// logs per function).
+    Account(account::AccountArgs),
     /// Upload a function: FILE is .wasm, .wat or .js. Prints its id.
     ///
     /// .wasm: a WASI command (`_start`: JSON on stdin, JSON on stdout) or a
@@ -73,6 +76,7 @@ impl Command {
             Self::Deploy(args) => args.run().await,
             Self::Invoke(args) => args.run().await,
             Self::Invocation(args) => args.run().await,
+            Self::Account(args) => args.run().await,
             Self::Ls(args) => args.run().await,
             Self::Rm(args) => args.run().await,
             Self::Logs(args) => args.run().await,

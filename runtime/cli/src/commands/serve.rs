@@ -40,6 +40,15 @@ pub struct StoreFlags {
         default_value_t = StoreConfig::default().failover_wait.as_secs()
     )]
     store_failover_secs: u64,
+    /// Cap on all function logs together, in MiB: the disk's safety net
+    /// (each tenant's logs are bounded by its quota; past this cap the
+    /// oldest entries of any function go).
+    #[arg(
+        long,
+        env = "NIMBUS_LOG_MAX_MB",
+        default_value_t = StoreConfig::default().log_max_bytes as u64 / MIB
+    )]
+    log_max_mb: u64,
 }
 
 impl StoreFlags {
@@ -47,6 +56,7 @@ impl StoreFlags {
         StoreConfig {
             replicas: self.replicas,
             failover_wait: Duration::from_secs(self.store_failover_secs),
+            log_max_bytes: i64::try_from(self.log_max_mb.saturating_mul(MIB)).unwrap_or(i64::MAX),
             ..StoreConfig::default()
         }
     }

@@ -117,6 +117,16 @@ async fn every_client_command_works_against_nimbus_up() {
             .contains("not_found")
     );
 
+    // Usage against the quotas: one function so far.
+    let account = cli.ok(&["account"]);
+    assert!(account.contains("user ada"), "{account}");
+    assert!(
+        account
+            .lines()
+            .any(|l| l.starts_with("functions") && l.ends_with("1 / 100")),
+        "{account}"
+    );
+
     let wasm = data.path().join("echo.wasm");
     write_echo_wasm(&wasm);
     let echo = cli.ok(&[
