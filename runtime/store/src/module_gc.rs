@@ -135,10 +135,11 @@ impl Storage {
     /// `false` if there is no such object (or it was deleted).
     pub(crate) async fn touch_object(&self, name: &str, pin: bool) -> Result<bool, StoreError> {
         let subject = meta_subject(name);
-        let started = time::OffsetDateTime::now_utc();
         // A refused attempt means someone else wrote the metadata since it
-        // was read: another touch (then the object is fresh already), or a
-        // sweep's delete (then it is gone). Read it again.
+        // was read: another touch or a new write (then the object is as
+        // fresh as ours would have made it), or a sweep's delete (then it
+        // is gone). Read it again.
+        let mut first_read = None;
         for attempt in 0..8u32 {
             let Some(meta) = self.object_meta(&subject).await? else {
                 return Ok(false);
@@ -148,9 +149,10 @@ impl Storage {
                 return Ok(false);
             }
             let pinned = !pin || info.metadata.contains_key(PINNED);
-            if attempt > 0 && meta.written >= started && pinned {
-                return Ok(true); // touched by someone else since we began
+            if first_read.is_some_and(|first| sequence > first) && pinned {
+                return Ok(true); // written by someone else since we began
             }
+            first_read.get_or_insert(sequence);
             info.modified = Some(time::OffsetDateTime::now_utc());
             if pin {
                 info.metadata.extend(pinned_metadata());

@@ -200,6 +200,12 @@ async fn a_sweep_never_deletes_what_an_upload_touched_after_its_judgement() {
     store.put_module(&digest, &bytes, false).await.unwrap();
     assert_eq!(store.module(&digest).await.unwrap(), Some(bytes.clone()));
 
+    // Many uploads touching one object at once all succeed.
+    let touches = (0..16).map(|_| store.put_module(&digest, &bytes, false));
+    for touched in futures::future::join_all(touches).await {
+        touched.unwrap();
+    }
+
     // Within the grace period an unused object is young, not garbage.
     let (garbage, young) = store.garbage(Duration::from_secs(600)).await.unwrap();
     assert!(judged(&garbage).is_none());
