@@ -1,26 +1,31 @@
-//! Precompiled artifacts (native code) in the `modules` object store, sealed
-//! with the platform's artifact key.
+//! Precompiled artifacts (native code) in the `modules` object store,
+//! signed by the platform.
 //!
 //! An artifact is named after its module's digest and the engine's
 //! compatibility key (which differs between wasmtime versions, targets and
 //! settings), so an engine only finds artifacts it can load. Native code
-//! runs unchecked once loaded, so an artifact is stored with a tag over its
-//! name and bytes, a keyed BLAKE3 hash (a MAC) with a secret only API
-//! servers and workers hold ([`ArtifactKey`], `NIMBUS_ARTIFACT_KEY`):
-//! anything else with write access to the object store cannot produce one
-//! that loads. A tag that does not verify is [`StoreError::Unsealed`].
-//! BLAKE3 rather than HMAC-SHA256 (the first seal): it hashes ~3.5 GB/s
-//! here against ~1.1, which is ~27 ms of a 43 MB artifact's first load.
+//! runs unchecked once loaded, so an artifact is stored with an Ed25519
+//! signature over its name and the BLAKE3 hash of its bytes. Only API
+//! servers hold the signing key ([`ArtifactKey`], derived from
+//! `NIMBUS_ARTIFACT_KEY`); workers hold the public half
+//! ([`ArtifactVerifier`], `NIMBUS_ARTIFACT_PUBLIC_KEY`) and may not write
+//! to the object store at all. So neither anything else with access to the
+//! store nor a compromised worker can produce an artifact that loads (the
+//! first seal, a MAC, had every worker hold the secret that makes one). A
+//! signature that does not verify is [`StoreError::Unsealed`]. BLAKE3 is
+//! hashed while the chunks arrive (~3.5 GB/s here, ~12 ms of a 43 MB
+//! artifact); the signature check itself is one Ed25519 verification.
 
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::artifact_file::{Artifact, Sink};
 use crate::objects::Check;
 use crate::{Storage, StoreError, unavailable};
 
-/// The secret artifacts are sealed with.
+/// The key artifacts are signed with (API servers only).
 #[derive(Clone)]
-pub struct ArtifactKey([u8; 32]);
+pub struct ArtifactKey(SigningKey);
 
 impl ArtifactKey {
     /// The key derived from `secret` (any text of at least 32 bytes: a
@@ -29,16 +34,17 @@ impl ArtifactKey {
         if secret.len() < 32 {
             return Err(WeakArtifactKey);
         }
-        Ok(Self(Sha256::digest(secret.as_bytes()).into()))
+        let seed: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        Ok(Self(SigningKey::from_bytes(&seed)))
     }
 
-    /// The MAC of artifact `name`, to be fed its bytes.
-    pub(crate) fn mac_of(&self, name: &str) -> Box<blake3::Hasher> {
-        let mut mac = Box::new(blake3::Hasher::new_keyed(&self.0));
-        mac.update(b"nimbus-artifact-v2\0");
-        mac.update(name.as_bytes());
-        mac.update(b"\0");
-        mac
+    /// What workers verify artifacts with.
+    pub fn verifier(&self) -> ArtifactVerifier {
+        ArtifactVerifier(self.0.verifying_key())
+    }
+
+    fn sign(&self, name: &str, hash: &blake3::Hash) -> Signature {
+        self.0.sign(&signed_message(name, hash))
     }
 }
 
@@ -48,6 +54,47 @@ impl std::fmt::Debug for ArtifactKey {
     }
 }
 
+/// The public half of the [`ArtifactKey`]: checks artifacts, makes none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactVerifier(VerifyingKey);
+
+impl ArtifactVerifier {
+    /// The verifier of a public key written as 64 hex digits (what
+    /// [`ArtifactVerifier::to_hex`] writes, `NIMBUS_ARTIFACT_PUBLIC_KEY`).
+    pub fn from_hex(hex_key: &str) -> Result<Self, InvalidPublicKey> {
+        let bytes: [u8; 32] = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(InvalidPublicKey)?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(Self)
+            .map_err(|_| InvalidPublicKey)
+    }
+
+    /// The public key as 64 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.as_bytes())
+    }
+
+    fn verifies(&self, name: &str, hash: &blake3::Hash, signature: &[u8]) -> bool {
+        let Ok(signature) = Signature::from_slice(signature) else {
+            return false;
+        };
+        self.0
+            .verify_strict(&signed_message(name, hash), &signature)
+            .is_ok()
+    }
+}
+
+/// What an artifact's signature covers: its name and its bytes' hash.
+fn signed_message(name: &str, hash: &blake3::Hash) -> Vec<u8> {
+    let mut message = b"nimbus-artifact-v3\0".to_vec();
+    message.extend_from_slice(name.as_bytes());
+    message.push(0);
+    message.extend_from_slice(hash.as_bytes());
+    message
+}
+
 /// An artifact key secret that is too short.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
@@ -55,34 +102,38 @@ impl std::fmt::Debug for ArtifactKey {
 )]
 pub struct WeakArtifactKey;
 
-/// Bytes of the tag stored in front of an artifact.
-pub(crate) const TAG_BYTES: usize = 32;
+/// An artifact public key that is not 64 hex digits of an Ed25519 key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the artifact public key must be 64 hex digits (print it with `nimbus artifact-public-key`)"
+)]
+pub struct InvalidPublicKey;
+
+/// Bytes of the signature stored in front of an artifact.
+pub(crate) const TAG_BYTES: usize = 64;
 
 impl Storage {
     /// The artifact of module `digest` for engines with `engine_key`, if one
-    /// is stored; [`StoreError::Unsealed`] if its tag does not verify.
+    /// is stored; [`StoreError::Unsealed`] if its signature does not verify.
     pub async fn artifact(
         &self,
         digest: &str,
         engine_key: &str,
-        key: &ArtifactKey,
+        verifier: &ArtifactVerifier,
     ) -> Result<Option<Artifact>, StoreError> {
         let name = artifact_name(digest, engine_key);
-        // The MAC is computed, and the artifact written where the engine
+        // The hash is computed, and the artifact written where the engine
         // will load it from, while the chunks arrive.
         let check = || Check::Seal {
             tag: Vec::with_capacity(TAG_BYTES),
-            hasher: key.mac_of(&name),
+            hasher: Box::new(blake3::Hasher::new()),
         };
         let Some((sink, Check::Seal { tag, hasher })) =
             self.read_object(&name, check, Sink::new).await?
         else {
             return Ok(None);
         };
-        // `blake3::Hash` compares in constant time.
-        let verified = <[u8; TAG_BYTES]>::try_from(tag.as_slice())
-            .is_ok_and(|tag| hasher.finalize() == blake3::Hash::from_bytes(tag));
-        if !verified {
+        if !verifier.verifies(&name, &hasher.finalize(), &tag) {
             return Err(StoreError::Unsealed { name });
         }
         let artifact = sink
@@ -92,10 +143,10 @@ impl Storage {
     }
 
     /// Store the artifact of module `digest` for engines with `engine_key`,
-    /// sealed with `key`, unless one is stored already. Artifacts are written
-    /// once: replacing an object needs a stream purge, which neither API
-    /// servers nor workers may do (deploy/nats), and a stored artifact that
-    /// does not verify only makes workers compile (they log it).
+    /// signed with `key`, unless one is stored already (then touch it: it is
+    /// kept as long as its module, `module_gc.rs`). Artifacts are written
+    /// once, and a stored artifact that does not verify only makes workers
+    /// compile (they log it).
     pub async fn put_artifact(
         &self,
         digest: &str,
@@ -104,17 +155,14 @@ impl Storage {
         key: &ArtifactKey,
     ) -> Result<(), StoreError> {
         let name = artifact_name(digest, engine_key);
-        // Touched, if stored: kept as long as its module (module_gc.rs).
         if self.touch_object(&name, false).await? {
             return Ok(());
         }
-        let mut mac = key.mac_of(&name);
-        mac.update(artifact);
-        let tag = mac.finalize();
-        let mut sealed = Vec::with_capacity(TAG_BYTES + artifact.len());
-        sealed.extend_from_slice(tag.as_bytes());
-        sealed.extend_from_slice(artifact);
-        self.put_object(&name, &sealed, false).await
+        let signature = key.sign(&name, &blake3::hash(artifact));
+        let mut signed = Vec::with_capacity(TAG_BYTES + artifact.len());
+        signed.extend_from_slice(&signature.to_bytes());
+        signed.extend_from_slice(artifact);
+        self.put_object(&name, &signed, false).await
     }
 }
 
@@ -150,9 +198,10 @@ impl Storage {
     }
 }
 
-/// The object name of an artifact: `<digest>.sealed-v2-<engine key>` (v2:
-/// the BLAKE3 seal; artifacts sealed before are not looked for, and each
-/// module's first load compiles it once and stores it sealed anew).
+/// The object name of an artifact: `<digest>.sealed-v3-<engine key>` (v3:
+/// the Ed25519 signature; artifacts sealed before are not looked for: a
+/// worker compiles such a module on its first call until an API server
+/// signs it anew).
 pub fn artifact_name(digest: &str, engine_key: &str) -> String {
-    format!("{digest}.sealed-v2-{engine_key}")
+    format!("{digest}.sealed-v3-{engine_key}")
 }

@@ -50,7 +50,9 @@ mod provisioning;
 mod users;
 
 pub use artifact_file::Artifact;
-pub use artifacts::{ArtifactKey, WeakArtifactKey, artifact_name};
+pub use artifacts::{
+    ArtifactKey, ArtifactVerifier, InvalidPublicKey, WeakArtifactKey, artifact_name,
+};
 pub use codec::now_rfc3339;
 pub use config::StoreConfig;
 pub use error::StoreError;

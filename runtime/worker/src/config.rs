@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nimbus_core::LimitPolicy;
-use nimbus_store::ArtifactKey;
+use nimbus_store::ArtifactVerifier;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -21,12 +21,14 @@ pub struct WorkerConfig {
     pub tenant_concurrency: Option<usize>,
     /// Limits this worker accepts; requests beyond them are refused.
     pub policy: LimitPolicy,
-    /// The platform's artifact key: with it, the worker loads the native
-    /// artifacts API servers made at upload (and other workers shared)
-    /// instead of compiling, after checking their seal, and shares what it
-    /// had to compile itself. Without it, every worker compiles every module
-    /// it runs, on its first call.
-    pub artifact_key: Option<ArtifactKey>,
+    /// The public half of the platform's artifact key: with it, the worker
+    /// loads the native artifacts API servers made and signed at upload
+    /// instead of compiling, after checking their signature. Without it, or
+    /// for a module with no artifact for this worker's engine, the worker
+    /// compiles the module on its first call and keeps it to itself: a
+    /// worker cannot sign, so it shares nothing (a compromised worker
+    /// cannot plant native code for the others).
+    pub artifact_verifier: Option<ArtifactVerifier>,
     /// Benchmarking only: answer every invocation with its input, without
     /// fetching or running the module. Measures the platform's own round
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
@@ -67,7 +69,7 @@ impl Default for WorkerConfig {
             queue_capacity: 256,
             tenant_concurrency: None,
             policy: LimitPolicy::default(),
-            artifact_key: None,
+            artifact_verifier: None,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

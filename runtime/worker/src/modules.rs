@@ -1,9 +1,9 @@
 //! The compiled module for a digest: from the engine's cache, else the
-//! sealed artifact the API made at upload (or another worker shared), else
-//! compiled from the object store's bytes, checked against the digest they
-//! are stored under, and then shared sealed. Artifacts are used only with the
-//! platform's artifact key; one whose seal does not verify is refused,
-//! logged, and the module compiled instead.
+//! artifact an API server made and signed at upload, else compiled from the
+//! object store's bytes, checked against the digest they are stored under,
+//! and kept in this worker's cache only (workers cannot sign). Artifacts are
+//! used only with the platform's artifact public key; one whose signature
+//! does not verify is refused, logged, and the module compiled instead.
 //!
 //! Concurrent first calls of one module load it once (single flight): the
 //! first takes the module's turn and loads it, the others wait for the turn
@@ -91,7 +91,7 @@ impl Worker {
     /// call would (a call that comes meanwhile waits for the turn or finds
     /// the module loaded). Only artifacts: warming never compiles.
     pub(crate) async fn warm(self: Arc<Self>) {
-        let (limit, Some(key)) = (self.config.warm_modules, &self.config.artifact_key) else {
+        let (limit, Some(key)) = (self.config.warm_modules, &self.config.artifact_verifier) else {
             return;
         };
         if limit == 0 {
@@ -124,7 +124,7 @@ impl Worker {
     /// Load `digest`: a shared artifact, else the stored module compiled.
     async fn load(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
         let engine_key = self.engine.artifact_key();
-        if let Some(key) = &self.config.artifact_key
+        if let Some(key) = &self.config.artifact_verifier
             && let Some(module) = self.shared_artifact(digest, &engine_key, key).await
         {
             return Ok(module);
@@ -166,31 +166,16 @@ impl Worker {
                 actual: module.digest().to_owned(),
             });
         }
-        if let Some(key) = &self.config.artifact_key {
-            match self.engine.serialize(&module) {
-                Ok(None) => {}
-                Ok(Some(artifact)) => {
-                    if let Err(e) = self
-                        .storage
-                        .put_artifact(digest, &engine_key, &artifact, key)
-                        .await
-                    {
-                        tracing::warn!(%digest, error = %e, "could not share the compiled artifact");
-                    }
-                }
-                Err(e) => tracing::warn!(%digest, error = %e, "could not serialise the module"),
-            }
-        }
         Ok(module)
     }
 
-    /// The sealed artifact of `digest` for this engine, if there is a usable
+    /// The signed artifact of `digest` for this engine, if there is a usable
     /// one.
     async fn shared_artifact(
         &self,
         digest: &str,
         engine_key: &str,
-        key: &nimbus_store::ArtifactKey,
+        key: &nimbus_store::ArtifactVerifier,
     ) -> Option<Arc<CompiledModule>> {
         let started = std::time::Instant::now();
         let artifact = match self.storage.artifact(digest, engine_key, key).await {

@@ -1,5 +1,5 @@
-//! Compile once per platform: the API stores a sealed native artifact at
-//! upload and workers load it instead of compiling; an artifact whose seal
+//! Compile once per platform: the API stores a signed native artifact at
+//! upload and workers load it instead of compiling; an artifact whose signature
 //! does not verify is refused, and the worker compiles instead.
 
 use reqwest::{Method, StatusCode};
@@ -56,7 +56,7 @@ async fn a_fetched_artifact_is_a_sealed_memory_file() {
     let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
     let fetched = storage(&platform)
         .await
-        .artifact(digest, &engine.artifact_key(), &artifact_key())
+        .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
         .await
         .unwrap()
         .expect("the upload stored an artifact");
@@ -220,7 +220,7 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
         .await
         .unwrap();
     let refused = store
-        .artifact(digest, &engine.artifact_key(), &artifact_key())
+        .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
         .await;
     assert!(
         matches!(refused, Err(nimbus_store::StoreError::Unsealed { .. })),
@@ -240,7 +240,7 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
     // Artifacts are written once: the forged one stays, still refused, and
     // every worker compiles rather than load it.
     let refused = store
-        .artifact(digest, &engine.artifact_key(), &artifact_key())
+        .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
         .await;
     assert!(matches!(
         refused,
@@ -252,7 +252,7 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
 async fn without_the_key_nothing_is_sealed_and_workers_compile() {
     let mut setup = Setup::default();
     setup.api.artifact_key = None;
-    setup.worker.artifact_key = None;
+    setup.worker.artifact_verifier = None;
     let platform = Platform::start_with(setup).await;
     let token = platform.user("ada").await;
     let (_, created) = platform
@@ -270,9 +270,35 @@ async fn without_the_key_nothing_is_sealed_and_workers_compile() {
         .artifact(
             created["digest"].as_str().unwrap(),
             &engine.artifact_key(),
-            &artifact_key(),
+            &artifact_key().verifier(),
         )
         .await
         .unwrap();
     assert!(stored.is_none(), "no artifact without the key");
+}
+
+/// Workers hold only the public key: one that had to compile a module
+/// keeps the result to itself, so nothing a worker does puts native code in
+/// the store (its NATS user may not write there either: deploy/nats).
+#[tokio::test]
+async fn a_worker_that_compiles_shares_nothing() {
+    let mut setup = Setup::default();
+    setup.api.artifact_key = None;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("ada").await;
+    let (_, created) = platform
+        .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))
+        .await;
+    let (status, _) = platform
+        .execute(&token, created["id"].as_u64().unwrap(), json!(1))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let loads = platform.worker_loads(0);
+    assert_eq!((loads.compiled, loads.loaded), (1, 0), "{loads:?}");
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    let name =
+        nimbus_store::artifact_name(created["digest"].as_str().unwrap(), &engine.artifact_key());
+    let js = async_nats::jetstream::new(platform.nats_client().await);
+    let bucket = js.get_object_store("modules").await.unwrap();
+    assert!(bucket.info(&name).await.is_err(), "a worker stored {name}");
 }

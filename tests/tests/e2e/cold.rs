@@ -91,7 +91,7 @@ async fn a_burst_of_first_calls_to_one_function_loads_or_compiles_it_once() {
     for with_key in [true, false] {
         let mut setup = Setup::default();
         if !with_key {
-            setup.worker.artifact_key = None;
+            setup.worker.artifact_verifier = None;
         }
         let platform = Arc::new(Platform::start_with(setup).await);
         let token = Arc::new(platform.user("alice").await);

@@ -92,7 +92,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         },
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),
         worker: WorkerConfig {
-            artifact_key: Some(crate::harness::artifact_key()),
+            artifact_verifier: Some(crate::harness::artifact_key().verifier()),
             ..WorkerConfig::default()
         },
     })

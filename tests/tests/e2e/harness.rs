@@ -56,7 +56,7 @@ impl Default for Setup {
             workers: 1,
             worker: WorkerConfig {
                 concurrency: 8,
-                artifact_key: Some(artifact_key()),
+                artifact_verifier: Some(artifact_key().verifier()),
                 ..WorkerConfig::default()
             },
             api: ApiConfig {

@@ -56,6 +56,11 @@ impl Probes {
             .publish("_INBOX_api.probe", "forged".into())
             .await
             .unwrap();
+        // Nor write to the modules store (an artifact is native code).
+        as_worker
+            .publish("$O.modules.M.probe", "{}".into())
+            .await
+            .unwrap();
         as_worker.flush().await.unwrap();
 
         // Traffic for the sniffers: a login (the API reads the users
@@ -126,6 +131,7 @@ impl Probes {
             ("Publish", "worker", "$JS.API.STREAM.UPDATE.KV_users"),
             ("Publish", "worker", "$JS.API.STREAM.DELETE.KV_users"),
             ("Publish", "worker", "$JS.API.STREAM.PURGE.OBJ_modules"),
+            ("Publish", "worker", "$O.modules.M.probe"),
             ("Publish", "api", "$JS.API.STREAM.DELETE.KV_users"),
             ("Publish", "api", "$JS.API.STREAM.PURGE.KV_users"),
         ] {

@@ -28,6 +28,9 @@ pub enum Command {
     Api(serve::ApiArgs),
     /// Run a worker against an existing NATS.
     Worker(serve::WorkerArgs),
+    /// Print the public half of NIMBUS_ARTIFACT_KEY, for the workers'
+    /// NIMBUS_ARTIFACT_PUBLIC_KEY.
+    ArtifactPublicKey(serve::PublicKeyArgs),
     /// Create an account.
     Register(account::RegisterArgs),
     /// Log in and remember the token and URL for the other commands.
@@ -71,6 +74,7 @@ impl Command {
             Self::Up(args) => args.run().await,
             Self::Api(args) => args.run().await,
             Self::Worker(args) => args.run().await,
+            Self::ArtifactPublicKey(args) => args.run(),
             Self::Register(args) => args.run().await,
             Self::Login(args) => args.run().await,
             Self::Deploy(args) => args.run().await,

@@ -16,7 +16,7 @@ use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::platform::Role;
 use nimbus_cli::{client, platform};
-use nimbus_store::{ArtifactKey, StoreConfig};
+use nimbus_store::{ArtifactKey, ArtifactVerifier, StoreConfig};
 use nimbus_worker::WorkerConfig;
 
 use super::api_flags::ApiFlags;
@@ -62,24 +62,47 @@ impl StoreFlags {
     }
 }
 
-/// The platform's artifact key, shared by API servers and workers.
+/// The platform's artifact key: the secret API servers sign the native
+/// artifacts they compile with, and its public half workers check them with.
 #[derive(Args)]
 pub struct ArtifactFlags {
-    /// Secret (at least 32 characters) sealing the native artifacts API
-    /// servers compile at upload and workers load instead of compiling;
-    /// every API server and worker of a deployment needs the same one.
-    /// Without it, each worker compiles each module on its first call.
+    /// Secret (at least 32 characters) the API servers sign the native
+    /// artifacts they compile at upload with; every API server of a
+    /// deployment needs the same one. Workers need only its public half
+    /// (`--artifact-public-key`). Without it, each worker compiles each
+    /// module on its first call.
     #[arg(long, env = "NIMBUS_ARTIFACT_KEY", hide_env_values = true)]
     artifact_key: Option<String>,
+    /// For workers: the artifact key's public half (64 hex digits, printed
+    /// by `nimbus artifact-public-key`), to check artifacts with.
+    #[arg(long, env = "NIMBUS_ARTIFACT_PUBLIC_KEY")]
+    artifact_public_key: Option<String>,
 }
 
 impl ArtifactFlags {
-    fn key(&self) -> anyhow::Result<Option<ArtifactKey>> {
+    pub(super) fn key(&self) -> anyhow::Result<Option<ArtifactKey>> {
         self.artifact_key
             .as_deref()
             .map(ArtifactKey::from_secret)
             .transpose()
             .map_err(Into::into)
+    }
+
+    /// What a worker checks artifacts with: the public key, or else the
+    /// one the secret derives (accepted, with a warning: a worker should
+    /// not hold what signs native code).
+    fn verifier(&self) -> anyhow::Result<Option<ArtifactVerifier>> {
+        if let Some(public) = &self.artifact_public_key {
+            return Ok(Some(ArtifactVerifier::from_hex(public)?));
+        }
+        let key = self.key()?;
+        if key.is_some() {
+            tracing::warn!(
+                "this worker was given NIMBUS_ARTIFACT_KEY, which signs native code: give workers \
+                 NIMBUS_ARTIFACT_PUBLIC_KEY (`nimbus artifact-public-key`) instead"
+            );
+        }
+        Ok(key.map(|key| key.verifier()))
     }
 
     /// The key for `api` and `worker`: the one given, or else the one
@@ -229,7 +252,7 @@ impl UpArgs {
             },
             jwt_secret: secret.into_bytes(),
             worker: WorkerConfig {
-                artifact_key: Some(artifact_key),
+                artifact_verifier: Some(artifact_key.verifier()),
                 ..self.worker.config()
             },
         });
@@ -329,11 +352,13 @@ impl WorkerArgs {
         )
         .await?;
         let config = WorkerConfig {
-            artifact_key: self.artifacts.key()?,
+            artifact_verifier: self.artifacts.verifier()?,
             ..self.worker.config()
         };
-        if config.artifact_key.is_none() {
-            tracing::warn!("no NIMBUS_ARTIFACT_KEY: this worker compiles every module it runs");
+        if config.artifact_verifier.is_none() {
+            tracing::warn!(
+                "no NIMBUS_ARTIFACT_PUBLIC_KEY: this worker compiles every module it runs"
+            );
         }
         let shutdown = Shutdown::on_terminate()?;
         Component::spawn("worker", move |stop| {
@@ -357,4 +382,23 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     client::write_private(path, &secret)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secret)
+}
+
+/// `nimbus artifact-public-key`: the public half of the artifact key, for
+/// the workers' `NIMBUS_ARTIFACT_PUBLIC_KEY`.
+#[derive(Args)]
+pub struct PublicKeyArgs {
+    #[command(flatten)]
+    artifacts: ArtifactFlags,
+}
+
+impl PublicKeyArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let key = self
+            .artifacts
+            .key()?
+            .context("set NIMBUS_ARTIFACT_KEY (or --artifact-key) to the API servers' secret")?;
+        println!("{}", key.verifier().to_hex());
+        Ok(())
+    }
 }
