@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nimbus_core::LimitPolicy;
+use nimbus_core::{LimitPolicy, SecretsKey};
 use nimbus_engine::CompileBudget;
 use nimbus_store::ArtifactKey;
 
@@ -80,6 +80,10 @@ pub struct ApiConfig {
     /// touched by an upload: longer than any upload takes between storing
     /// its module and writing its function.
     pub module_gc_grace: Duration,
+    /// The platform's secrets key (workers hold it too): secrets are stored
+    /// sealed with it and functions' environments travel sealed with it.
+    /// Without it, functions can have no variables or secrets.
+    pub secrets_key: Option<SecretsKey>,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +108,7 @@ impl Default for ApiConfig {
             quotas: Quotas::default(),
             module_gc_interval: Duration::from_secs(600),
             module_gc_grace: Duration::from_secs(3600),
+            secrets_key: None,
         }
     }
 }

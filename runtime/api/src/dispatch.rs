@@ -64,7 +64,7 @@ impl NatsDispatch {
                 subjects::execute(call.function_id),
                 async_nats::Request::new()
                     .headers(headers)
-                    .payload(input)
+                    .payload(call.payload(input))
                     .timeout(Some(wait)),
             )
             .await

@@ -8,12 +8,14 @@
 //! upload) but never runs them.
 //!
 //! - `config`: settings; `state`: what handlers share.
-//! - `routes/`: one file per resource (accounts, functions, invocations,
-//!   and `urls`: functions called on their own URL).
+//! - `routes/`: one file per resource (accounts, functions, their
+//!   configuration and secrets, invocations, and `urls`: functions called on
+//!   their own URL).
 //! - `auth`: tokens and the `Caller` extractor; `body`: body and path
 //!   extractors with our error format; `upload`: reading an upload.
 //! - `dispatch`: handing invocations to workers, behind a trait.
-//! - `function_cache`: function metadata in memory, fed by a KV watch.
+//! - `function_cache`: function metadata in memory, fed by a KV watch;
+//!   `function_env`: the sealed environment each call carries.
 //! - `error`: the one place errors become HTTP answers.
 //!
 //! [`app`] builds the router, so tests drive it without a socket
@@ -29,6 +31,7 @@ pub mod dispatch;
 pub mod error;
 mod fair_slots;
 mod function_cache;
+mod function_env;
 mod module_gc;
 mod quotas;
 mod routes;
@@ -42,7 +45,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
@@ -54,7 +57,7 @@ pub use function_cache::FunctionCache;
 pub use state::AppState;
 
 use body::BodyCap;
-use routes::{account, accounts, functions, invocations, urls};
+use routes::{account, accounts, function_config, functions, invocations, urls};
 
 pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
@@ -81,6 +84,16 @@ fn routes(state: Arc<AppState>) -> Router {
                 module: None,
             }))
     };
+    // A function's whole environment is at most 64 KiB; JSON may escape it.
+    let config_cap = |route: axum::routing::MethodRouter<Arc<AppState>>| {
+        let bytes = 8 * nimbus_core::env::MAX_BYTES;
+        route
+            .layer::<_, Infallible>(DefaultBodyLimit::max(bytes))
+            .layer::<_, Infallible>(Extension(BodyCap {
+                bytes,
+                module: None,
+            }))
+    };
     Router::new()
         .route("/healthz", get(health))
         .route("/auth/register", auth_cap(post(accounts::register)))
@@ -92,6 +105,18 @@ fn routes(state: Arc<AppState>) -> Router {
             get(functions::get)
                 .patch(functions::change)
                 .delete(functions::delete),
+        )
+        .route(
+            "/functions/{id}/config",
+            config_cap(get(function_config::get_config).put(function_config::put_config)),
+        )
+        .route(
+            "/functions/{id}/secrets",
+            get(function_config::list_secrets),
+        )
+        .route(
+            "/functions/{id}/secrets/{name}",
+            config_cap(put(function_config::put_secret).delete(function_config::delete_secret)),
         )
         .route("/functions/{id}/execute", post(invocations::execute))
         .route("/functions/{id}/logs", get(functions::logs))

@@ -11,6 +11,7 @@ use crate::auth_limits::AuthLimits;
 use crate::dispatch::{Dispatch, NatsDispatch};
 use crate::fair_slots::{FairSlots, Slot};
 use crate::function_cache::FunctionCache;
+use crate::function_env::EnvCache;
 use crate::tenant_rate::TenantRate;
 use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
@@ -22,6 +23,8 @@ pub struct AppState {
     storage: Option<Storage>,
     pub(crate) nats: Option<async_nats::Client>,
     pub(crate) functions: Arc<FunctionCache>,
+    /// Sealed environments of functions with variables or secrets.
+    pub(crate) envs: EnvCache,
     pub(crate) dispatch: Arc<dyn Dispatch>,
     pub(crate) engine: Engine,
     /// Built on the first JavaScript upload: it compiles the QuickJS shim.
@@ -99,6 +102,7 @@ impl AppState {
             auth_limits: AuthLimits::new(config.auth_limits.clone()),
             tenant_rate: TenantRate::new(config.calls_per_second),
             functions: Arc::new(FunctionCache::new(config.function_cache_entries)),
+            envs: EnvCache::new(config.function_cache_entries),
             config,
             storage: None,
             nats: None,

@@ -13,6 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod function_config;
+pub use function_config::SecretInfo;
+
 use anyhow::{Context, bail};
 use nimbus_core::http::{Created, ErrorBody, Executed, FunctionList};
 use nimbus_core::wire::InvocationRecord;

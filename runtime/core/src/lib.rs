@@ -6,17 +6,21 @@
 //! once. Anything that needs a socket, a file or wasmtime lives elsewhere.
 #![deny(missing_docs)]
 
+pub mod env;
 pub mod error;
 pub mod http;
 pub mod limits;
 pub mod meta;
 pub mod round_robin;
 pub mod script;
+pub mod sealing;
 pub mod subjects;
 pub mod wire;
 
+pub use env::Env;
 pub use error::{ErrorKind, ErrorSource, FunctionError, FunctionErrorKind, PlatformErrorKind};
 pub use limits::{LimitError, LimitPolicy, Limits, LimitsRequest};
 pub use meta::{
     Access, FunctionId, FunctionMeta, FunctionName, InvalidFunctionName, Runtime, Username, World,
 };
+pub use sealing::{Purpose, SecretsKey};

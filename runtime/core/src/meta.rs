@@ -130,6 +130,16 @@ pub struct FunctionMeta {
     pub limits: Limits,
     /// RFC 3339 creation time.
     pub created: String,
+    /// Revision of the function's entry in the `function_config` bucket
+    /// (its variables and secrets) that calls must carry; 0: it has none.
+    /// Raised by every change of the configuration, so every API server
+    /// learns of the change with the metadata it already follows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub config_revision: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A validated function name: 1 to 63 characters from `[a-z0-9-]`, starting

@@ -40,6 +40,10 @@ pub const USERS_BUCKET: &str = "users";
 /// KV bucket of function metadata.
 pub const FUNCTIONS_BUCKET: &str = "functions";
 
+/// KV bucket: function id -> its configuration variables and sealed
+/// secrets. Only API servers may read it: a worker gets the environment of
+/// the functions it runs with their calls.
+pub const FUNCTION_CONFIG_BUCKET: &str = "function_config";
 /// KV bucket: `<owner>.<name>` -> function id (names are unique per owner).
 pub const FUNCTION_NAMES_BUCKET: &str = "function_names";
 /// Object store of module bytes, by digest.

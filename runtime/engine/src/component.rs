@@ -3,7 +3,9 @@
 //!
 //! A component is linked against exactly the interfaces a function may use:
 //! `wasi:io`, `wasi:clocks`, `wasi:random`, `wasi:cli` stdio, environment
-//! (empty), exit and terminal queries, and `wasi:http` types plus the
+//! (the function's variables and secrets), exit and terminal queries,
+//! `wasi:config/store` (the same variables and secrets), and `wasi:http`
+//! types plus the
 //! outgoing handler, which refuses every request (`HTTP-request-denied`)
 //! until a capability grants outbound HTTP. A component importing anything
 //! else is refused at upload, naming the import, with two exceptions that
@@ -22,7 +24,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use nimbus_core::Limits;
+use nimbus_core::{Env, Limits};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use crate::invoke::clamp_usize;
 use crate::limiter::Limiter;
@@ -40,6 +43,7 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
     "wasi:cli/environment",
+    "wasi:config/store",
     "wasi:cli/exit",
     "wasi:cli/stdin",
     "wasi:cli/stdout",
@@ -85,7 +89,7 @@ pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<
             return Err(CompileError::ForbiddenImport(format!(
                 "`{name}`; a component may import only {}",
                 "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal), \
-                 wasi:http (types, outgoing-handler), wasi:filesystem (with no directory) \
+                 wasi:config/store, wasi:http (types, outgoing-handler), wasi:filesystem (with no directory) \
                  and wasi:sockets (every use denied)"
             )));
         }
@@ -180,6 +184,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentHost>,
         |h: &mut ComponentHost| h.sockets(),
     )?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+    wasmtime_wasi_config::add_to_linker(l, |h: &mut ComponentHost| WasiConfig::from(&h.config))?;
     Ok(linker)
 }
 
@@ -189,14 +194,22 @@ pub struct ComponentHost {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: Hooks,
+    /// What `wasi:config/store` answers: the function's environment.
+    config: WasiConfigVariables,
     pub(crate) limiter: Limiter,
 }
 
 impl ComponentHost {
-    /// Host state for one invocation under `limits`.
-    pub(crate) fn new(wasi: WasiCtx, limits: &Limits) -> Self {
+    /// Host state for one invocation under `limits`, with `env` in
+    /// `wasi:config/store`.
+    pub(crate) fn new(wasi: WasiCtx, limits: &Limits, env: &Env) -> Self {
         Self {
             wasi,
+            config: env
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: Hooks {

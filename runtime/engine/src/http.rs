@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use nimbus_core::wire::{HttpRequest, HttpResponse, ResponseHead};
-use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
+use nimbus_core::{Env, FunctionError, FunctionErrorKind, Limits};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -48,6 +48,18 @@ impl Engine {
         request: HttpRequest,
         limits: &Limits,
     ) -> Outcome<HttpResponse> {
+        self.serve_with(module, request, limits, &Env::default())
+            .await
+    }
+
+    /// [`Engine::serve`], with `env` as the guest's environment variables.
+    pub async fn serve_with(
+        &self,
+        module: &CompiledModule,
+        request: HttpRequest,
+        limits: &Limits,
+        env: &Env,
+    ) -> Outcome<HttpResponse> {
         if request.body.len() as u64 > limits.max_input_bytes {
             return Outcome::refused(input_too_large(request.body.len(), limits));
         }
@@ -60,7 +72,7 @@ impl Engine {
                 _,
             ) => pre,
             (Code::Core { .. }, crate::Abi::Command) => {
-                return self.serve_envelope(module, request, limits).await;
+                return self.serve_envelope(module, request, limits, env).await;
             }
             _ => {
                 return Outcome::refused(FunctionError::new(
@@ -83,8 +95,9 @@ impl Engine {
             .stdout(logs.clone())
             .stderr(logs.clone())
             .max_random_size(MAX_RANDOM_BYTES)
+            .envs(&env.0)
             .build();
-        let host = ComponentHost::new(wasi, limits);
+        let host = ComponentHost::new(wasi, limits, env);
         let cap = clamp_usize(limits.max_output_bytes);
         let run = self
             .metered(
@@ -179,6 +192,7 @@ impl Engine {
         module: &CompiledModule,
         request: HttpRequest,
         limits: &Limits,
+        env: &Env,
     ) -> Outcome<HttpResponse> {
         let envelope = serde_json::json!({
             "nimbus_http_request": {
@@ -191,7 +205,7 @@ impl Engine {
         // The body was checked against the input cap; the envelope around
         // it is the platform's.
         let input = Bytes::from(envelope.to_string());
-        let outcome = self.run_core(module, Some(input), None, limits).await;
+        let outcome = self.run_core(module, Some(input), None, limits, env).await;
         let fuel_consumed = outcome.fuel_consumed;
         Outcome {
             result: outcome.result.and_then(|json| {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_core::wire::{HttpRequest, RequestHead};
-use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
+use nimbus_core::{Env, FunctionError, FunctionErrorKind, Limits};
 use wasmtime::{Linker, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -95,6 +95,20 @@ impl Engine {
     /// without it being copied). A `wasi:http` component gets it as the body
     /// of a `POST /` and must answer 2xx with a JSON body.
     pub async fn invoke(&self, module: &CompiledModule, input: Bytes, limits: &Limits) -> Outcome {
+        self.invoke_with(module, input, limits, &Env::default())
+            .await
+    }
+
+    /// [`Engine::invoke`], with `env` as the guest's environment variables
+    /// (WASI `environ`, `wasi:cli/environment` and, for components,
+    /// `wasi:config/store`).
+    pub async fn invoke_with(
+        &self,
+        module: &CompiledModule,
+        input: Bytes,
+        limits: &Limits,
+        env: &Env,
+    ) -> Outcome {
         if input.len() as u64 > limits.max_input_bytes {
             return Outcome::refused(input_too_large(input.len(), limits));
         }
@@ -108,7 +122,7 @@ impl Engine {
                     },
                     body: input,
                 };
-                let outcome = self.serve(module, request, limits).await;
+                let outcome = self.serve_with(module, request, limits, env).await;
                 let fuel_consumed = outcome.fuel_consumed;
                 Outcome {
                     result: outcome.result.and_then(|response| {
@@ -124,14 +138,14 @@ impl Engine {
                 }
             }
             Abi::Scalar { params, .. } => match scalar::params(&input, params) {
-                Ok(values) => self.run_core(module, None, Some(values), limits).await,
+                Ok(values) => self.run_core(module, None, Some(values), limits, env).await,
                 Err(e) => Outcome::refused(e),
             },
             Abi::Command | Abi::CliComponent => {
                 if let Code::Component { pre, .. } = &module.code {
-                    self.run_cli(pre, input, limits).await
+                    self.run_cli(pre, input, limits, env).await
                 } else {
-                    self.run_core(module, Some(input), None, limits).await
+                    self.run_core(module, Some(input), None, limits, env).await
                 }
             }
         }
@@ -143,6 +157,7 @@ impl Engine {
         stdin: Option<Bytes>,
         params: Option<Vec<wasmtime::Val>>,
         limits: &Limits,
+        env: &Env,
     ) -> Outcome {
         let Code::Core {
             pre,
@@ -172,7 +187,8 @@ impl Engine {
                 .stderr(stderr.clone())
                 // `random_get` fills its buffer on the host, outside the
                 // memory limiter: keep each call small.
-                .max_random_size(MAX_RANDOM_BYTES);
+                .max_random_size(MAX_RANDOM_BYTES)
+                .envs(&env.0);
             if let Some(stdin) = stdin {
                 wasi.stdin(MemoryInputPipe::new(stdin));
             }
@@ -219,7 +235,13 @@ impl Engine {
         )
     }
 
-    async fn run_cli(&self, pre: &ComponentPre, input: Bytes, limits: &Limits) -> Outcome {
+    async fn run_cli(
+        &self,
+        pre: &ComponentPre,
+        input: Bytes,
+        limits: &Limits,
+        env: &Env,
+    ) -> Outcome {
         let ComponentPre::Command(pre) = pre else {
             unreachable!("a cli component is pre-linked as a command");
         };
@@ -230,8 +252,9 @@ impl Engine {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
+            .envs(&env.0)
             .build();
-        let host = ComponentHost::new(wasi, limits);
+        let host = ComponentHost::new(wasi, limits, env);
         let run = self
             .metered(
                 host,

@@ -38,6 +38,7 @@ mod codec;
 mod config;
 mod error;
 mod failover;
+mod function_config;
 mod function_watch;
 mod functions;
 mod invocations;
@@ -56,6 +57,7 @@ pub use artifacts::{
 pub use codec::now_rfc3339;
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use function_config::{FunctionConfig, StoredSecret};
 pub use function_watch::FunctionChange;
 pub use functions::ID_COUNTER_KEY;
 pub use logs::{LogEntry, LogUsage};
@@ -73,6 +75,8 @@ pub struct Storage {
     users: kv::Store,
     functions: kv::Store,
     names: kv::Store,
+    /// Variables and sealed secrets; workers may not read it.
+    function_config: kv::Store,
     invocations: kv::Store,
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,

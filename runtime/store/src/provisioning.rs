@@ -51,6 +51,14 @@ impl Storage {
             ))
             .await
             .map_err(|e| unavailable("create the function names bucket", e))?;
+        let function_config = js
+            .create_or_update_key_value(kv_config(
+                subjects::FUNCTION_CONFIG_BUCKET,
+                "Nimbus function configuration: variables and sealed secrets",
+                1,
+            ))
+            .await
+            .map_err(|e| unavailable("create the function configuration bucket", e))?;
         let invocations = js
             .create_or_update_key_value(kv::Config {
                 max_age: config.invocation_retention,
@@ -126,6 +134,7 @@ impl Storage {
             users,
             functions,
             names,
+            function_config,
             invocations,
             jobs,
             modules,
@@ -181,6 +190,7 @@ impl Storage {
             users: kv(subjects::USERS_BUCKET).await?,
             functions: kv(subjects::FUNCTIONS_BUCKET).await?,
             names: kv(subjects::FUNCTION_NAMES_BUCKET).await?,
+            function_config: kv(subjects::FUNCTION_CONFIG_BUCKET).await?,
             invocations: kv(subjects::INVOCATIONS_BUCKET).await?,
             jobs: stream(subjects::JOBS_STREAM).await?,
             modules: js

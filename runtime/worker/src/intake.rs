@@ -187,9 +187,10 @@ async fn take(
         let Some(message) = message else { break };
         let received = Instant::now();
         let call = match envelope {
-            Envelope::Current => Call::parse(header(&message, headers::CALL))
-                .map(|call| (call, message.payload.clone()))
-                .map_err(|e| e.to_string()),
+            Envelope::Current => {
+                Call::parse(header(&message, headers::CALL), message.payload.clone())
+                    .map_err(|e| e.to_string())
+            }
             Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),
         };
         // Unreadable requests share one tenant: they are answered at once.

@@ -3,6 +3,10 @@
 //! `functions.logs.<id>` and, when the function failed, an event on
 //! `functions.error`.
 //!
+//! A call may carry the function's environment (variables and secrets),
+//! sealed by the API server: it is opened here, with the platform's secrets
+//! key, for this run only.
+//!
 //! The input is the request's own payload buffer and the result the
 //! engine's own output buffer: nothing is parsed or copied on the way. A
 //! call on a function's URL carries an HTTP request instead, served by the
@@ -10,8 +14,8 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use nimbus_core::subjects;
 use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
+use nimbus_core::{Env, Purpose, subjects};
 use nimbus_engine::Outcome;
 
 use crate::Worker;
@@ -38,14 +42,29 @@ impl Worker {
                 return Reply::PlatformError(message);
             }
         };
+        let env = match self.open_env(call) {
+            Ok(env) => env,
+            Err(message) => {
+                tracing::error!(function = call.function_id, %message);
+                return Reply::PlatformError(message);
+            }
+        };
         let (outcome, http) = match call.http {
-            None => (self.engine.invoke(&module, input, &call.limits).await, None),
+            None => (
+                self.engine
+                    .invoke_with(&module, input, &call.limits, &env)
+                    .await,
+                None,
+            ),
             Some(head_len) => {
                 let request = match HttpRequest::decode(input, head_len) {
                     Ok(request) => request,
                     Err(e) => return Reply::PlatformError(format!("unreadable call: {e}")),
                 };
-                let outcome = self.engine.serve(&module, request, &call.limits).await;
+                let outcome = self
+                    .engine
+                    .serve_with(&module, request, &call.limits, &env)
+                    .await;
                 let mut head_len = None;
                 let outcome = Outcome {
                     result: outcome.result.map(|response| {
@@ -89,6 +108,21 @@ impl Worker {
                 Reply::FunctionError(error)
             }
         }
+    }
+
+    /// The environment `call` carries, opened (empty when it carries none).
+    fn open_env(&self, call: &Call) -> Result<Env, String> {
+        let Some(sealed) = &call.env else {
+            return Ok(Env::default());
+        };
+        let key = self.config.secrets_key.as_ref().ok_or(
+            "the function has variables or secrets and this worker has no secrets key \
+             (NIMBUS_SECRETS_KEY)",
+        )?;
+        let plain = key
+            .open(Purpose::Env(call.function_id), sealed)
+            .map_err(|e| format!("the function's environment is unreadable: {e}"))?;
+        Env::decode(&plain).map_err(|e| format!("the function's environment is unreadable: {e}"))
     }
 
     async fn publish_logs(&self, call: &Call, logs: Bytes, truncated: bool) {

@@ -84,6 +84,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         api: ApiConfig {
             bcrypt_cost: 4,
             artifact_key: Some(crate::harness::artifact_key()),
+            secrets_key: Some(crate::harness::secrets_key()),
             // Sweeps run here too: reclaiming needs a purge of the modules
             // stream, which the API's user may do.
             module_gc_interval: Duration::from_millis(100),
@@ -93,6 +94,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),
         worker: WorkerConfig {
             artifact_verifier: Some(crate::harness::artifact_key().verifier()),
+            secrets_key: Some(crate::harness::secrets_key()),
             ..WorkerConfig::default()
         },
     })

@@ -91,6 +91,7 @@ fn api(answer: impl Fn() -> Result<Reply, ApiError> + Send + Sync + 'static) -> 
             ..Limits::DEFAULT
         },
         created: "now".into(),
+        config_revision: 0,
     });
     Api {
         router: nimbus_api::app(state),
@@ -313,6 +314,26 @@ async fn a_token_is_enough_to_read_a_cached_function_without_jetstream() {
     assert_eq!(status, StatusCode::OK);
     let meta: FunctionMeta = serde_json::from_slice(&body).unwrap();
     assert_eq!((meta.id, meta.owner.as_str()), (7, "ada"));
+}
+
+#[tokio::test]
+async fn without_a_secrets_key_variables_and_secrets_are_unavailable() {
+    let api = api(ok("1"));
+    for (method, path, body) in [
+        ("PUT", "/functions/7/config", r#"{"vars": {"A": "1"}}"#),
+        ("PUT", "/functions/7/secrets/A", "value"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", api.token))
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, body) = api.send(request).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("NIMBUS_SECRETS_KEY"), "{text}");
+    }
 }
 
 #[tokio::test]

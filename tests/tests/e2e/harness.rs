@@ -50,6 +50,14 @@ pub fn artifact_key() -> nimbus_store::ArtifactKey {
     nimbus_store::ArtifactKey::from_secret(ARTIFACT_SECRET).expect("long enough")
 }
 
+/// The secrets key test platforms share between API and workers, as
+/// `nimbus up` does with the one it generates.
+pub const SECRETS_SECRET: &str = "test-secrets-key-0123456789abcdef0123456789";
+
+pub fn secrets_key() -> nimbus_core::SecretsKey {
+    nimbus_core::SecretsKey::from_secret(SECRETS_SECRET).expect("long enough")
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {
@@ -57,10 +65,12 @@ impl Default for Setup {
             worker: WorkerConfig {
                 concurrency: 8,
                 artifact_verifier: Some(artifact_key().verifier()),
+                secrets_key: Some(secrets_key()),
                 ..WorkerConfig::default()
             },
             api: ApiConfig {
                 artifact_key: Some(artifact_key()),
+                secrets_key: Some(secrets_key()),
                 // The minimum cost: tests hash many passwords in debug builds.
                 bcrypt_cost: 4,
                 max_body_bytes: 2 << 20,
@@ -124,6 +134,11 @@ impl Platform {
             platform.add_worker().await;
         }
         platform
+    }
+
+    /// Where nats-server keeps its data: everything the platform stored.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.store_dir.path()
     }
 
     pub fn nats_url(&self) -> String {

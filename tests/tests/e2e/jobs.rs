@@ -351,6 +351,7 @@ async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
             caller: nimbus_core::Username::parse("alice").unwrap(),
             input: serde_json::value::RawValue::from_string("1".into()).unwrap(),
             wait_ms: 0,
+            env: None,
         },
     };
     let client = platform.nats_client().await;

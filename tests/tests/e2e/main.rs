@@ -17,6 +17,7 @@ mod docs;
 mod examples;
 mod fair_share;
 mod function_cache;
+mod function_config;
 mod functions;
 mod gateway;
 mod handlers;

@@ -71,7 +71,19 @@ impl Probes {
             .call("/functions", Some(&token), json!({"code": wat}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
-        let path = format!("/functions/{}/execute", created["id"]);
+        // With a secret, which only API servers may read from the store
+        // (a worker gets it sealed, with the calls it runs).
+        let id = created["id"].as_u64().unwrap();
+        let (status, body) = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/functions/{id}/secrets/TOKEN"),
+                &token,
+                "probe-secret".into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let path = format!("/functions/{id}/execute");
         let (status, body) = self.call(&path, Some(&token), json!({"input": 1})).await;
         assert_eq!(
             (status, &body["result"]),
@@ -98,6 +110,17 @@ impl Probes {
             assert!(
                 !matches!(read, Ok(Ok(Some(_)))),
                 "the worker user must not read password hashes"
+            );
+        }
+        if let Ok(config) = worker_js
+            .get_key_value(subjects::FUNCTION_CONFIG_BUCKET)
+            .await
+        {
+            let read =
+                tokio::time::timeout(Duration::from_secs(2), config.get(id.to_string())).await;
+            assert!(
+                !matches!(read, Ok(Ok(Some(_)))),
+                "the worker user must not read functions' configuration"
             );
         }
         let mut users_stream = worker_js.get_stream("KV_users").await.unwrap();
@@ -132,6 +155,11 @@ impl Probes {
             ("Publish", "worker", "$JS.API.STREAM.DELETE.KV_users"),
             ("Publish", "worker", "$JS.API.STREAM.PURGE.OBJ_modules"),
             ("Publish", "worker", "$O.modules.M.probe"),
+            (
+                "Publish",
+                "worker",
+                &format!("$JS.API.DIRECT.GET.KV_function_config.$KV.function_config.{id}"),
+            ),
             ("Publish", "api", "$JS.API.STREAM.DELETE.KV_users"),
             ("Publish", "api", "$JS.API.STREAM.PURGE.KV_users"),
         ] {
@@ -147,6 +175,23 @@ impl Probes {
         let (status, body) = self.call("/auth/login", None, credentials).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
     }
 
     async fn call(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {

@@ -1,5 +1,5 @@
 //! Function routes: upload, list, read, change (`PATCH`: name, access),
-//! delete, logs.
+//! delete, logs. Variables and secrets are in `function_config.rs`.
 //!
 //! Upload validates and compiles the module with the engine before anything
 //! is stored, then writes the module (content addressed, so a re-upload of the
@@ -180,6 +180,7 @@ pub async fn create(
         size: binary.len() as u64,
         limits,
         created: nimbus_store::now_rfc3339(),
+        config_revision: 0,
     };
     // The name is claimed first: of two uploads racing for it, one wins.
     if let Some(name) = &upload.name {
@@ -337,7 +338,14 @@ pub async fn delete(
     if let Err(e) = storage.purge_logs(id).await {
         tracing::warn!(id, error = %nimbus_core::error::describe(&e), "could not purge a deleted function's logs");
     }
+    // So do its variables and sealed secrets.
+    if meta.config_revision != 0
+        && let Err(e) = storage.delete_function_config(id).await
+    {
+        tracing::warn!(id, error = %nimbus_core::error::describe(&e), "could not delete a deleted function's configuration");
+    }
     state.functions.remove(&caller, id);
+    state.envs.forget(id);
     tracing::info!(id, owner = %caller, "function deleted");
     // The seed's exact message, kept for its curl session.
     Ok(Json(json!({"message": "Función eliminada"})))

@@ -15,6 +15,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use nimbus_core::http::Executed;
 use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
 use nimbus_core::{FunctionError, FunctionErrorKind};
@@ -74,6 +76,10 @@ pub async fn execute(
             ),
         )));
     }
+    let env = state
+        .envs
+        .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
+        .await?;
     if run_async {
         let input = std::str::from_utf8(&input)
             .ok()
@@ -88,6 +94,7 @@ pub async fn execute(
                 caller,
                 input,
                 wait_ms: 0,
+                env: env.map(|env| BASE64.encode(env)),
             })
             .await?;
         let location = format!("/invocations/{}", record.id);
@@ -106,6 +113,7 @@ pub async fn execute(
         caller,
         wait_ms: wait.as_millis() as u64,
         http: None,
+        env,
     };
     match state.dispatch.call(call, input, wait).await? {
         Reply::Ok(success) => Ok((

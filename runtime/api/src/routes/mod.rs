@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod accounts;
+pub mod function_config;
 pub mod functions;
 pub mod invocations;
 pub mod urls;

@@ -90,6 +90,10 @@ pub async fn call(
         ))
     })?;
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
+    let env = state
+        .envs
+        .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
+        .await?;
     let mut call = Call {
         function_id: meta.id,
         digest: meta.digest.clone(),
@@ -97,6 +101,7 @@ pub async fn call(
         caller: tenant,
         wait_ms: wait.as_millis() as u64,
         http: None,
+        env,
     };
     let payload = if meta.world == Some(World::HttpProxy) {
         let rest = params.get("rest").map(String::as_str).unwrap_or("");

@@ -14,8 +14,10 @@ pub mod account;
 mod api_flags;
 pub mod args;
 pub mod bench;
+pub mod function_config;
 pub mod functions;
 pub mod invoke;
+pub mod keys;
 pub mod serve;
 
 use clap::Subcommand;
@@ -30,7 +32,7 @@ pub enum Command {
     Worker(serve::WorkerArgs),
     /// Print the public half of NIMBUS_ARTIFACT_KEY, for the workers'
     /// NIMBUS_ARTIFACT_PUBLIC_KEY.
-    ArtifactPublicKey(serve::PublicKeyArgs),
+    ArtifactPublicKey(keys::PublicKeyArgs),
     /// Create an account.
     Register(account::RegisterArgs),
     /// Log in and remember the token and URL for the other commands.
@@ -58,6 +60,12 @@ pub enum Command {
     Rm(functions::RemoveArgs),
     /// Show a function's recent log output.
     Logs(functions::LogsArgs),
+    /// A function's variables, which its code reads as environment
+    /// variables (`nimbus config set ID NAME=value`).
+    Config(function_config::ConfigArgs),
+    /// A function's secrets: environment variables stored encrypted, never
+    /// shown again (`nimbus secret put ID NAME`, value on stdin).
+    Secret(function_config::SecretArgs),
     /// Load-test a function over HTTP and report throughput, latency and fuel.
     Bench(bench::BenchArgs),
 }
@@ -84,6 +92,8 @@ impl Command {
             Self::Ls(args) => args.run().await,
             Self::Rm(args) => args.run().await,
             Self::Logs(args) => args.run().await,
+            Self::Config(args) => args.run().await,
+            Self::Secret(args) => args.run().await,
             Self::Bench(args) => args.run().await,
         }
     }

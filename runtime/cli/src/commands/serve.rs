@@ -6,7 +6,7 @@
 //! runs its parts as [`Component`]s until SIGINT or SIGTERM, then stops them
 //! gracefully; a part that fails ends the command with its error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,12 +14,13 @@ use clap::Args;
 use nimbus_api::ApiConfig;
 use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
+use nimbus_cli::platform;
 use nimbus_cli::platform::Role;
-use nimbus_cli::{client, platform};
-use nimbus_store::{ArtifactKey, ArtifactVerifier, StoreConfig};
+use nimbus_store::StoreConfig;
 use nimbus_worker::WorkerConfig;
 
 use super::api_flags::ApiFlags;
+use super::keys::{ArtifactFlags, SecretsFlags, load_or_create_secret};
 
 /// Where `api` and `worker` find NATS unless told.
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -58,61 +59,6 @@ impl StoreFlags {
             failover_wait: Duration::from_secs(self.store_failover_secs),
             log_max_bytes: i64::try_from(self.log_max_mb.saturating_mul(MIB)).unwrap_or(i64::MAX),
             ..StoreConfig::default()
-        }
-    }
-}
-
-/// The platform's artifact key: the secret API servers sign the native
-/// artifacts they compile with, and its public half workers check them with.
-#[derive(Args)]
-pub struct ArtifactFlags {
-    /// Secret (at least 32 characters) the API servers sign the native
-    /// artifacts they compile at upload with; every API server of a
-    /// deployment needs the same one. Workers need only its public half
-    /// (`--artifact-public-key`). Without it, each worker compiles each
-    /// module on its first call.
-    #[arg(long, env = "NIMBUS_ARTIFACT_KEY", hide_env_values = true)]
-    artifact_key: Option<String>,
-    /// For workers: the artifact key's public half (64 hex digits, printed
-    /// by `nimbus artifact-public-key`), to check artifacts with.
-    #[arg(long, env = "NIMBUS_ARTIFACT_PUBLIC_KEY")]
-    artifact_public_key: Option<String>,
-}
-
-impl ArtifactFlags {
-    pub(super) fn key(&self) -> anyhow::Result<Option<ArtifactKey>> {
-        self.artifact_key
-            .as_deref()
-            .map(ArtifactKey::from_secret)
-            .transpose()
-            .map_err(Into::into)
-    }
-
-    /// What a worker checks artifacts with: the public key, or else the
-    /// one the secret derives (accepted, with a warning: a worker should
-    /// not hold what signs native code).
-    fn verifier(&self) -> anyhow::Result<Option<ArtifactVerifier>> {
-        if let Some(public) = &self.artifact_public_key {
-            return Ok(Some(ArtifactVerifier::from_hex(public)?));
-        }
-        let key = self.key()?;
-        if key.is_some() {
-            tracing::warn!(
-                "this worker was given NIMBUS_ARTIFACT_KEY, which signs native code: give workers \
-                 NIMBUS_ARTIFACT_PUBLIC_KEY (`nimbus artifact-public-key`) instead"
-            );
-        }
-        Ok(key.map(|key| key.verifier()))
-    }
-
-    /// The key for `api` and `worker`: the one given, or else the one
-    /// generated once and kept under `data_dir` (`nimbus up`).
-    fn key_or_kept(&self, data_dir: &Path) -> anyhow::Result<ArtifactKey> {
-        match self.key()? {
-            Some(key) => Ok(key),
-            None => Ok(ArtifactKey::from_secret(&load_or_create_secret(
-                &data_dir.join("artifact-key"),
-            )?)?),
         }
     }
 }
@@ -214,6 +160,8 @@ pub struct UpArgs {
     #[command(flatten)]
     artifacts: ArtifactFlags,
     #[command(flatten)]
+    secrets: SecretsFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -228,6 +176,7 @@ impl UpArgs {
             None => load_or_create_secret(&self.data_dir.join("jwt-secret"))?,
         };
         let artifact_key = self.artifacts.key_or_kept(&self.data_dir)?;
+        let secrets_key = self.secrets.key_or_kept(&self.data_dir)?;
         let (nats, nats_url) = match &self.nats_url {
             Some(url) => (None, url.clone()),
             None => {
@@ -248,11 +197,13 @@ impl UpArgs {
             listener,
             api: ApiConfig {
                 artifact_key: Some(artifact_key.clone()),
+                secrets_key: Some(secrets_key.clone()),
                 ..self.api.config()?
             },
             jwt_secret: secret.into_bytes(),
             worker: WorkerConfig {
                 artifact_verifier: Some(artifact_key.verifier()),
+                secrets_key: Some(secrets_key),
                 ..self.worker.config()
             },
         });
@@ -288,6 +239,8 @@ pub struct ApiArgs {
     #[command(flatten)]
     artifacts: ArtifactFlags,
     #[command(flatten)]
+    secrets: SecretsFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -307,10 +260,14 @@ impl ApiArgs {
         let listener = self.api.bind().await?;
         let config = ApiConfig {
             artifact_key: self.artifacts.key()?,
+            secrets_key: self.secrets.key()?,
             ..self.api.config()?
         };
         if config.artifact_key.is_none() {
             tracing::warn!("no NIMBUS_ARTIFACT_KEY: uploads store no artifacts, workers compile");
+        }
+        if config.secrets_key.is_none() {
+            tracing::warn!("no NIMBUS_SECRETS_KEY: functions can have no variables or secrets");
         }
         let shutdown = Shutdown::on_terminate()?;
         Component::spawn("API server", move |stop| {
@@ -338,6 +295,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     artifacts: ArtifactFlags,
     #[command(flatten)]
+    secrets: SecretsFlags,
+    #[command(flatten)]
     store: StoreFlags,
 }
 
@@ -353,8 +312,14 @@ impl WorkerArgs {
         .await?;
         let config = WorkerConfig {
             artifact_verifier: self.artifacts.verifier()?,
+            secrets_key: self.secrets.key()?,
             ..self.worker.config()
         };
+        if config.secrets_key.is_none() {
+            tracing::warn!(
+                "no NIMBUS_SECRETS_KEY: functions with variables or secrets fail on this worker"
+            );
+        }
         if config.artifact_verifier.is_none() {
             tracing::warn!(
                 "no NIMBUS_ARTIFACT_PUBLIC_KEY: this worker compiles every module it runs"
@@ -366,39 +331,5 @@ impl WorkerArgs {
         })
         .run_until(shutdown)
         .await
-    }
-}
-
-/// The secret `up` signs tokens with when none is given: generated once and
-/// kept (mode 0600) so tokens survive restarts.
-fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
-    if let Ok(secret) = std::fs::read_to_string(path) {
-        let secret = secret.trim().to_owned();
-        if secret.len() >= 32 {
-            return Ok(secret);
-        }
-    }
-    let secret = hex::encode(rand::random::<[u8; 32]>());
-    client::write_private(path, &secret)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(secret)
-}
-
-/// `nimbus artifact-public-key`: the public half of the artifact key, for
-/// the workers' `NIMBUS_ARTIFACT_PUBLIC_KEY`.
-#[derive(Args)]
-pub struct PublicKeyArgs {
-    #[command(flatten)]
-    artifacts: ArtifactFlags,
-}
-
-impl PublicKeyArgs {
-    pub fn run(self) -> anyhow::Result<()> {
-        let key = self
-            .artifacts
-            .key()?
-            .context("set NIMBUS_ARTIFACT_KEY (or --artifact-key) to the API servers' secret")?;
-        println!("{}", key.verifier().to_hex());
-        Ok(())
     }
 }

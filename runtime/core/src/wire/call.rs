@@ -90,6 +90,12 @@ pub struct Call {
     /// input JSON. A worker of the previous release reads the extra field
     /// as malformed and refuses the call rather than run it on a guess.
     pub http: Option<u64>,
+    /// The function's environment (variables and secrets), sealed with the
+    /// platform's secrets key for this function ([`crate::Purpose::Env`]);
+    /// `None` when it has none. It travels in front of the payload, its
+    /// length in the header (` env <len>`): a worker sees the secrets of the
+    /// calls it runs and no others.
+    pub env: Option<Bytes>,
 }
 
 impl Call {
@@ -109,14 +115,48 @@ impl Call {
             l.max_output_bytes,
             l.max_log_bytes
         );
+        if let Some(env) = &self.env {
+            header.push_str(&format!(" env {}", env.len()));
+        }
         if let Some(head_len) = self.http {
             header.push_str(&format!(" http {head_len}"));
         }
         header
     }
 
-    /// Read the [`headers::CALL`] header (`None`: the message had none).
-    pub fn parse(header: Option<&str>) -> Result<Self, EnvelopeError> {
+    /// The message's payload: the sealed environment, if any, then `input`
+    /// (`input` itself, not a copy, when there is no environment).
+    pub fn payload(&self, input: Bytes) -> Bytes {
+        match &self.env {
+            None => input,
+            Some(env) => {
+                let mut payload = Vec::with_capacity(env.len() + input.len());
+                payload.extend_from_slice(env);
+                payload.extend_from_slice(&input);
+                payload.into()
+            }
+        }
+    }
+
+    /// Read a call from its [`headers::CALL`] header (`None`: the message
+    /// had none) and payload: the call and its input.
+    pub fn parse(header: Option<&str>, payload: Bytes) -> Result<(Self, Bytes), EnvelopeError> {
+        let mut call = Self::parse_header(header)?;
+        let Some(env_len) = call.env_len else {
+            return Ok((call.call, payload));
+        };
+        let env_len = usize::try_from(env_len)
+            .ok()
+            .filter(|&len| len <= payload.len())
+            .ok_or_else(|| EnvelopeError::Malformed {
+                field: "env len",
+                header: header.unwrap_or_default().chars().take(200).collect(),
+            })?;
+        call.call.env = Some(payload.slice(..env_len));
+        Ok((call.call, payload.slice(env_len..)))
+    }
+
+    fn parse_header(header: Option<&str>) -> Result<ParsedCall, EnvelopeError> {
         let mut fields = Fields::new(header)?;
         let function_id = fields.number("function")?;
         let digest = fields.next("digest")?.to_owned();
@@ -131,16 +171,26 @@ impl Call {
             max_output_bytes: fields.number("max_output_bytes")?,
             max_log_bytes: fields.number("max_log_bytes")?,
         };
-        let http = fields.http()?;
-        Ok(Self {
-            function_id,
-            digest,
-            limits,
-            caller,
-            wait_ms,
-            http,
+        let (env_len, http) = fields.env_and_http()?;
+        Ok(ParsedCall {
+            call: Self {
+                function_id,
+                digest,
+                limits,
+                caller,
+                wait_ms,
+                http,
+                env: None,
+            },
+            env_len,
         })
     }
+}
+
+/// A call read from its header, its environment still in the payload.
+struct ParsedCall {
+    call: Call,
+    env_len: Option<u64>,
 }
 
 /// A successful run.
@@ -273,12 +323,30 @@ impl<'a> Fields<'a> {
 
     /// The optional trailing ` http <head_len>`, and the end.
     fn http(&mut self) -> Result<Option<u64>, EnvelopeError> {
-        match self.fields.next() {
-            None => Ok(None),
+        self.trailing(None).map(|(_, http)| http)
+    }
+
+    /// A call's optional ` env <len>`, then ` http <head_len>`, and the end.
+    fn env_and_http(&mut self) -> Result<(Option<u64>, Option<u64>), EnvelopeError> {
+        self.trailing(Some("env"))
+    }
+
+    fn trailing(
+        &mut self,
+        first: Option<&'static str>,
+    ) -> Result<(Option<u64>, Option<u64>), EnvelopeError> {
+        let mut next = self.fields.next();
+        let mut env = None;
+        if first.is_some() && next == first {
+            env = Some(self.number("env len")?);
+            next = self.fields.next();
+        }
+        match next {
+            None => Ok((env, None)),
             Some("http") => {
                 let head_len = self.number("http head_len")?;
                 self.end()?;
-                Ok(Some(head_len))
+                Ok((env, Some(head_len)))
             }
             Some(_) => Err(self.malformed("end")),
         }
@@ -318,17 +386,56 @@ mod tests {
             caller: Username::parse("ada").unwrap(),
             wait_ms: 15_000,
             http: None,
+            env: None,
         }
+    }
+
+    fn parse(header: &str) -> Result<Call, EnvelopeError> {
+        Call::parse(Some(header), Bytes::new()).map(|(call, _)| call)
     }
 
     #[test]
     fn a_call_reads_back_as_written() {
-        assert_eq!(Call::parse(Some(&call().header())), Ok(call()));
+        assert_eq!(parse(&call().header()), Ok(call()));
         let http = Call {
             http: Some(42),
             ..call()
         };
-        assert_eq!(Call::parse(Some(&http.header())), Ok(http));
+        assert_eq!(parse(&http.header()), Ok(http));
+    }
+
+    #[test]
+    fn the_environment_travels_in_front_of_the_input() {
+        let input = Bytes::from_static(b"{\"x\":1}");
+        assert_eq!(
+            call().payload(input.clone()).as_ptr(),
+            input.as_ptr(),
+            "no environment: the input itself"
+        );
+        for http in [None, Some(3)] {
+            let call = Call {
+                env: Some(Bytes::from_static(b"sealed")),
+                http,
+                ..call()
+            };
+            let header = call.header();
+            assert!(header.contains(" env 6"), "{header}");
+            let payload = call.payload(input.clone());
+            assert_eq!(
+                Call::parse(Some(&header), payload),
+                Ok((call.clone(), input.clone()))
+            );
+            assert!(
+                matches!(
+                    Call::parse(Some(&header), Bytes::from_static(b"short")),
+                    Err(EnvelopeError::Malformed {
+                        field: "env len",
+                        ..
+                    })
+                ),
+                "a payload shorter than its environment"
+            );
+        }
     }
 
     #[test]
@@ -363,12 +470,12 @@ mod tests {
     #[test]
     fn another_envelope_version_is_refused_not_guessed() {
         assert_eq!(
-            Call::parse(None),
+            Call::parse(None, Bytes::new()),
             Err(EnvelopeError::Version { found: None })
         );
         let header = call().header().replacen("2 ", "3 ", 1);
         assert_eq!(
-            Call::parse(Some(&header)),
+            parse(&header),
             Err(EnvelopeError::Version {
                 found: Some("3".into())
             })
@@ -396,10 +503,12 @@ mod tests {
             (format!("{good} 7"), "end"),
             (format!("{good} http x"), "http head_len"),
             (format!("{good} http 1 2"), "end"),
+            (format!("{good} env x"), "env len"),
+            (format!("{good} http 1 env 2"), "end"),
             (with(2, ""), "digest"),
         ] {
             assert!(
-                matches!(Call::parse(Some(&header)), Err(EnvelopeError::Malformed { field: f, .. }) if f == field),
+                matches!(parse(&header), Err(EnvelopeError::Malformed { field: f, .. }) if f == field),
                 "{header}: {field}"
             );
         }

@@ -42,12 +42,26 @@ pub struct JobRequest {
     /// shape (see [`super::legacy`]).
     #[serde(default)]
     pub wait_ms: u64,
+    /// The function's environment as it was when the job was queued,
+    /// sealed ([`super::Call::env`]), in base64. A job runs with the code,
+    /// limits and configuration its function had when it was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 impl JobRequest {
     /// The call to make, and its input.
     pub fn into_call(self) -> (Call, Bytes) {
         let input = Bytes::copy_from_slice(self.input.get().as_bytes());
+        use base64::Engine as _;
+        // Bytes that are not base64 are passed on as they are: they do not
+        // open, and the worker reports the environment unreadable.
+        let env = self.env.map(|env| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&env)
+                .unwrap_or_else(|_| env.into_bytes())
+                .into()
+        });
         let call = Call {
             function_id: self.function_id,
             digest: self.digest,
@@ -55,6 +69,7 @@ impl JobRequest {
             caller: self.caller,
             wait_ms: self.wait_ms,
             http: None,
+            env,
         };
         (call, input)
     }
@@ -179,6 +194,34 @@ pub fn is_invocation_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jobs_sealed_environment_reaches_its_call() {
+        let request = |env: Option<&str>| JobRequest {
+            function_id: 3,
+            digest: "d".into(),
+            limits: Limits::DEFAULT,
+            caller: Username::parse("ada").unwrap(),
+            input: RawValue::from_string("1".into()).unwrap(),
+            wait_ms: 0,
+            env: env.map(str::to_owned),
+        };
+        let (call, _) = request(Some("c2VhbGVk")).into_call();
+        assert_eq!(call.env.as_deref(), Some(&b"sealed"[..]));
+        let (call, _) = request(Some("not base64!")).into_call();
+        assert_eq!(
+            call.env.as_deref(),
+            Some(&b"not base64!"[..]),
+            "passed on, to fail opening"
+        );
+        let (call, _) = request(None).into_call();
+        assert_eq!(call.env, None);
+        let json = serde_json::to_string(&request(None)).unwrap();
+        assert!(
+            !json.contains("env"),
+            "no field without an environment: {json}"
+        );
+    }
 
     #[test]
     fn a_job_queued_by_the_previous_release_still_reads() {

@@ -1,6 +1,6 @@
 //! What the interpreter installs once, before any function: `console`,
-//! `Headers`/`Request`/`Response` (and `__nimbus_serve`) and a seedable
-//! `Math.random`.
+//! `Headers`/`Request`/`Response` (and `__nimbus_serve`), a seedable
+//! `Math.random` and `process.env`.
 
 use std::io::Write;
 
@@ -76,7 +76,7 @@ pub(crate) fn install_fetch_classes(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
                 const e = http ? envelope : { method: 'POST', path: '/', headers: [['content-type', 'application/json']], body: JSON.stringify(input) };
                 const host = (e.headers.find(([n]) => n === 'host') || [])[1] || 'localhost';
                 const request = new Request('http://' + host + e.path, { method: e.method, headers: e.headers, body: e.body });
-                const response = await handler.fetch(request);
+                const response = await handler.fetch(request, process.env);
                 if (!(response instanceof Response)) throw new TypeError('fetch must return a Response');
                 if (http) return { status: response.status, headers: [...response.headers.entries()], body: response._body };
                 if (!response.ok) throw new Error(`the handler answered HTTP ${response.status}: ${response._body.slice(0, 200)}`);
@@ -153,4 +153,30 @@ fn host_random_i32() -> i32 {
     // SAFETY: `seed` is a valid, writable buffer of the length passed.
     unsafe { wasi_random_get(seed.as_mut_ptr(), seed.len()) };
     i32::from_le_bytes(seed)
+}
+
+/// `process.env`: the function's variables and secrets (WASI `environ`),
+/// read on first use in an invocation, as a plain object (changing it
+/// changes nothing outside the invocation). A `fetch` handler also gets it
+/// as its second argument, as in Workers' `fetch(request, env)`.
+pub(crate) fn install_env(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    ctx.globals().set(
+        "__nimbus_env",
+        Function::new(ctx.clone(), || -> Vec<Vec<String>> {
+            std::env::vars().map(|(name, value)| vec![name, value]).collect()
+        })?,
+    )?;
+    ctx.eval::<(), _>(
+        r#"(() => {
+            const read = globalThis.__nimbus_env;
+            delete globalThis.__nimbus_env;
+            let env;
+            globalThis.process = {
+                get env() {
+                    if (env === undefined) env = Object.fromEntries(read());
+                    return env;
+                },
+            };
+        })();"#,
+    )
 }

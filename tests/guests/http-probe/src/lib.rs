@@ -7,7 +7,9 @@
 //! - `/big?bytes=<n>`: answers `n` bytes of `x`;
 //! - `/loop`, `/grow`, `/recurse`: spin forever, allocate forever, recurse
 //!   forever (the platform must stop each);
-//! - `/outbound`: tries an outgoing request and answers with the error it got.
+//! - `/outbound`: tries an outgoing request and answers with the error it got;
+//! - `/env`: answers `{"environment": [[name, value]...], "config": [[name,
+//!   value]...]}`, what `wasi:cli/environment` and `wasi:config/store` hold.
 
 use std::io::{Read as _, Write as _};
 
@@ -17,6 +19,8 @@ use wasip2::http::types::{
 };
 
 wasip2::http::proxy::export!(Probe);
+
+wit_bindgen::generate!({ path: "wit", world: "wasi:config/imports" });
 
 struct Probe;
 
@@ -50,6 +54,22 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             "/recurse" => {
                 let depth = recurse(std::hint::black_box(1));
                 respond(response_out, 200, &[], depth.to_string().as_bytes());
+            }
+            "/env" => {
+                let pairs = |pairs: Vec<(String, String)>| {
+                    let pairs: Vec<String> = pairs
+                        .iter()
+                        .map(|(name, value)| format!("[{},{}]", json(name), json(value)))
+                        .collect();
+                    format!("[{}]", pairs.join(","))
+                };
+                let config = wasi::config::store::get_all().unwrap_or_default();
+                let answer = format!(
+                    "{{\"environment\":{},\"config\":{}}}",
+                    pairs(std::env::vars().collect()),
+                    pairs(config)
+                );
+                respond(response_out, 200, &[("content-type", b"application/json")], answer.as_bytes());
             }
             "/outbound" => {
                 let outgoing = OutgoingRequest::new(Fields::new());
