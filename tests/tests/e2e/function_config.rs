@@ -73,6 +73,16 @@ async fn result(platform: &Platform, token: &str, id: u64) -> Value {
     body["result"].clone()
 }
 
+/// The greeting the JavaScript function answers through the API at `base`.
+async fn greeting_via(platform: &Platform, base: &str, token: &str, id: u64) -> Value {
+    let path = format!("/functions/{id}/execute");
+    let (status, body) = platform
+        .post_json_to(base, &path, Some(token), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["result"]["greeting"].clone()
+}
+
 fn component(name: &str) -> Vec<u8> {
     let path = format!("{}/{name}.wasm", env!("NIMBUS_COMPONENTS_WASM_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -97,11 +107,12 @@ fn stored_anywhere(dir: &std::path::Path, needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_clear() {
-    let platform = Platform::start_with(Setup {
+    let mut platform = Platform::start_with(Setup {
         workers: 2,
         ..Setup::default()
     })
     .await;
+    let other_api = platform.add_api().await;
     let ada = platform.user("ada").await;
     let js = upload_js(&platform, &ada, ENV_JS).await;
     assert_eq!(
@@ -133,6 +144,8 @@ async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_cle
                    "names": ["API_KEY", "GREETING", "MARKER"]})
         );
     }
+    // Another API server, which caches the function as it is now...
+    assert_eq!(greeting_via(&platform, &other_api, &ada, js).await, "hola");
     let (status, _) = put_vars(
         &platform,
         &ada,
@@ -144,6 +157,13 @@ async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_cle
     for _ in 0..6 {
         assert_eq!(result(&platform, &ada, js).await["greeting"], "hello");
     }
+    // ...learns of the change through its metadata watch.
+    eventually(
+        "the other API server sends the new environment",
+        Duration::from_secs(10),
+        || async { (greeting_via(&platform, &other_api, &ada, js).await == "hello").then_some(()) },
+    )
+    .await;
 
     // Reading back: variables, secret names; never a secret's value.
     let (_, config) = platform
@@ -203,8 +223,12 @@ async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_cle
     let (status, env) = platform.get("/fn/ada/probe/env", Some(&ada)).await;
     assert_eq!(status, StatusCode::OK, "{env}");
     let expected = json!([["API_KEY", SECRET], ["REGION", "eu"]]);
-    assert_eq!(env["environment"], expected);
-    assert_eq!(env["config"], expected);
+    assert_eq!(env["environment"], expected, "in name order");
+    // wasi:config/store's get-all promises no order (wasmtime-wasi-config
+    // keeps a HashMap).
+    let mut config = env["config"].as_array().unwrap().clone();
+    config.sort_by_key(|pair| pair[0].as_str().unwrap().to_owned());
+    assert_eq!(Value::Array(config), expected);
 
     // A Rust function reads them with std::env.
     let (status, body) = platform

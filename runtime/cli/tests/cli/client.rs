@@ -149,6 +149,45 @@ async fn every_client_command_works_against_nimbus_up() {
     assert_eq!(greeting.trim(), r#"["Hello, Ada!"]"#);
     assert!(cli.ok(&["logs", greet]).contains("greeting Ada"));
 
+    // Variables and secrets: the function reads them as process.env.
+    assert_eq!(
+        cli.ok(&["config", "set", greet, "LANGUAGE=es", "REGION=eu"]),
+        "LANGUAGE=es\nREGION=eu\n"
+    );
+    let greeting = cli.ok(&["invoke", greet, r#"{"name": "Ada"}"#]);
+    assert_eq!(greeting.trim(), r#"["Hola, Ada!"]"#);
+    assert_eq!(
+        cli.ok(&["config", "unset", greet, "REGION"]),
+        "LANGUAGE=es\n"
+    );
+    assert_eq!(cli.ok(&["config", "get", greet]), "LANGUAGE=es\n");
+    assert!(
+        cli.fails(&["config", "set", greet, "lower=x"])
+            .contains("not a valid name")
+    );
+    let mut put = cli
+        .command(&["secret", "put", greet, "API_TOKEN"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(b"cli-secret-value\n")
+        .unwrap();
+    assert!(put.wait_with_output().unwrap().status.success());
+    let secrets = cli.ok(&["secret", "ls", greet]);
+    assert!(secrets.starts_with("API_TOKEN\t"), "{secrets}");
+    assert!(!secrets.contains("cli-secret-value"), "{secrets}");
+    cli.ok(&["secret", "rm", greet, "API_TOKEN"]);
+    assert_eq!(cli.ok(&["secret", "ls", greet]), "");
+    assert!(
+        cli.fails(&["secret", "rm", greet, "API_TOKEN"])
+            .contains("not_found")
+    );
+
     let listing = cli.ok(&["ls"]);
     for name in ["add", "echo"] {
         assert!(listing.contains(name), "{listing}");
