@@ -1,5 +1,6 @@
 //! The environment a function's calls carry: its variables and opened
-//! secrets, sealed for the worker (`nimbus_core::sealing`), and kept in
+//! secrets, sealed for the worker with the environment key
+//! (`nimbus_core::sealing`), and kept in
 //! memory per function, keyed by the configuration revision its metadata
 //! names (`FunctionMeta::config_revision`). A warm call of a function with
 //! an environment makes no JetStream read and seals nothing; a function
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use nimbus_core::{Env, FunctionId, FunctionMeta, Purpose, SecretsKey};
+use nimbus_core::{Env, FunctionId, FunctionMeta, SecretsKey};
 use nimbus_store::{FunctionConfig, Storage, StoredSecret, now_rfc3339};
 
 use crate::ApiError;
@@ -65,7 +66,7 @@ impl EnvCache {
             .await?;
         let env = open(key, meta.id, &config)?;
         let sealed =
-            (!env.is_empty()).then(|| Bytes::from(key.seal(Purpose::Env(meta.id), &env.encode())));
+            (!env.is_empty()).then(|| Bytes::from(key.env_key().seal(meta.id, &env.encode())));
         let mut inner = self.inner.lock().unwrap();
         if inner.len() >= self.capacity {
             inner.clear();
@@ -108,7 +109,7 @@ fn open(key: &SecretsKey, id: FunctionId, config: &FunctionConfig) -> Result<Env
         let value = BASE64
             .decode(&secret.sealed)
             .ok()
-            .and_then(|sealed| key.open(Purpose::Secret(id, name), &sealed).ok())
+            .and_then(|sealed| key.open_secret(id, name, &sealed).ok())
             .and_then(|value| String::from_utf8(value).ok())
             .ok_or_else(|| {
                 ApiError::Internal(format!(
@@ -130,7 +131,7 @@ pub(crate) fn seal_secret(
     value: &str,
 ) -> StoredSecret {
     StoredSecret {
-        sealed: BASE64.encode(key.seal(Purpose::Secret(id, name), value.as_bytes())),
+        sealed: BASE64.encode(key.seal_secret(id, name, value.as_bytes())),
         len: value.len(),
         updated: now_rfc3339(),
     }

@@ -13,9 +13,18 @@ pub const MAX_BYTES: usize = 64 << 10;
 pub const MAX_NAME_LEN: usize = 128;
 
 /// Environment variables as the guest sees them, in name order. Variables
-/// and secrets are merged: a name is one or the other, never both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// and secrets are merged: a name is one or the other, never both. Its
+/// `Debug` shows names only: values may be secrets.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Env(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Env")
+            .field(&self.0.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl Env {
     /// The encoding sealed into a call (JSON pairs).

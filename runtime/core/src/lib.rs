@@ -23,4 +23,4 @@ pub use limits::{LimitError, LimitPolicy, Limits, LimitsRequest};
 pub use meta::{
     Access, FunctionId, FunctionMeta, FunctionName, InvalidFunctionName, Runtime, Username, World,
 };
-pub use sealing::{Purpose, SecretsKey};
+pub use sealing::{EnvKey, SecretsKey};

@@ -58,9 +58,10 @@ impl Storage {
         id: FunctionId,
     ) -> Result<(FunctionConfig, u64), StoreError> {
         let key = id.to_string();
+        let bucket = self.config_bucket()?;
         let entry = self
             .ride_out(Retry::Idempotent, "read function configuration", || {
-                self.function_config.entry(&key)
+                bucket.entry(&key)
             })
             .await?;
         match entry {
@@ -73,7 +74,8 @@ impl Storage {
     }
 
     /// Function `id`'s configuration at `revision` or later: a read served
-    /// by a replica that has not caught up yet is made again, for a while.
+    /// by a replica that has not caught up yet is made again, for a while,
+    /// then refused rather than answered with an older configuration.
     pub async fn function_config_since(
         &self,
         id: FunctionId,
@@ -82,8 +84,19 @@ impl Storage {
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         loop {
             let found = self.function_config(id).await?;
-            if found.1 >= revision || tokio::time::Instant::now() >= deadline {
+            if found.1 >= revision {
                 return Ok(found);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable {
+                    what: "read function configuration",
+                    source: format!(
+                        "the store answers revision {} of function {id}'s configuration, \
+                         its metadata names revision {revision}",
+                        found.1
+                    )
+                    .into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -101,7 +114,7 @@ impl Storage {
     ) -> Result<u64, StoreError> {
         let key = id.to_string();
         self.update_at(
-            &self.function_config,
+            self.config_bucket()?,
             "write function configuration",
             &key,
             encode(config),
@@ -110,13 +123,30 @@ impl Storage {
         .await
     }
 
-    /// Remove function `id`'s configuration (its function was deleted).
-    /// The bucket keeps one message per key: the sealed secrets go with it.
+    /// Remove function `id`'s configuration, if it has one (its function was
+    /// deleted). The bucket keeps one message per key: the sealed secrets go
+    /// with it, and a function that never had any leaves no marker.
     pub async fn delete_function_config(&self, id: FunctionId) -> Result<(), StoreError> {
+        let (config, revision) = self.function_config(id).await?;
+        if config.is_empty() && revision == 0 {
+            return Ok(());
+        }
         let key = id.to_string();
+        let bucket = self.config_bucket()?;
         self.ride_out(Retry::Idempotent, "delete function configuration", || {
-            self.function_config.purge(&key)
+            bucket.purge(&key)
         })
         .await
+    }
+
+    /// The bucket, which only API servers open (`Storage::open`); workers
+    /// never read it.
+    fn config_bucket(&self) -> Result<&kv::Store, StoreError> {
+        self.function_config.as_ref().ok_or_else(|| {
+            StoreError::Unavailable {
+                what: "read function configuration",
+                source: "this component does not open the function configuration bucket (workers never do)".into(),
+            }
+        })
     }
 }

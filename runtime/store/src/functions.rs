@@ -73,28 +73,44 @@ impl Storage {
             .map(|_| ())
     }
 
-    /// Replace `meta`'s stored metadata (same owner and id) if it still
-    /// exists; `false` if it does not. A concurrent change of the same
-    /// function makes this [`StoreError::AlreadyExists`] (try again).
-    pub async fn update_function(&self, meta: &FunctionMeta) -> Result<bool, StoreError> {
-        let key = owner_key(&meta.owner, meta.id);
+    /// `owner`'s function `id` and the revision of its entry, to change it
+    /// with [`Storage::update_function`]; `None` if it does not exist.
+    pub async fn function_entry(
+        &self,
+        owner: &Username,
+        id: FunctionId,
+    ) -> Result<Option<(FunctionMeta, u64)>, StoreError> {
+        let key = owner_key(owner, id);
         let entry = self
             .ride_out(Retry::Idempotent, "read function", || {
                 self.functions.entry(&key)
             })
             .await?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return Ok(false);
-        };
+        entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| Ok((decode(&key, &e.value)?, e.revision)))
+            .transpose()
+    }
+
+    /// Replace `meta`'s stored metadata (same owner and id) if its entry is
+    /// still at `revision`, as [`Storage::function_entry`] read it; a
+    /// change made since (or a delete) makes this
+    /// [`StoreError::AlreadyExists`]: read again and redo the change.
+    pub async fn update_function(
+        &self,
+        meta: &FunctionMeta,
+        revision: u64,
+    ) -> Result<(), StoreError> {
+        let key = owner_key(&meta.owner, meta.id);
         self.update_at(
             &self.functions,
             "update function",
             &key,
             encode(meta),
-            entry.revision,
+            revision,
         )
         .await
-        .map(|_| true)
+        .map(|_| ())
     }
 
     /// `owner`'s function `id`; `None` if it does not exist or is someone else's.

@@ -75,8 +75,9 @@ pub struct Storage {
     users: kv::Store,
     functions: kv::Store,
     names: kv::Store,
-    /// Variables and sealed secrets; workers may not read it.
-    function_config: kv::Store,
+    /// Variables and sealed secrets: opened by API servers only (workers
+    /// may not read it, and need not wait for it in a rolling upgrade).
+    function_config: Option<kv::Store>,
     invocations: kv::Store,
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,

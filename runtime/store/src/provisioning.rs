@@ -134,7 +134,7 @@ impl Storage {
             users,
             functions,
             names,
-            function_config,
+            function_config: Some(function_config),
             invocations,
             jobs,
             modules,
@@ -190,7 +190,7 @@ impl Storage {
             users: kv(subjects::USERS_BUCKET).await?,
             functions: kv(subjects::FUNCTIONS_BUCKET).await?,
             names: kv(subjects::FUNCTION_NAMES_BUCKET).await?,
-            function_config: kv(subjects::FUNCTION_CONFIG_BUCKET).await?,
+            function_config: None,
             invocations: kv(subjects::INVOCATIONS_BUCKET).await?,
             jobs: stream(subjects::JOBS_STREAM).await?,
             modules: js

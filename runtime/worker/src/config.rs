@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nimbus_core::{LimitPolicy, SecretsKey};
+use nimbus_core::{EnvKey, LimitPolicy};
 use nimbus_store::ArtifactVerifier;
 
 /// Worker settings.
@@ -29,10 +29,11 @@ pub struct WorkerConfig {
     /// worker cannot sign, so it shares nothing (a compromised worker
     /// cannot plant native code for the others).
     pub artifact_verifier: Option<ArtifactVerifier>,
-    /// The platform's secrets key, which opens the environment (variables
-    /// and secrets) calls carry. Without it, functions that have one fail
-    /// with a platform error.
-    pub secrets_key: Option<SecretsKey>,
+    /// The platform's environment key, which opens the environment
+    /// (variables and secrets) calls carry (derived from the secrets key,
+    /// which workers do not hold). Without it, functions that have an
+    /// environment fail with a platform error.
+    pub env_key: Option<EnvKey>,
     /// Benchmarking only: answer every invocation with its input, without
     /// fetching or running the module. Measures the platform's own round
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
@@ -74,7 +75,7 @@ impl Default for WorkerConfig {
             tenant_concurrency: None,
             policy: LimitPolicy::default(),
             artifact_verifier: None,
-            secrets_key: None,
+            env_key: None,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

@@ -4,8 +4,8 @@
 //! `functions.error`.
 //!
 //! A call may carry the function's environment (variables and secrets),
-//! sealed by the API server: it is opened here, with the platform's secrets
-//! key, for this run only.
+//! sealed by the API server: it is opened here, with the platform's
+//! environment key, for this run only.
 //!
 //! The input is the request's own payload buffer and the result the
 //! engine's own output buffer: nothing is parsed or copied on the way. A
@@ -15,7 +15,7 @@
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
-use nimbus_core::{Env, Purpose, subjects};
+use nimbus_core::{Env, subjects};
 use nimbus_engine::Outcome;
 
 use crate::Worker;
@@ -115,12 +115,12 @@ impl Worker {
         let Some(sealed) = &call.env else {
             return Ok(Env::default());
         };
-        let key = self.config.secrets_key.as_ref().ok_or(
-            "the function has variables or secrets and this worker has no secrets key \
-             (NIMBUS_SECRETS_KEY)",
+        let key = self.config.env_key.as_ref().ok_or(
+            "the function has variables or secrets and this worker has no environment key \
+             (NIMBUS_ENV_KEY)",
         )?;
         let plain = key
-            .open(Purpose::Env(call.function_id), sealed)
+            .open(call.function_id, sealed)
             .map_err(|e| format!("the function's environment is unreadable: {e}"))?;
         Env::decode(&plain).map_err(|e| format!("the function's environment is unreadable: {e}"))
     }

@@ -94,7 +94,7 @@ async fn nimbus_runs_with_the_deploy_nats_config_and_its_permissions() {
         jwt_secret: JWT_SECRET.as_bytes().to_vec(),
         worker: WorkerConfig {
             artifact_verifier: Some(crate::harness::artifact_key().verifier()),
-            secrets_key: Some(crate::harness::secrets_key()),
+            env_key: Some(crate::harness::secrets_key().env_key().clone()),
             ..WorkerConfig::default()
         },
     })

@@ -65,7 +65,7 @@ impl Default for Setup {
             worker: WorkerConfig {
                 concurrency: 8,
                 artifact_verifier: Some(artifact_key().verifier()),
-                secrets_key: Some(secrets_key()),
+                env_key: Some(secrets_key().env_key().clone()),
                 ..WorkerConfig::default()
             },
             api: ApiConfig {

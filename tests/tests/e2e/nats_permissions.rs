@@ -35,6 +35,9 @@ impl Probes {
         let mut sniffers = [
             as_worker.subscribe("_INBOX_api.>").await.unwrap(),
             as_worker.subscribe("_INBOX.>").await.unwrap(),
+            // Every call, outside the queue group: each carries its
+            // function's sealed environment.
+            as_worker.subscribe(subjects::EXECUTE_ALL).await.unwrap(),
             as_api.subscribe("_INBOX_worker.>").await.unwrap(),
             as_api.subscribe(subjects::EXECUTE_ALL).await.unwrap(),
         ];
@@ -147,6 +150,7 @@ impl Probes {
         for (kind, user, subject) in [
             ("Subscription", "worker", "_INBOX_api.>"),
             ("Subscription", "worker", "_INBOX.>"),
+            ("Subscription", "worker", subjects::EXECUTE_ALL),
             ("Subscription", "api", "_INBOX_worker.>"),
             ("Subscription", "api", subjects::EXECUTE_ALL),
             ("Publish", "worker", "functions.execute.999999"),

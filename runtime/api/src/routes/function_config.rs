@@ -198,7 +198,16 @@ async fn change(
     let storage = state.storage()?;
     for _ in 0..CHANGE_ATTEMPTS {
         let (mut config, revision) = storage.function_config(id).await?;
+        let before = config.clone();
         edit(&mut config).map_err(refused)?;
+        if config == before {
+            // Nothing to store (a secret that is not there to delete, the
+            // same variables again). The metadata is still made to name
+            // this revision: a retry after a change whose raise failed
+            // applies it.
+            raise_revision(state, caller, id, revision).await?;
+            return Ok(config);
+        }
         let sizes = config.vars.iter().map(|(n, v)| (n.as_str(), v.len()));
         let secrets = config.secrets.iter().map(|(n, s)| (n.as_str(), s.len));
         env::check_totals(sizes.chain(secrets)).map_err(refused)?;
@@ -217,7 +226,9 @@ async fn change(
 }
 
 /// Make function `id`'s metadata name configuration `revision` (or a later
-/// one), so every API server's next call carries it.
+/// one), so every API server's next call carries it: a compare-and-set on
+/// the metadata as read, redone on a concurrent change (a `PATCH`, another
+/// configuration change) so that neither is lost.
 async fn raise_revision(
     state: &AppState,
     caller: &Username,
@@ -225,17 +236,16 @@ async fn raise_revision(
     revision: u64,
 ) -> Result<(), ApiError> {
     let storage = state.storage()?;
-    loop {
-        let Some(mut meta) = storage.function(caller, id).await? else {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let Some((mut meta, entry)) = storage.function_entry(caller, id).await? else {
             // Deleted meanwhile: its configuration goes too.
-            storage.delete_function_config(id).await.ok();
+            storage.delete_function_config(id).await?;
             return Err(not_found(id));
         };
         if meta.config_revision < revision {
             meta.config_revision = revision;
-            match storage.update_function(&meta).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+            match storage.update_function(&meta, entry).await {
+                Ok(()) => {}
                 Err(StoreError::AlreadyExists) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -243,4 +253,9 @@ async fn raise_revision(
         state.functions.insert(meta);
         return Ok(());
     }
+    Err(ApiError::Conflict(
+        "the function kept changing concurrently; its configuration is stored, \
+         try again to apply it"
+            .into(),
+    ))
 }

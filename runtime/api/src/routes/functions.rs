@@ -273,8 +273,8 @@ pub async fn change(
 ) -> Result<Json<FunctionMeta>, ApiError> {
     let change: Change = parse_json(&body)?;
     let storage = state.storage()?;
-    let current = storage
-        .function(&caller, id)
+    let (current, revision) = storage
+        .function_entry(&caller, id)
         .await?
         .ok_or_else(|| not_found(id))?;
     let mut meta = current.clone();
@@ -297,18 +297,19 @@ pub async fn change(
     if let Some(name) = &renamed {
         meta.name = name.as_ref().map(|n| n.to_string());
     }
-    let updated = storage.update_function(&meta).await;
-    if !matches!(updated, Ok(true)) {
+    // A compare-and-set on what was read: a concurrent change (another
+    // PATCH, a configuration change raising `config_revision`) is kept,
+    // and this one answers 409.
+    if let Err(e) = storage.update_function(&meta, revision).await {
         if let Some(Some(name)) = &renamed {
             storage.release_name(&caller, name, id).await.ok();
         }
-        return match updated {
-            Ok(_) => Err(not_found(id)),
-            Err(nimbus_store::StoreError::AlreadyExists) => Err(ApiError::Conflict(
-                "the function was changed concurrently; try again".into(),
-            )),
-            Err(e) => Err(e.into()),
-        };
+        return Err(match e {
+            nimbus_store::StoreError::AlreadyExists => ApiError::Conflict(
+                "the function was changed or deleted concurrently; try again".into(),
+            ),
+            e => e.into(),
+        });
     }
     if renamed.is_some()
         && let Some(old) = &current.name
@@ -338,10 +339,10 @@ pub async fn delete(
     if let Err(e) = storage.purge_logs(id).await {
         tracing::warn!(id, error = %nimbus_core::error::describe(&e), "could not purge a deleted function's logs");
     }
-    // So do its variables and sealed secrets.
-    if meta.config_revision != 0
-        && let Err(e) = storage.delete_function_config(id).await
-    {
+    // So do its variables and sealed secrets. Whatever configuration a
+    // concurrent change stores after this read, that change's own
+    // `raise_revision` finds the function gone and deletes it.
+    if let Err(e) = storage.delete_function_config(id).await {
         tracing::warn!(id, error = %nimbus_core::error::describe(&e), "could not delete a deleted function's configuration");
     }
     state.functions.remove(&caller, id);

@@ -33,6 +33,9 @@ pub enum Command {
     /// Print the public half of NIMBUS_ARTIFACT_KEY, for the workers'
     /// NIMBUS_ARTIFACT_PUBLIC_KEY.
     ArtifactPublicKey(keys::PublicKeyArgs),
+    /// Print the environment key derived from NIMBUS_SECRETS_KEY, for the
+    /// workers' NIMBUS_ENV_KEY.
+    EnvKey(keys::EnvKeyArgs),
     /// Create an account.
     Register(account::RegisterArgs),
     /// Log in and remember the token and URL for the other commands.
@@ -83,6 +86,7 @@ impl Command {
             Self::Api(args) => args.run().await,
             Self::Worker(args) => args.run().await,
             Self::ArtifactPublicKey(args) => args.run(),
+            Self::EnvKey(args) => args.run(),
             Self::Register(args) => args.run().await,
             Self::Login(args) => args.run().await,
             Self::Deploy(args) => args.run().await,

@@ -203,7 +203,7 @@ impl UpArgs {
             jwt_secret: secret.into_bytes(),
             worker: WorkerConfig {
                 artifact_verifier: Some(artifact_key.verifier()),
-                secrets_key: Some(secrets_key),
+                env_key: Some(secrets_key.env_key().clone()),
                 ..self.worker.config()
             },
         });
@@ -312,12 +312,12 @@ impl WorkerArgs {
         .await?;
         let config = WorkerConfig {
             artifact_verifier: self.artifacts.verifier()?,
-            secrets_key: self.secrets.key()?,
+            env_key: self.secrets.env_key()?,
             ..self.worker.config()
         };
-        if config.secrets_key.is_none() {
+        if config.env_key.is_none() {
             tracing::warn!(
-                "no NIMBUS_SECRETS_KEY: functions with variables or secrets fail on this worker"
+                "no NIMBUS_ENV_KEY: functions with variables or secrets fail on this worker"
             );
         }
         if config.artifact_verifier.is_none() {

@@ -91,7 +91,7 @@ pub struct Call {
     /// as malformed and refuses the call rather than run it on a guess.
     pub http: Option<u64>,
     /// The function's environment (variables and secrets), sealed with the
-    /// platform's secrets key for this function ([`crate::Purpose::Env`]);
+    /// platform's environment key for this function ([`crate::EnvKey`]);
     /// `None` when it has none. It travels in front of the payload, its
     /// length in the header (` env <len>`): a worker sees the secrets of the
     /// calls it runs and no others.
