@@ -1,7 +1,8 @@
 //! Reading an upload: a JSON body (`{"code", "runtime"?, "name"?,
-//! "access"?, "limits"?}`, the original design's form) or a raw
-//! `application/wasm` body (a core module or a component) with the name,
-//! access and limits in the query string. JavaScript is turned
+//! "access"?, "limits"?, "allowed_outbound_hosts"?}`, the original design's
+//! form) or a raw `application/wasm` body (a core module or a component)
+//! with the name, access, limits and allowed outbound hosts (comma
+//! separated) in the query string. JavaScript is turned
 //! into a module here; validating and compiling the module happen in the
 //! `create` handler, the same for every form.
 
@@ -23,6 +24,8 @@ struct UploadRequest {
     name: Option<String>,
     access: Option<Access>,
     limits: Option<LimitsRequest>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
     /// The seed's clients send the owner; accepted only when it is the caller.
     user: Option<String>,
 }
@@ -36,6 +39,8 @@ pub(crate) struct Upload {
     pub name: Option<FunctionName>,
     pub access: Access,
     pub limits: LimitsRequest,
+    /// Hosts it may call, checked.
+    pub allowed_outbound_hosts: Vec<String>,
     /// Source echoed back in the answer (text uploads only).
     pub echo: Option<String>,
     /// JavaScript that answers HTTP (`export default { fetch }`).
@@ -52,13 +57,14 @@ impl Upload {
         body: Bytes,
     ) -> Result<Self, ApiError> {
         let upload = if is_wasm(headers) {
-            let (name, access, limits) = parse_upload_query(query)?;
+            let (name, access, hosts, limits) = parse_upload_query(query)?;
             Self {
                 runtime: Runtime::Wasm,
                 module: body,
                 name: parse_name(name)?,
                 access,
                 limits,
+                allowed_outbound_hosts: parse_allowed_hosts(hosts)?,
                 echo: None,
                 js_http: false,
             }
@@ -121,6 +127,7 @@ impl Upload {
             name: parse_name(upload.name)?,
             access: upload.access.unwrap_or_default(),
             limits: upload.limits.unwrap_or_default(),
+            allowed_outbound_hosts: parse_allowed_hosts(upload.allowed_outbound_hosts)?,
             echo,
             js_http,
         })
@@ -138,13 +145,14 @@ fn is_wasm(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `?name=f&access=public&fuel=1000000`: the name, the access, and the rest
-/// as a [`LimitsRequest`]. (serde's `flatten` cannot read numbers out of a
-/// query string, so name and access are taken out first and the limits
-/// read on their own.)
+/// `?name=f&access=public&allowed_outbound_hosts=https://a.example,https://b.example&fuel=1000000`:
+/// the name, the access, the allowed hosts, and the rest as a
+/// [`LimitsRequest`]. (serde's `flatten` cannot read numbers out of a
+/// query string, so the others are taken out first and the limits read on
+/// their own.)
 fn parse_upload_query(
     query: Option<&str>,
-) -> Result<(Option<String>, Access, LimitsRequest), ApiError> {
+) -> Result<(Option<String>, Access, Vec<String>, LimitsRequest), ApiError> {
     let invalid =
         |e: serde_urlencoded::de::Error| ApiError::BadRequest(format!("invalid query string: {e}"));
     let mut pairs: Vec<(String, String)> =
@@ -160,9 +168,19 @@ fn parse_upload_query(
         Some(access) => access.parse().map_err(ApiError::BadRequest)?,
         None => Access::default(),
     };
+    let hosts = take("allowed_outbound_hosts")
+        .map(|hosts| hosts.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
     let rest = serde_urlencoded::to_string(&pairs).expect("pairs encode");
     let limits = serde_urlencoded::from_str(&rest).map_err(invalid)?;
-    Ok((name, access, limits))
+    Ok((name, access, hosts, limits))
+}
+
+/// `allowed_outbound_hosts`, checked (`nimbus_core::outbound`).
+pub(crate) fn parse_allowed_hosts(hosts: Vec<String>) -> Result<Vec<String>, ApiError> {
+    nimbus_core::outbound::check_allowed_hosts(&hosts)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(hosts)
 }
 
 /// Names are unique per owner and become URL path segments.

@@ -144,6 +144,21 @@ struct SourceUpload<'a> {
     name: Option<&'a str>,
     access: Access,
     limits: &'a LimitsRequest,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    allowed_outbound_hosts: &'a [String],
+}
+
+/// What goes with an upload besides its file.
+#[derive(Clone, Copy, Default)]
+pub struct DeployOptions<'a> {
+    /// Its name (its URL is `/fn/<owner>/<name>`).
+    pub name: Option<&'a str>,
+    /// Who may call it on its URL.
+    pub access: Access,
+    /// Limits it asks for.
+    pub limits: LimitsRequest,
+    /// Hosts it may call over HTTP.
+    pub allowed_outbound_hosts: &'a [String],
 }
 
 /// What a function answered on its URL.
@@ -276,10 +291,14 @@ impl Client {
     pub async fn deploy(
         &self,
         file: &Path,
-        name: Option<&str>,
-        access: Access,
-        limits: &LimitsRequest,
+        options: &DeployOptions<'_>,
     ) -> anyhow::Result<Created> {
+        let DeployOptions {
+            name,
+            access,
+            limits,
+            allowed_outbound_hosts,
+        } = *options;
         let extension = file
             .extension()
             .and_then(|e| e.to_str())
@@ -298,12 +317,16 @@ impl Client {
         let request = self.authed(reqwest::Method::POST, "/functions")?;
         let request = if runtime == Runtime::Wasm {
             let mut request = request
-                .query(limits)
+                .query(&limits)
                 .query(&[("access", access.as_str())])
                 .header("content-type", "application/wasm")
                 .body(bytes);
             if let Some(name) = name {
                 request = request.query(&[("name", name)]);
+            }
+            if !allowed_outbound_hosts.is_empty() {
+                let hosts = allowed_outbound_hosts.join(",");
+                request = request.query(&[("allowed_outbound_hosts", hosts)]);
             }
             request
         } else {
@@ -314,7 +337,8 @@ impl Client {
                 runtime,
                 name,
                 access,
-                limits,
+                limits: &limits,
+                allowed_outbound_hosts,
             })
         };
         self.call(request).await

@@ -39,6 +39,9 @@ pub struct Created {
     pub size: u64,
     /// Limits each invocation runs under.
     pub limits: Limits,
+    /// The hosts it may call over HTTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
     /// RFC 3339 creation time.
     pub created: String,
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod meta;
+pub mod outbound;
 pub mod round_robin;
 pub mod script;
 pub mod sealing;

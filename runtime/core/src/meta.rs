@@ -136,6 +136,9 @@ pub struct FunctionMeta {
     /// learns of the change with the metadata it already follows.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub config_revision: u64,
+    /// The hosts it may call over HTTP (`crate::outbound`); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -5,9 +5,9 @@
 //! `wasi:io`, `wasi:clocks`, `wasi:random`, `wasi:cli` stdio, environment
 //! (the function's variables and secrets), exit and terminal queries,
 //! `wasi:config/store` (the same variables and secrets), and `wasi:http`
-//! types plus the
-//! outgoing handler, which refuses every request (`HTTP-request-denied`)
-//! until a capability grants outbound HTTP. A component importing anything
+//! types plus the outgoing handler, which sends only what the function's
+//! `allowed_outbound_hosts` allow (`outbound.rs`; `HTTP-request-denied`
+//! otherwise). A component importing anything
 //! else is refused at upload, naming the import, with two exceptions that
 //! language runtimes force on their programs (wasi-libc imports them
 //! whether the program uses them or not: every componentize-py component
@@ -24,11 +24,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use nimbus_core::{Env, Limits};
+use nimbus_core::Limits;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
+use crate::Capabilities;
 use crate::invoke::clamp_usize;
 use crate::limiter::Limiter;
+use crate::outbound::OutboundCalls;
 use crate::{Abi, CompileError};
 
 /// Interfaces a component may import, without their version
@@ -200,9 +202,10 @@ pub struct ComponentHost {
 }
 
 impl ComponentHost {
-    /// Host state for one invocation under `limits`, with `env` in
-    /// `wasi:config/store`.
-    pub(crate) fn new(wasi: WasiCtx, limits: &Limits, env: &Env) -> Self {
+    /// Host state for one invocation under `limits`, with the environment
+    /// in `wasi:config/store` and outbound HTTP as `capabilities` say.
+    pub(crate) fn new(wasi: WasiCtx, limits: &Limits, capabilities: &Capabilities) -> Self {
+        let env = &capabilities.env;
         Self {
             wasi,
             config: env
@@ -214,6 +217,11 @@ impl ComponentHost {
             table: ResourceTable::new(),
             hooks: Hooks {
                 body_chunks: clamp_usize(limits.max_output_bytes) / BODY_CHUNK_BYTES + 1,
+                outbound: OutboundCalls::new(
+                    capabilities.outbound.clone(),
+                    limits.max_output_bytes,
+                    limits.max_input_bytes,
+                ),
             },
             limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
         }
@@ -242,9 +250,10 @@ impl WasiHttpView for ComponentHost {
     }
 }
 
-/// `wasi:http` hooks: every outbound request is denied (the guest sees
-/// `HTTP-request-denied`) until the capabilities issue grants outbound HTTP,
-/// and a response body has room for the whole output cap.
+/// `wasi:http` hooks: outbound requests go through the invocation's
+/// policy (`outbound.rs`: only allowed hosts, only public addresses unless
+/// the operator says otherwise, a bounded number), and a response body has
+/// room for the whole output cap.
 ///
 /// The room is what keeps fuel deterministic: with wasmtime-wasi-http's
 /// default (one chunk in flight) a guest writing its body finds the channel
@@ -255,6 +264,7 @@ impl WasiHttpView for ComponentHost {
 /// chunk), since each write is at most 4 KiB.
 struct Hooks {
     body_chunks: usize,
+    outbound: OutboundCalls,
 }
 
 impl WasiHttpHooks for Hooks {
@@ -268,7 +278,7 @@ impl WasiHttpHooks for Hooks {
 
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
@@ -282,6 +292,6 @@ impl WasiHttpHooks for Hooks {
                 >,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        self.outbound.send(request)
     }
 }

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use nimbus_core::wire::{HttpRequest, HttpResponse, ResponseHead};
-use nimbus_core::{Env, FunctionError, FunctionErrorKind, Limits};
+use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -24,7 +24,7 @@ use crate::invoke::{
 };
 use crate::module::Code;
 use crate::pipe::{CappedPipe, Overflow};
-use crate::{CompiledModule, Engine};
+use crate::{Capabilities, CompiledModule, Engine};
 
 /// The authority a guest sees when the request carried no `Host` header.
 const DEFAULT_AUTHORITY: &str = "localhost";
@@ -48,17 +48,17 @@ impl Engine {
         request: HttpRequest,
         limits: &Limits,
     ) -> Outcome<HttpResponse> {
-        self.serve_with(module, request, limits, &Env::default())
+        self.serve_with(module, request, limits, &Capabilities::default())
             .await
     }
 
-    /// [`Engine::serve`], with `env` as the guest's environment variables.
+    /// [`Engine::serve`], with `capabilities` (environment, outbound HTTP).
     pub async fn serve_with(
         &self,
         module: &CompiledModule,
         request: HttpRequest,
         limits: &Limits,
-        env: &Env,
+        capabilities: &Capabilities,
     ) -> Outcome<HttpResponse> {
         if request.body.len() as u64 > limits.max_input_bytes {
             return Outcome::refused(input_too_large(request.body.len(), limits));
@@ -72,7 +72,9 @@ impl Engine {
                 _,
             ) => pre,
             (Code::Core { .. }, crate::Abi::Command) => {
-                return self.serve_envelope(module, request, limits, env).await;
+                return self
+                    .serve_envelope(module, request, limits, capabilities)
+                    .await;
             }
             _ => {
                 return Outcome::refused(FunctionError::new(
@@ -95,9 +97,9 @@ impl Engine {
             .stdout(logs.clone())
             .stderr(logs.clone())
             .max_random_size(MAX_RANDOM_BYTES)
-            .envs(&env.0)
+            .envs(&capabilities.env.0)
             .build();
-        let host = ComponentHost::new(wasi, limits, env);
+        let host = ComponentHost::new(wasi, limits, capabilities);
         let cap = clamp_usize(limits.max_output_bytes);
         let run = self
             .metered(
@@ -192,7 +194,7 @@ impl Engine {
         module: &CompiledModule,
         request: HttpRequest,
         limits: &Limits,
-        env: &Env,
+        capabilities: &Capabilities,
     ) -> Outcome<HttpResponse> {
         let envelope = serde_json::json!({
             "nimbus_http_request": {
@@ -205,7 +207,9 @@ impl Engine {
         // The body was checked against the input cap; the envelope around
         // it is the platform's.
         let input = Bytes::from(envelope.to_string());
-        let outcome = self.run_core(module, Some(input), None, limits, env).await;
+        let outcome = self
+            .run_core(module, Some(input), None, limits, capabilities)
+            .await;
         let fuel_consumed = outcome.fuel_consumed;
         Outcome {
             result: outcome.result.and_then(|json| {

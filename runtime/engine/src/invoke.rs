@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_core::wire::{HttpRequest, RequestHead};
-use nimbus_core::{Env, FunctionError, FunctionErrorKind, Limits};
+use nimbus_core::{FunctionError, FunctionErrorKind, Limits};
 use wasmtime::{Linker, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -19,7 +19,7 @@ use crate::error::{DeadlineExceeded, classify, output_too_large};
 use crate::limiter::Limiter;
 use crate::module::Code;
 use crate::pipe::{CappedPipe, Overflow};
-use crate::{Abi, CompiledModule, Engine, scalar};
+use crate::{Abi, Capabilities, CompiledModule, Engine, scalar};
 
 /// What one invocation produced. Logs and fuel are reported whether the
 /// function succeeded or not.
@@ -95,19 +95,19 @@ impl Engine {
     /// without it being copied). A `wasi:http` component gets it as the body
     /// of a `POST /` and must answer 2xx with a JSON body.
     pub async fn invoke(&self, module: &CompiledModule, input: Bytes, limits: &Limits) -> Outcome {
-        self.invoke_with(module, input, limits, &Env::default())
+        self.invoke_with(module, input, limits, &Capabilities::default())
             .await
     }
 
-    /// [`Engine::invoke`], with `env` as the guest's environment variables
-    /// (WASI `environ`, `wasi:cli/environment` and, for components,
-    /// `wasi:config/store`).
+    /// [`Engine::invoke`], with `capabilities`: the guest's environment
+    /// variables (WASI `environ`, `wasi:cli/environment` and, for
+    /// components, `wasi:config/store`) and the hosts it may call.
     pub async fn invoke_with(
         &self,
         module: &CompiledModule,
         input: Bytes,
         limits: &Limits,
-        env: &Env,
+        capabilities: &Capabilities,
     ) -> Outcome {
         if input.len() as u64 > limits.max_input_bytes {
             return Outcome::refused(input_too_large(input.len(), limits));
@@ -122,7 +122,7 @@ impl Engine {
                     },
                     body: input,
                 };
-                let outcome = self.serve_with(module, request, limits, env).await;
+                let outcome = self.serve_with(module, request, limits, capabilities).await;
                 let fuel_consumed = outcome.fuel_consumed;
                 Outcome {
                     result: outcome.result.and_then(|response| {
@@ -138,14 +138,18 @@ impl Engine {
                 }
             }
             Abi::Scalar { params, .. } => match scalar::params(&input, params) {
-                Ok(values) => self.run_core(module, None, Some(values), limits, env).await,
+                Ok(values) => {
+                    self.run_core(module, None, Some(values), limits, capabilities)
+                        .await
+                }
                 Err(e) => Outcome::refused(e),
             },
             Abi::Command | Abi::CliComponent => {
                 if let Code::Component { pre, .. } = &module.code {
-                    self.run_cli(pre, input, limits, env).await
+                    self.run_cli(pre, input, limits, capabilities).await
                 } else {
-                    self.run_core(module, Some(input), None, limits, env).await
+                    self.run_core(module, Some(input), None, limits, capabilities)
+                        .await
                 }
             }
         }
@@ -157,7 +161,7 @@ impl Engine {
         stdin: Option<Bytes>,
         params: Option<Vec<wasmtime::Val>>,
         limits: &Limits,
-        env: &Env,
+        capabilities: &Capabilities,
     ) -> Outcome {
         let Code::Core {
             pre,
@@ -188,7 +192,7 @@ impl Engine {
                 // `random_get` fills its buffer on the host, outside the
                 // memory limiter: keep each call small.
                 .max_random_size(MAX_RANDOM_BYTES)
-                .envs(&env.0);
+                .envs(&capabilities.env.0);
             if let Some(stdin) = stdin {
                 wasi.stdin(MemoryInputPipe::new(stdin));
             }
@@ -240,7 +244,7 @@ impl Engine {
         pre: &ComponentPre,
         input: Bytes,
         limits: &Limits,
-        env: &Env,
+        capabilities: &Capabilities,
     ) -> Outcome {
         let ComponentPre::Command(pre) = pre else {
             unreachable!("a cli component is pre-linked as a command");
@@ -252,9 +256,9 @@ impl Engine {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
-            .envs(&env.0)
+            .envs(&capabilities.env.0)
             .build();
-        let host = ComponentHost::new(wasi, limits, env);
+        let host = ComponentHost::new(wasi, limits, capabilities);
         let run = self
             .metered(
                 host,

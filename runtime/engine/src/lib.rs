@@ -35,6 +35,7 @@ mod invoke;
 mod limiter;
 mod module;
 mod module_cache;
+mod outbound;
 mod pipe;
 mod scalar;
 mod ticker;
@@ -53,6 +54,7 @@ pub use config::EngineConfig;
 pub use error::CompileError;
 pub use invoke::{Host, Outcome};
 pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
+pub use outbound::Outbound;
 
 use module_cache::ModuleCache;
 use ticker::Ticker;
@@ -149,4 +151,15 @@ impl Engine {
             }),
         })
     }
+}
+
+/// What one invocation may use besides computing: its environment
+/// (variables and secrets) and the hosts it may call.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// Environment variables (WASI `environ`, `wasi:cli/environment`,
+    /// `wasi:config/store`).
+    pub env: nimbus_core::Env,
+    /// Outbound HTTP (`wasi:http/outgoing-handler`).
+    pub outbound: Outbound,
 }

@@ -34,6 +34,12 @@ pub struct WorkerConfig {
     /// which workers do not hold). Without it, functions that have an
     /// environment fail with a platform error.
     pub env_key: Option<EnvKey>,
+    /// Let guests reach loopback, private and link-local addresses (for
+    /// tests and development; never where the platform's own NATS, API or
+    /// a cloud metadata service could be reached).
+    pub outbound_allow_private: bool,
+    /// Outbound HTTP requests one invocation may make.
+    pub max_outbound_requests: u32,
     /// Benchmarking only: answer every invocation with its input, without
     /// fetching or running the module. Measures the platform's own round
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
@@ -76,6 +82,8 @@ impl Default for WorkerConfig {
             policy: LimitPolicy::default(),
             artifact_verifier: None,
             env_key: None,
+            outbound_allow_private: false,
+            max_outbound_requests: 50,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

@@ -14,9 +14,10 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use nimbus_core::outbound::check_allowed_hosts;
 use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
 use nimbus_core::{Env, subjects};
-use nimbus_engine::Outcome;
+use nimbus_engine::{Capabilities, Outbound, Outcome};
 
 use crate::Worker;
 
@@ -42,8 +43,8 @@ impl Worker {
                 return Reply::PlatformError(message);
             }
         };
-        let env = match self.open_env(call) {
-            Ok(env) => env,
+        let capabilities = match self.capabilities(call) {
+            Ok(capabilities) => capabilities,
             Err(message) => {
                 tracing::error!(function = call.function_id, %message);
                 return Reply::PlatformError(message);
@@ -52,7 +53,7 @@ impl Worker {
         let (outcome, http) = match call.http {
             None => (
                 self.engine
-                    .invoke_with(&module, input, &call.limits, &env)
+                    .invoke_with(&module, input, &call.limits, &capabilities)
                     .await,
                 None,
             ),
@@ -63,7 +64,7 @@ impl Worker {
                 };
                 let outcome = self
                     .engine
-                    .serve_with(&module, request, &call.limits, &env)
+                    .serve_with(&module, request, &call.limits, &capabilities)
                     .await;
                 let mut head_len = None;
                 let outcome = Outcome {
@@ -108,6 +109,21 @@ impl Worker {
                 Reply::FunctionError(error)
             }
         }
+    }
+
+    /// What `call` may use: the environment it carries, opened, and the
+    /// hosts its function may call, under this worker's outbound policy.
+    fn capabilities(&self, call: &Call) -> Result<Capabilities, String> {
+        let allowed = check_allowed_hosts(&call.outbound)
+            .map_err(|e| format!("the call's allowed_outbound_hosts are unreadable: {e}"))?;
+        Ok(Capabilities {
+            env: self.open_env(call)?,
+            outbound: Outbound {
+                allowed,
+                allow_private: self.config.outbound_allow_private,
+                max_requests: self.config.max_outbound_requests,
+            },
+        })
     }
 
     /// The environment `call` carries, opened (empty when it carries none).

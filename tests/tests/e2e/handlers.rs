@@ -92,6 +92,7 @@ fn api(answer: impl Fn() -> Result<Reply, ApiError> + Send + Sync + 'static) -> 
         },
         created: "now".into(),
         config_revision: 0,
+        allowed_outbound_hosts: Vec::new(),
     });
     Api {
         router: nimbus_api::app(state),

@@ -352,6 +352,7 @@ async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
             input: serde_json::value::RawValue::from_string("1".into()).unwrap(),
             wait_ms: 0,
             env: None,
+            outbound: Vec::new(),
         },
     };
     let client = platform.nats_client().await;

@@ -25,6 +25,7 @@ mod jobs;
 mod js;
 mod module_gc;
 mod nats_permissions;
+mod outbound;
 mod quotas;
 mod seed;
 mod urls;

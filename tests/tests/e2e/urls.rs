@@ -335,9 +335,11 @@ async fn the_cli_client_deploys_a_public_component_and_calls_its_url() {
     let created = owner
         .deploy(
             &file,
-            Some("hook"),
-            nimbus_core::Access::Public,
-            &Default::default(),
+            &nimbus_cli::client::DeployOptions {
+                name: Some("hook"),
+                access: nimbus_core::Access::Public,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

@@ -1,4 +1,5 @@
-//! Function routes: upload, list, read, change (`PATCH`: name, access),
+//! Function routes: upload, list, read, change (`PATCH`: name, access,
+//! allowed outbound hosts),
 //! delete, logs. Variables and secrets are in `function_config.rs`.
 //!
 //! Upload validates and compiles the module with the engine before anything
@@ -181,6 +182,7 @@ pub async fn create(
         limits,
         created: nimbus_store::now_rfc3339(),
         config_revision: 0,
+        allowed_outbound_hosts: upload.allowed_outbound_hosts,
     };
     // The name is claimed first: of two uploads racing for it, one wins.
     if let Some(name) = &upload.name {
@@ -214,6 +216,7 @@ pub async fn create(
             digest: meta.digest,
             size: meta.size,
             limits: meta.limits,
+            allowed_outbound_hosts: meta.allowed_outbound_hosts,
             created: meta.created,
         }),
     ))
@@ -250,6 +253,8 @@ struct Change {
     /// A new name; `null` takes the name (and the URL) away.
     #[serde(default, with = "serde_with_null")]
     name: Option<Option<String>>,
+    /// The hosts it may call over HTTP, replacing the list (`[]`: none).
+    allowed_outbound_hosts: Option<Vec<String>>,
 }
 
 /// `Option<Option<T>>` that tells a missing field (`None`) from `null`
@@ -280,6 +285,9 @@ pub async fn change(
     let mut meta = current.clone();
     if let Some(access) = change.access {
         meta.access = access;
+    }
+    if let Some(hosts) = change.allowed_outbound_hosts {
+        meta.allowed_outbound_hosts = crate::upload::parse_allowed_hosts(hosts)?;
     }
     let renamed = match change.name {
         Some(name) if name != current.name => Some(crate::upload::parse_name(name)?),

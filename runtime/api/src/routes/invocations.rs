@@ -95,6 +95,7 @@ pub async fn execute(
                 input,
                 wait_ms: 0,
                 env: env.map(|env| BASE64.encode(env)),
+                outbound: meta.allowed_outbound_hosts.clone(),
             })
             .await?;
         let location = format!("/invocations/{}", record.id);
@@ -114,6 +115,7 @@ pub async fn execute(
         wait_ms: wait.as_millis() as u64,
         http: None,
         env,
+        outbound: meta.allowed_outbound_hosts.clone(),
     };
     match state.dispatch.call(call, input, wait).await? {
         Reply::Ok(success) => Ok((

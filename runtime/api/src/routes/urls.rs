@@ -102,6 +102,7 @@ pub async fn call(
         wait_ms: wait.as_millis() as u64,
         http: None,
         env,
+        outbound: meta.allowed_outbound_hosts.clone(),
     };
     let payload = if meta.world == Some(World::HttpProxy) {
         let rest = params.get("rest").map(String::as_str).unwrap_or("");

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use nimbus_cli::client::DeployOptions;
 use nimbus_core::{Access, FunctionId, LimitsRequest};
 
 use super::args::ClientArgs;
@@ -19,6 +20,11 @@ pub struct DeployArgs {
     /// Anyone may call it on its URL, without a token (default: only you).
     #[arg(long)]
     public: bool,
+    /// A host it may call over HTTP, as scheme://host[:port]
+    /// (`https://api.example.com`, `https://*.example.org:8443`); repeat
+    /// for more. None by default.
+    #[arg(long = "allow-outbound", value_name = "PATTERN")]
+    allow_outbound: Vec<String>,
     #[command(flatten)]
     limits: LimitsRequest,
     #[command(flatten)]
@@ -33,13 +39,16 @@ impl DeployArgs {
             .client()
             .deploy(
                 &self.file,
-                self.name.as_deref(),
-                if self.public {
-                    Access::Public
-                } else {
-                    Access::Private
+                &DeployOptions {
+                    name: self.name.as_deref(),
+                    access: if self.public {
+                        Access::Public
+                    } else {
+                        Access::Private
+                    },
+                    limits: self.limits,
+                    allowed_outbound_hosts: &self.allow_outbound,
                 },
-                &self.limits,
             )
             .await?;
         eprintln!(

@@ -121,6 +121,18 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().warm_modules
     )]
     warm_modules: usize,
+    /// Let functions reach loopback, private and link-local addresses over
+    /// HTTP (tests, development). Off, a function reaches only public
+    /// addresses, whatever hosts it is allowed.
+    #[arg(long, env = "NIMBUS_OUTBOUND_ALLOW_PRIVATE")]
+    outbound_allow_private: bool,
+    /// Outbound HTTP requests one invocation may make.
+    #[arg(
+        long,
+        env = "NIMBUS_MAX_OUTBOUND_REQUESTS",
+        default_value_t = WorkerConfig::default().max_outbound_requests
+    )]
+    max_outbound_requests: u32,
 }
 
 impl WorkerFlags {
@@ -134,6 +146,8 @@ impl WorkerFlags {
             job_attempts: self.job_attempts,
             job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
             warm_modules: self.warm_modules,
+            outbound_allow_private: self.outbound_allow_private,
+            max_outbound_requests: self.max_outbound_requests,
             ..WorkerConfig::default()
         }
     }

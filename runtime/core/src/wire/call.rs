@@ -96,6 +96,9 @@ pub struct Call {
     /// length in the header (` env <len>`): a worker sees the secrets of the
     /// calls it runs and no others.
     pub env: Option<Bytes>,
+    /// The function's `allowed_outbound_hosts` (` out <pattern>,...` in the
+    /// header; patterns hold neither spaces nor commas).
+    pub outbound: Vec<String>,
 }
 
 impl Call {
@@ -117,6 +120,10 @@ impl Call {
         );
         if let Some(env) = &self.env {
             header.push_str(&format!(" env {}", env.len()));
+        }
+        if !self.outbound.is_empty() {
+            header.push_str(" out ");
+            header.push_str(&self.outbound.join(","));
         }
         if let Some(head_len) = self.http {
             header.push_str(&format!(" http {head_len}"));
@@ -171,7 +178,11 @@ impl Call {
             max_output_bytes: fields.number("max_output_bytes")?,
             max_log_bytes: fields.number("max_log_bytes")?,
         };
-        let (env_len, http) = fields.env_and_http()?;
+        let Trailer {
+            env_len,
+            outbound,
+            http,
+        } = fields.call_trailer()?;
         Ok(ParsedCall {
             call: Self {
                 function_id,
@@ -181,6 +192,7 @@ impl Call {
                 wait_ms,
                 http,
                 env: None,
+                outbound,
             },
             env_len,
         })
@@ -191,6 +203,13 @@ impl Call {
 struct ParsedCall {
     call: Call,
     env_len: Option<u64>,
+}
+
+/// The optional fields at the end of a call's header.
+struct Trailer {
+    env_len: Option<u64>,
+    outbound: Vec<String>,
+    http: Option<u64>,
 }
 
 /// A successful run.
@@ -293,7 +312,7 @@ impl Reply {
 /// The space-separated fields of a header, after its version.
 struct Fields<'a> {
     header: &'a str,
-    fields: std::str::Split<'a, char>,
+    fields: std::iter::Peekable<std::str::Split<'a, char>>,
 }
 
 impl<'a> Fields<'a> {
@@ -303,7 +322,10 @@ impl<'a> Fields<'a> {
         };
         let mut fields = header.split(' ');
         match fields.next() {
-            Some(ENVELOPE_VERSION) => Ok(Self { header, fields }),
+            Some(ENVELOPE_VERSION) => Ok(Self {
+                header,
+                fields: fields.peekable(),
+            }),
             found => Err(EnvelopeError::Version {
                 found: found.map(|v| v.chars().take(20).collect()),
             }),
@@ -323,32 +345,40 @@ impl<'a> Fields<'a> {
 
     /// The optional trailing ` http <head_len>`, and the end.
     fn http(&mut self) -> Result<Option<u64>, EnvelopeError> {
-        self.trailing(None).map(|(_, http)| http)
+        let http = self.optional_number("http", "http head_len")?;
+        self.end()?;
+        Ok(http)
     }
 
-    /// A call's optional ` env <len>`, then ` http <head_len>`, and the end.
-    fn env_and_http(&mut self) -> Result<(Option<u64>, Option<u64>), EnvelopeError> {
-        self.trailing(Some("env"))
+    /// A call's optional ` env <len>`, ` out <hosts>` and ` http
+    /// <head_len>`, in that order, and the end.
+    fn call_trailer(&mut self) -> Result<Trailer, EnvelopeError> {
+        let env_len = self.optional_number("env", "env len")?;
+        let outbound = match self.fields.next_if_eq(&"out") {
+            None => Vec::new(),
+            Some(_) => self
+                .next("out hosts")?
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        };
+        let http = self.http()?;
+        Ok(Trailer {
+            env_len,
+            outbound,
+            http,
+        })
     }
 
-    fn trailing(
+    /// ` <name> <number>` if the next field is `name`.
+    fn optional_number(
         &mut self,
-        first: Option<&'static str>,
-    ) -> Result<(Option<u64>, Option<u64>), EnvelopeError> {
-        let mut next = self.fields.next();
-        let mut env = None;
-        if first.is_some() && next == first {
-            env = Some(self.number("env len")?);
-            next = self.fields.next();
-        }
-        match next {
-            None => Ok((env, None)),
-            Some("http") => {
-                let head_len = self.number("http head_len")?;
-                self.end()?;
-                Ok((env, Some(head_len)))
-            }
-            Some(_) => Err(self.malformed("end")),
+        name: &'static str,
+        field: &'static str,
+    ) -> Result<Option<u64>, EnvelopeError> {
+        match self.fields.next_if_eq(&name) {
+            None => Ok(None),
+            Some(_) => self.number(field).map(Some),
         }
     }
 
@@ -387,6 +417,7 @@ mod tests {
             wait_ms: 15_000,
             http: None,
             env: None,
+            outbound: Vec::new(),
         }
     }
 
@@ -402,6 +433,22 @@ mod tests {
             ..call()
         };
         assert_eq!(parse(&http.header()), Ok(http));
+        let everything = Call {
+            http: Some(42),
+            env: Some(Bytes::from_static(b"sealed")),
+            outbound: vec!["https://*.example.org".into(), "*://a.test:*".into()],
+            ..call()
+        };
+        let header = everything.header();
+        assert!(
+            header.ends_with(" env 6 out https://*.example.org,*://a.test:* http 42"),
+            "{header}"
+        );
+        let payload = everything.payload(Bytes::from_static(b"{}"));
+        assert_eq!(
+            Call::parse(Some(&header), payload),
+            Ok((everything, Bytes::from_static(b"{}")))
+        );
     }
 
     #[test]
@@ -505,6 +552,8 @@ mod tests {
             (format!("{good} http 1 2"), "end"),
             (format!("{good} env x"), "env len"),
             (format!("{good} http 1 env 2"), "end"),
+            (format!("{good} out"), "out hosts"),
+            (format!("{good} http 1 out a"), "end"),
             (with(2, ""), "digest"),
         ] {
             assert!(

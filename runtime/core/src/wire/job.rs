@@ -47,6 +47,9 @@ pub struct JobRequest {
     /// limits and configuration its function had when it was queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// The function's `allowed_outbound_hosts` when it was queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
 }
 
 impl JobRequest {
@@ -70,6 +73,7 @@ impl JobRequest {
             wait_ms: self.wait_ms,
             http: None,
             env,
+            outbound: self.outbound,
         };
         (call, input)
     }
@@ -205,6 +209,7 @@ mod tests {
             input: RawValue::from_string("1".into()).unwrap(),
             wait_ms: 0,
             env: env.map(str::to_owned),
+            outbound: Vec::new(),
         };
         let (call, _) = request(Some("c2VhbGVk")).into_call();
         assert_eq!(call.env.as_deref(), Some(&b"sealed"[..]));

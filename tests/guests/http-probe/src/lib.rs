@@ -8,6 +8,9 @@
 //! - `/loop`, `/grow`, `/recurse`: spin forever, allocate forever, recurse
 //!   forever (the platform must stop each);
 //! - `/outbound`: tries an outgoing request and answers with the error it got;
+//! - `/fetch?n=<count>&url=<url>` (the URL last, as is): GETs `url` `n`
+//!   times (default 1), following up to 3 redirects itself, and answers
+//!   `[{"status", "body", "redirects"} or {"error"}...]`;
 //! - `/env`: answers `{"environment": [[name, value]...], "config": [[name,
 //!   value]...]}`, what `wasi:cli/environment` and `wasi:config/store` hold.
 
@@ -54,6 +57,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             "/recurse" => {
                 let depth = recurse(std::hint::black_box(1));
                 respond(response_out, 200, &[], depth.to_string().as_bytes());
+            }
+            "/fetch" => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                let (before, url) = query.split_once("url=").unwrap_or((query, ""));
+                let n = before
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("n="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                let results: Vec<String> = (0..n).map(|_| fetch(url, 3)).collect();
+                let answer = format!("[{}]", results.join(","));
+                respond(response_out, 200, &[("content-type", b"application/json")], answer.as_bytes());
             }
             "/env" => {
                 let pairs = |pairs: Vec<(String, String)>| {
@@ -197,4 +212,61 @@ fn json(text: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// GET `url`, following up to `redirects` redirects: `{"status", "body",
+/// "redirects"}` or `{"error"}` as JSON.
+fn fetch(url: &str, redirects: u32) -> String {
+    let mut url = url.to_owned();
+    for followed in 0..=redirects {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return format!("{{\"error\":{}}}", json(&format!("not a URL: {url}")));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_method(&Method::Get);
+        let _ = request.set_scheme(Some(&if scheme == "https" { Scheme::Https } else { Scheme::Http }));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(path));
+        let response = match wasip2::http::outgoing_handler::handle(request, None) {
+            Ok(future) => {
+                future.subscribe().block();
+                match future.get() {
+                    Some(Ok(Ok(response))) => response,
+                    Some(Ok(Err(code))) => return format!("{{\"error\":{}}}", json(&format!("{code:?}"))),
+                    other => return format!("{{\"error\":{}}}", json(&format!("{other:?}"))),
+                }
+            }
+            Err(code) => return format!("{{\"error\":{}}}", json(&format!("{code:?}"))),
+        };
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .into_iter()
+            .next()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        if (300..400).contains(&status) && followed < redirects {
+            if let Some(location) = location {
+                url = location;
+                continue;
+            }
+        }
+        let mut body = Vec::new();
+        if let Ok(incoming) = response.consume() {
+            if let Ok(mut stream) = incoming.stream() {
+                if let Err(e) = stream.read_to_end(&mut body) {
+                    return format!("{{\"error\":{}}}", json(&format!("reading the body: {e}")));
+                }
+            }
+        }
+        return format!(
+            "{{\"status\":{status},\"body\":{},\"redirects\":{followed}}}",
+            json(&String::from_utf8_lossy(&body))
+        );
+    }
+    unreachable!("the last round returns")
 }

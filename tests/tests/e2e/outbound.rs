@@ -1,0 +1,278 @@
+//! Outbound HTTP from components: only to the hosts a function is allowed,
+//! only to public addresses unless the operator allows private ones (the
+//! check is on the resolved address), redirects checked like any request,
+//! a bounded number of requests and bytes per invocation, and the network
+//! wait inside the deadline. The servers called are real, on loopback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nimbus_worker::WorkerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Platform, Setup, assert_error};
+
+/// A small HTTP/1.1 server on loopback: `/hello` answers `hello from
+/// <port>`, `/redirect?to=<url>` a 302 there, `/big?bytes=<n>` n bytes,
+/// `/hang` never. Counts the requests it got.
+struct Server {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let (status, extra, body) = if target == "/hello" {
+                        ("200 OK", String::new(), format!("hello from {port}"))
+                    } else if let Some(to) = target.strip_prefix("/redirect?to=") {
+                        ("302 Found", format!("location: {to}\r\n"), String::new())
+                    } else if let Some(n) = target.strip_prefix("/big?bytes=") {
+                        ("200 OK", String::new(), "x".repeat(n.parse().unwrap()))
+                    } else if target == "/hang" {
+                        tokio::time::sleep(Duration::from_secs(300)).await;
+                        return;
+                    } else {
+                        ("404 Not Found", String::new(), String::new())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Self { port, hits }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn probe() -> Vec<u8> {
+    let path = format!("{}/http_probe.wasm", env!("NIMBUS_COMPONENTS_WASM_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Deploy the probe as `name`, allowed `hosts`, with extra query `limits`.
+async fn deploy(
+    platform: &Platform,
+    token: &str,
+    name: &str,
+    hosts: &[String],
+    limits: &str,
+) -> (StatusCode, Value) {
+    platform
+        .send(
+            Method::POST,
+            &format!(
+                "/functions?name={name}&allowed_outbound_hosts={}{limits}",
+                hosts.join(",")
+            ),
+            Some(token),
+            Some(("application/wasm", probe())),
+        )
+        .await
+}
+
+/// What the probe `name` got fetching `url` `n` times.
+async fn fetch(platform: &Platform, token: &str, name: &str, n: u32, url: &str) -> Value {
+    let (status, body) = platform
+        .get(
+            &format!("/fn/ada/{name}/fetch?n={n}&url={url}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn outbound_platform(allow_private: bool) -> Setup {
+    Setup {
+        worker: WorkerConfig {
+            outbound_allow_private: allow_private,
+            max_outbound_requests: 3,
+            ..Setup::default().worker
+        },
+        ..Setup::default()
+    }
+}
+
+#[tokio::test]
+async fn only_allowed_hosts_are_reached_within_the_request_cap() {
+    let platform = Platform::start_with(outbound_platform(true)).await;
+    let ada = platform.user("ada").await;
+    let (a, b) = (Server::start().await, Server::start().await);
+    let host_a = format!("http://127.0.0.1:{}", a.port);
+    let (status, created) =
+        deploy(&platform, &ada, "probe", std::slice::from_ref(&host_a), "").await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["allowed_outbound_hosts"], json!([host_a]));
+
+    let hello = format!("hello from {}", a.port);
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &a.url("/hello")).await,
+        json!([{"status": 200, "body": hello, "redirects": 0}])
+    );
+    // Another port of the same address is another host: refused before
+    // anything is sent, and so is a redirect there.
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &b.url("/hello")).await,
+        json!([{"error": "ErrorCode::HttpRequestDenied"}])
+    );
+    let redirect = a.url(&format!("/redirect?to={}", b.url("/hello")));
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &redirect).await,
+        json!([{"error": "ErrorCode::HttpRequestDenied"}])
+    );
+    assert_eq!(b.hits(), 0, "nothing reached the host not allowed");
+    // A redirect to an allowed host is followed.
+    let redirect = a.url(&format!("/redirect?to={}", a.url("/hello")));
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &redirect).await[0]["redirects"],
+        1
+    );
+    // Three requests per invocation (this worker's cap), then no more.
+    let capped = fetch(&platform, &ada, "probe", 4, &a.url("/hello")).await;
+    for ok in &capped.as_array().unwrap()[..3] {
+        assert_eq!(ok["status"], 200, "{capped}");
+    }
+    assert_eq!(
+        capped[3],
+        json!({"error": "ErrorCode::ConnectionLimitReached"}),
+        "{capped}"
+    );
+
+    // Allowing the other host takes a PATCH; a bad pattern is refused.
+    let change = |hosts: Value| {
+        let body = json!({ "allowed_outbound_hosts": hosts })
+            .to_string()
+            .into_bytes();
+        let path = format!("/functions/{}", created["id"]);
+        let platform = &platform;
+        let ada = &ada;
+        async move {
+            platform
+                .send(
+                    Method::PATCH,
+                    &path,
+                    Some(ada),
+                    Some(("application/json", body)),
+                )
+                .await
+        }
+    };
+    assert_error(
+        change(json!(["127.0.0.1"])).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (status, meta) = change(json!([host_a, "http://127.0.0.1:*"])).await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    let reached = crate::harness::eventually(
+        "the new allow-list applies",
+        Duration::from_secs(10),
+        || async {
+            let got = fetch(&platform, &ada, "probe", 1, &b.url("/hello")).await;
+            (got[0]["status"] == 200).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(reached[0]["body"], format!("hello from {}", b.port));
+
+    assert_error(
+        deploy(&platform, &ada, "bad", &["ftp://example.com".into()], "").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_the_operator_allows_them() {
+    let platform = Platform::start_with(outbound_platform(false)).await;
+    let ada = platform.user("ada").await;
+    let server = Server::start().await;
+    // Allowed by the function, by address and by a name that resolves to
+    // loopback: the platform refuses both on the address it would connect to.
+    let hosts = [
+        format!("http://127.0.0.1:{}", server.port),
+        format!("http://localhost:{}", server.port),
+    ];
+    let (status, body) = deploy(&platform, &ada, "probe", &hosts, "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for url in [
+        server.url("/hello"),
+        format!("http://localhost:{}/hello", server.port),
+    ] {
+        assert_eq!(
+            fetch(&platform, &ada, "probe", 1, &url).await,
+            json!([{"error": "ErrorCode::DestinationIpProhibited"}]),
+            "{url}"
+        );
+    }
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn responses_are_capped_and_the_network_wait_counts_against_the_deadline() {
+    let platform = Platform::start_with(outbound_platform(true)).await;
+    let ada = platform.user("ada").await;
+    let server = Server::start().await;
+    let hosts = [format!("http://127.0.0.1:{}", server.port)];
+    let limits = "&max_input_bytes=1000&timeout_ms=1000";
+    let (status, body) = deploy(&platform, &ada, "probe", &hosts, limits).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let small = fetch(&platform, &ada, "probe", 1, &server.url("/big?bytes=900")).await;
+    assert_eq!(small[0]["status"], 200, "{small}");
+    let big = fetch(&platform, &ada, "probe", 1, &server.url("/big?bytes=5000")).await;
+    assert_eq!(
+        big,
+        json!([{"error": "reading the body: HTTP response body size exceeds limit: 1000 bytes"}]),
+        "a response over max_input_bytes"
+    );
+
+    let started = std::time::Instant::now();
+    let (status, body) = platform
+        .get(
+            &format!("/fn/ada/probe/fetch?url={}", server.url("/hang")),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("timeout")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
