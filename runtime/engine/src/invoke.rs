@@ -16,8 +16,10 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::component::{ComponentHost, ComponentPre};
 use crate::error::{DeadlineExceeded, classify, output_too_large};
+use crate::http_import::HostHttp;
 use crate::limiter::Limiter;
 use crate::module::Code;
+use crate::outbound::OutboundCalls;
 use crate::pipe::{CappedPipe, Overflow};
 use crate::{Abi, Capabilities, CompiledModule, Engine, scalar};
 
@@ -59,10 +61,13 @@ pub struct Host {
     /// Only for modules that import WASI functions.
     wasi: Option<WasiP1Ctx>,
     limiter: Limiter,
+    /// `nimbus_http` (outbound HTTP) state.
+    pub(crate) http: HostHttp,
 }
 
 /// The linker every module is pre-linked with: WASI preview 1 functions
-/// only, each working on the invocation's own [`Host`].
+/// and `nimbus_http` (`http_import.rs`) only, each working on the
+/// invocation's own [`Host`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime::Error> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| {
@@ -70,6 +75,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime
             .as_mut()
             .expect("a module that imports WASI runs with a WASI context")
     })?;
+    crate::http_import::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -201,6 +207,11 @@ impl Engine {
         let host = Host {
             wasi,
             limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
+            http: HostHttp::new(OutboundCalls::new(
+                capabilities.outbound.clone(),
+                limits.max_output_bytes,
+                limits.max_input_bytes,
+            )),
         };
         let run = self
             .metered(

@@ -31,6 +31,7 @@ mod config;
 mod error;
 pub mod features;
 mod http;
+mod http_import;
 mod invoke;
 mod limiter;
 mod module;

@@ -11,6 +11,7 @@ use crate::{CompileError, Host};
 
 /// WASI preview 1, the only import module a function may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+pub use crate::http_import::HTTP_MODULE;
 
 /// How the host talks to a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,13 +149,21 @@ pub fn to_binary(source: &[u8]) -> Result<Cow<'_, [u8]>, CompileError> {
         .map_err(|e| CompileError::NotWasm(format!("invalid WAT: {e}")))
 }
 
-/// Every import must be a `wasi_snapshot_preview1` function.
+/// Every import must be a `wasi_snapshot_preview1` function, or one of
+/// `nimbus_http`'s (outbound HTTP, `http_import.rs`) with its type.
 pub(crate) fn check_imports(module: &wasmtime::Module) -> Result<(), CompileError> {
     for import in module.imports() {
-        let is_func = matches!(import.ty(), ExternType::Func(_));
-        if import.module() != WASI_MODULE || !is_func {
+        let allowed = match (import.module(), import.ty()) {
+            (WASI_MODULE, ExternType::Func(_)) => true,
+            (HTTP_MODULE, ExternType::Func(ty)) => {
+                crate::http_import::is_import(import.name(), &ty)
+            }
+            _ => false,
+        };
+        if !allowed {
             return Err(CompileError::ForbiddenImport(format!(
-                "`{}::{}` ({}); only `{WASI_MODULE}` functions can be imported",
+                "`{}::{}` ({}); only `{WASI_MODULE}` functions and `{HTTP_MODULE}` \
+                 `send(i32, i32) -> i32` and `read(i32, i32) -> i32` can be imported",
                 import.module(),
                 import.name(),
                 extern_kind(&import.ty()),

@@ -103,6 +103,37 @@ struct InitState {
     limits: StoreLimits,
 }
 
+/// What `fetch` answers while a source is evaluated at upload: the
+/// platform's `nimbus_http` import is there (the interpreter imports it)
+/// but sends nothing.
+const NO_HTTP_AT_UPLOAD: &[u8] =
+    br#"{"error":"outbound HTTP is not available while a function is uploaded"}"#;
+
+/// `nimbus_http.send` and `read` for the uploading instance: every request
+/// answered with [`NO_HTTP_AT_UPLOAD`].
+fn add_http_refusals(linker: &mut Linker<InitState>) -> wasmtime::Result<()> {
+    linker.func_wrap("nimbus_http", "send", |_: i32, _: i32| {
+        NO_HTTP_AT_UPLOAD.len() as i32
+    })?;
+    linker.func_wrap(
+        "nimbus_http",
+        "read",
+        |mut caller: wasmtime::Caller<'_, InitState>,
+         ptr: i32,
+         len: i32|
+         -> wasmtime::Result<i32> {
+            let n = NO_HTTP_AT_UPLOAD.len().min(len.max(0) as usize);
+            let memory = caller
+                .get_export("memory")
+                .and_then(|e| e.into_memory())
+                .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+            memory.write(&mut caller, ptr as u32 as usize, &NO_HTTP_AT_UPLOAD[..n])?;
+            Ok(n as i32)
+        },
+    )?;
+    Ok(())
+}
+
 /// Turns JavaScript sources into script modules. Build one per process and
 /// share it: [`JsCompiler::start`] compiles the shim (about a second) and
 /// makes the interpreter.
@@ -139,6 +170,7 @@ impl JsCompiler {
                 &mut state.wasi
             })
             .map_err(internal)?;
+            add_http_refusals(&mut linker).map_err(internal)?;
             let pre = linker.instantiate_pre(&module).map_err(internal)?;
             Ok::<_, JsError>((engine, pre, wizer, context))
         })

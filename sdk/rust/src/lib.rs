@@ -57,9 +57,14 @@
 //!
 //! For raw bytes, take `Vec<u8>` and return `Result<Vec<u8>, E>`; the bytes
 //! you return must still be a JSON document.
+//!
+//! The function's variables and secrets are environment variables
+//! (`std::env::var`); [`http`] calls the hosts it is allowed to.
 #![deny(missing_docs)]
 
 pub use nimbus_sdk_macro::function;
+
+pub mod http;
 
 /// Write a line to the function's log (stderr). Same syntax as `println!`.
 #[macro_export]

@@ -276,3 +276,96 @@ async fn responses_are_capped_and_the_network_wait_counts_against_the_deadline()
         started.elapsed()
     );
 }
+
+/// A JavaScript function that fetches `input.url` and answers what came
+/// back (status and body, or the error's message).
+const FETCH_JS: &str = r#"
+async function handler(input) {
+  try {
+    const response = await fetch(input.url, { headers: { 'x-from': 'js' } });
+    return { status: response.status, ok: response.ok, body: await response.text() };
+  } catch (e) {
+    return { error: `${e.name}: ${e.message}` };
+  }
+}"#;
+
+#[tokio::test]
+async fn javascript_and_rust_sdk_functions_call_out_through_the_same_checks() {
+    let platform = Platform::start_with(outbound_platform(true)).await;
+    let ada = platform.user("ada").await;
+    let (a, b) = (Server::start().await, Server::start().await);
+    let allowed = json!([format!("http://127.0.0.1:{}", a.port)]);
+
+    let (status, js) = platform
+        .post_json(
+            "/functions",
+            Some(&ada),
+            &json!({"code": FETCH_JS, "allowed_outbound_hosts": allowed}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{js}");
+    let js = js["id"].as_u64().unwrap();
+    let run = |id: u64, url: String| {
+        let platform = &platform;
+        let ada = &ada;
+        async move {
+            let (status, body) = platform.execute(ada, id, json!({ "url": url })).await;
+            (status, body)
+        }
+    };
+    let (status, body) = run(js, a.url("/hello")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["result"],
+        json!({"status": 200, "ok": true, "body": format!("hello from {}", a.port)})
+    );
+    let (_, body) = run(js, b.url("/hello")).await;
+    assert_eq!(
+        body["result"],
+        json!({"error": "TypeError: fetch failed: HttpRequestDenied"})
+    );
+
+    // The Rust SDK's example (examples/functions/fetch), allowed by query.
+    let wasm = std::fs::read(format!("{}/fetch.wasm", env!("NIMBUS_EXAMPLES_WASM_DIR"))).unwrap();
+    let (status, rust) = platform
+        .send(
+            Method::POST,
+            &format!(
+                "/functions?timeout_ms=60000&allowed_outbound_hosts=http://127.0.0.1:{}",
+                a.port
+            ),
+            Some(&ada),
+            Some(("application/wasm", wasm)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rust}");
+    let rust = rust["id"].as_u64().unwrap();
+    let (status, body) = run(rust, a.url("/hello")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["result"],
+        json!({"status": 200, "body": format!("hello from {}", a.port)})
+    );
+    let refused = run(rust, b.url("/hello")).await;
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP request failed: HttpRequestDenied"),
+        "{}",
+        refused.1
+    );
+    assert_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "exit");
+    assert_eq!(b.hits(), 0);
+
+    // A module importing nimbus_http with another type is refused at upload.
+    let wat = r#"(module (import "nimbus_http" "send" (func (param i64) (result i32)))
+        (func (export "handle") (param i32) (result i32) local.get 0))"#;
+    assert_error(
+        platform
+            .post_json("/functions", Some(&ada), &json!({ "code": wat }))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_module",
+    );
+}

@@ -1,6 +1,6 @@
 //! What the interpreter installs once, before any function: `console`,
-//! `Headers`/`Request`/`Response` (and `__nimbus_serve`), a seedable
-//! `Math.random` and `process.env`.
+//! `Headers`/`Request`/`Response` (and `__nimbus_serve`), `fetch`, a
+//! seedable `Math.random` and `process.env`.
 
 use std::io::Write;
 
@@ -176,6 +176,59 @@ pub(crate) fn install_env(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
                     if (env === undefined) env = Object.fromEntries(read());
                     return env;
                 },
+            };
+        })();"#,
+    )
+}
+
+#[link(wasm_import_module = "nimbus_http")]
+unsafe extern "C" {
+    #[link_name = "send"]
+    fn http_send(ptr: *const u8, len: i32) -> i32;
+    #[link_name = "read"]
+    fn http_read(ptr: *mut u8, len: i32) -> i32;
+}
+
+/// Send a request (JSON) through the platform's `nimbus_http` import; the
+/// outcome (JSON: a response or `{"error"}`).
+#[allow(unsafe_code)]
+fn host_fetch(request: String) -> String {
+    let Ok(len) = i32::try_from(request.len()) else {
+        return r#"{"error":"the request is too large"}"#.to_owned();
+    };
+    // SAFETY: pointer and length describe `request`, alive across the call.
+    let answer = unsafe { http_send(request.as_ptr(), len) }.max(0);
+    let mut outcome = vec![0u8; answer as usize];
+    // SAFETY: `outcome` is writable for its whole length.
+    let copied = unsafe { http_read(outcome.as_mut_ptr(), answer) }.max(0);
+    outcome.truncate(copied as usize);
+    String::from_utf8_lossy(&outcome).into_owned()
+}
+
+/// `fetch(input, init)`: a `Request` (or a URL and init) sent by the
+/// platform to a host the function is allowed to call (its
+/// `allowed_outbound_hosts`); resolves to a `Response`, rejects with a
+/// `TypeError` naming the platform's reason (`HttpRequestDenied`...).
+/// Bodies are text.
+pub(crate) fn install_outbound(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    ctx.globals()
+        .set("__nimbus_fetch", Function::new(ctx.clone(), host_fetch)?)?;
+    ctx.eval::<(), _>(
+        r#"(() => {
+            const send = globalThis.__nimbus_fetch;
+            delete globalThis.__nimbus_fetch;
+            globalThis.fetch = async (input, init = {}) => {
+                const request = input instanceof Request
+                    ? new Request(input.url, { method: input.method, headers: input.headers, body: input._body, ...init })
+                    : new Request(input, init);
+                const outcome = JSON.parse(send(JSON.stringify({
+                    method: request.method,
+                    url: request.url,
+                    headers: [...request.headers.entries()],
+                    body: request._body,
+                })));
+                if (outcome.error !== undefined) throw new TypeError(`fetch failed: ${outcome.error}`);
+                return new Response(outcome.body, { status: outcome.status, headers: outcome.headers });
             };
         })();"#,
     )

@@ -6,7 +6,8 @@
 //! function is only its QuickJS bytecode, made at upload. Entry points:
 //! - `wizer-initialize`, run once under wasmtime-wizer: starts QuickJS and
 //!   installs `console`, `Math.random`, `Headers`/`Request`/`Response`,
-//!   `process.env` (read from WASI `environ` when first used in a call).
+//!   `fetch` (through the platform's `nimbus_http` import), `process.env`
+//!   (read from WASI `environ` when first used in a call).
 //!   The snapshot of that instance is the interpreter module.
 //! - `nimbus-js-compile`, run at upload on an initialised instance: reads a
 //!   function's source from stdin, compiles it to bytecode and evaluates it
@@ -47,7 +48,9 @@ use std::io::{Read, Write};
 
 use bytecode::{compile_global, eval_function, read_object, write_object};
 use form::{Form, form};
-use globals::{install_console, install_env, install_fetch_classes, install_random};
+use globals::{
+    install_console, install_env, install_fetch_classes, install_outbound, install_random,
+};
 
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Module, Persistent, Promise, Runtime,
@@ -177,6 +180,7 @@ fn start() -> Result<Interpreter, String> {
         install_fetch_classes(&ctx).map_err(|e| format!("cannot install Request/Response: {e}"))?;
         install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
         install_env(&ctx).map_err(|e| format!("cannot install process.env: {e}"))?;
+        install_outbound(&ctx).map_err(|e| format!("cannot install fetch: {e}"))?;
         let helper = |source: &str| {
             ctx.eval::<Function, _>(source)
                 .map(|function| Persistent::save(&ctx, function))

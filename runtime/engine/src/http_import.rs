@@ -1,0 +1,193 @@
+//! `nimbus_http`: outbound HTTP for WASI preview 1 modules (the Rust SDK's
+//! `nimbus_sdk::http`, JavaScript's `fetch`), which have no `wasi:http`.
+//! Two functions, both on the module's exported `memory`:
+//!
+//! - `send(request_ptr: i32, request_len: i32) -> i32`: the request is
+//!   JSON, `{"method"?, "url", "headers"?: [[name, value]...], "body"?}`
+//!   (the body as text). The host sends it under the invocation's outbound
+//!   policy (`outbound.rs`: the same checks and limits as a component's
+//!   `wasi:http` requests) and answers the length of the outcome, which it
+//!   keeps: JSON, `{"status", "headers", "body"}` or `{"error"}` (a
+//!   `wasi:http` error code name, like `HttpRequestDenied`, or what was
+//!   wrong with the request).
+//! - `read(ptr: i32, len: i32) -> i32`: copies the kept outcome (up to
+//!   `len` bytes) to `ptr`, forgets it, and answers the bytes copied.
+//!
+//! Bodies are text (UTF-8, lossy on the way back). The wait for the network
+//! counts against the deadline like any host call.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
+use wasmtime::{Caller, Linker};
+
+use crate::invoke::Host;
+use crate::outbound::OutboundCalls;
+
+/// The import module's name.
+pub const HTTP_MODULE: &str = "nimbus_http";
+
+/// What a module's outbound HTTP keeps between `send` and `read`.
+pub(crate) struct HostHttp {
+    pub(crate) calls: OutboundCalls,
+    pending: Vec<u8>,
+}
+
+impl HostHttp {
+    pub(crate) fn new(calls: OutboundCalls) -> Self {
+        Self {
+            calls,
+            pending: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(default = "get")]
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+}
+
+fn get() -> String {
+    "GET".to_owned()
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// Whether `name` is a function of [`HTTP_MODULE`] with the type it must
+/// have (checked at upload).
+pub(crate) fn is_import(name: &str, ty: &wasmtime::FuncType) -> bool {
+    use wasmtime::ValType;
+    matches!(name, "send" | "read")
+        && ty.params().map(|p| p.is_i32()).collect::<Vec<_>>() == [true, true]
+        && matches!(
+            ty.results().collect::<Vec<ValType>>().as_slice(),
+            [ValType::I32]
+        )
+}
+
+/// Add `nimbus_http.send` and `nimbus_http.read` to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), wasmtime::Error> {
+    linker.func_wrap_async(
+        HTTP_MODULE,
+        "send",
+        |mut caller: Caller<'_, Host>, (ptr, len): (i32, i32)| {
+            Box::new(async move {
+                let request = read_memory(&mut caller, ptr, len)?;
+                let outcome = send(&mut caller, &request).await;
+                let json = serde_json::to_vec(&outcome).expect("outcomes serialise");
+                let len = i32::try_from(json.len()).unwrap_or(i32::MAX);
+                caller.data_mut().http.pending = json;
+                Ok(len)
+            })
+        },
+    )?;
+    linker.func_wrap(
+        HTTP_MODULE,
+        "read",
+        |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            let pending = std::mem::take(&mut caller.data_mut().http.pending);
+            let n = pending.len().min(usize::try_from(len).unwrap_or(0));
+            memory(&mut caller)?.write(&mut caller, ptr as u32 as usize, &pending[..n])?;
+            Ok(n as i32)
+        },
+    )?;
+    Ok(())
+}
+
+async fn send(caller: &mut Caller<'_, Host>, request: &[u8]) -> Outcome {
+    let error = |error: String| Outcome::Error { error };
+    let request: Request = match serde_json::from_slice(request) {
+        Ok(request) => request,
+        Err(e) => return error(format!("the request is not valid JSON: {e}")),
+    };
+    let mut builder = http::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.url.as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let body = Full::new(Bytes::from(request.body))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let request = match builder.body(body) {
+        Ok(request) => request,
+        Err(e) => return error(format!("the request is invalid: {e}")),
+    };
+    let sent = Box::into_pin(caller.data_mut().http.calls.send(request)).await;
+    let response = match sent {
+        Ok((response, _)) => response,
+        Err(e) => return error(code_name(&e)),
+    };
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return error(code_name(&e)),
+    };
+    Outcome::Response {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The `wasi:http` error code's name (`HttpRequestDenied`...), as a
+/// component would see it.
+fn code_name(error: &wasmtime_wasi_http::Error) -> String {
+    let debug = format!("{error:?}");
+    debug
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or(&debug)
+        .to_owned()
+}
+
+fn memory(caller: &mut Caller<'_, Host>) -> wasmtime::Result<wasmtime::Memory> {
+    caller
+        .get_export("memory")
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmtime::Error::msg("nimbus_http needs the module to export its `memory`"))
+}
+
+/// The request bytes, checked against the memory's size before anything
+/// is allocated for them (a guest cannot make the host allocate more than
+/// it holds itself).
+fn read_memory(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let memory = memory(caller)?;
+    let start = ptr as u32 as usize;
+    let len = len as u32 as usize;
+    if start.saturating_add(len) > memory.data_size(&*caller) {
+        return Err(wasmtime::Error::msg(
+            "nimbus_http.send: the request is out of bounds",
+        ));
+    }
+    let mut bytes = vec![0; len];
+    memory.read(&*caller, start, &mut bytes)?;
+    Ok(bytes)
+}
