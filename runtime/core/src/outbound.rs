@@ -154,20 +154,28 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
                 || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
                 || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16) // Azure WireServer
                 || a >= 240) // reserved
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || s[..6] == [0; 6] // IPv4-compatible (::a.b.c.d), deprecated
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64, embeds IPv4
+                || (first & 0xffc0) == 0xfec0 // site-local, deprecated
+                || (first == 0x0100 && s[1..4] == [0, 0, 0]) // discard
+                || (first == 0x2001 && s[1] == 0x0db8) // documentation
+                || (first == 0x2001 && s[1] == 0) // Teredo, embeds IPv4
+                || first == 0x2002 // 6to4, embeds IPv4
+                || (first == 0x0064 && s[1] == 0xff9b)) // NAT64, embeds IPv4
         }
     }
 }

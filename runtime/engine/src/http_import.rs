@@ -13,6 +13,10 @@
 //! - `read(ptr: i32, len: i32) -> i32`: copies the kept outcome (up to
 //!   `len` bytes) to `ptr`, forgets it, and answers the bytes copied.
 //!
+//! A request larger than the function's `max_output_bytes` (and 64 KiB for
+//! the rest of the JSON) traps before the host reads it; every `send`,
+//! allowed or not, counts against the invocation's request cap.
+//!
 //! Bodies are text (UTF-8, lossy on the way back). The wait for the network
 //! counts against the deadline like any host call.
 
@@ -90,6 +94,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), wasmtime::E
         "send",
         |mut caller: Caller<'_, Host>, (ptr, len): (i32, i32)| {
             Box::new(async move {
+                let cap = caller.data().http.calls.max_request_json();
+                if len as u32 as u64 > cap {
+                    return Err(wasmtime::Error::msg(format!(
+                        "nimbus_http.send: a request of {len} bytes; at most {cap} \
+                         (the function's max_output_bytes, and 64 KiB for the rest)"
+                    )));
+                }
                 let request = read_memory(&mut caller, ptr, len)?;
                 let outcome = send(&mut caller, &request).await;
                 let json = serde_json::to_vec(&outcome).expect("outcomes serialise");
@@ -114,6 +125,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), wasmtime::E
 
 async fn send(caller: &mut Caller<'_, Host>, request: &[u8]) -> Outcome {
     let error = |error: String| Outcome::Error { error };
+    if let Err(e) = caller.data_mut().http.calls.count_attempt() {
+        return error(code_name(&e));
+    }
     let request: Request = match serde_json::from_slice(request) {
         Ok(request) => request,
         Err(e) => return error(format!("the request is not valid JSON: {e}")),
@@ -131,7 +145,7 @@ async fn send(caller: &mut Caller<'_, Host>, request: &[u8]) -> Outcome {
         Ok(request) => request,
         Err(e) => return error(format!("the request is invalid: {e}")),
     };
-    let sent = Box::into_pin(caller.data_mut().http.calls.send(request)).await;
+    let sent = Box::into_pin(caller.data_mut().http.calls.send_counted(request)).await;
     let response = match sent {
         Ok((response, _)) => response,
         Err(e) => return error(code_name(&e)),
@@ -157,15 +171,29 @@ async fn send(caller: &mut Caller<'_, Host>, request: &[u8]) -> Outcome {
     }
 }
 
-/// The `wasi:http` error code's name (`HttpRequestDenied`...), as a
-/// component would see it.
+/// The `wasi:http` error code's name (`HttpRequestDenied`,
+/// `ConnectionRefused`...), as a component would see it.
 fn code_name(error: &wasmtime_wasi_http::Error) -> String {
-    let debug = format!("{error:?}");
-    debug
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or(&debug)
-        .to_owned()
+    use wasmtime_wasi_http::Error;
+    match error {
+        Error::Connect(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "ConnectionRefused",
+            std::io::ErrorKind::TimedOut => "ConnectionTimeout",
+            _ => "DestinationUnavailable",
+        }
+        .to_owned(),
+        Error::Tls(_) => "TlsProtocolError".to_owned(),
+        Error::Hyper(e) if e.is_timeout() => "HttpResponseTimeout".to_owned(),
+        Error::Hyper(_) => "HttpProtocolError".to_owned(),
+        other => {
+            let debug = format!("{other:?}");
+            debug
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or(&debug)
+                .to_owned()
+        }
+    }
 }
 
 fn memory(caller: &mut Caller<'_, Host>) -> wasmtime::Result<wasmtime::Memory> {

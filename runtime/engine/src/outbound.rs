@@ -1,45 +1,82 @@
-//! Outbound HTTP from guests (`wasi:http/outgoing-handler`), deny by
-//! default: a request goes out only to a host the function's
-//! `allowed_outbound_hosts` names, and only to a public address unless the
-//! operator allows private ones. The address check is made on the addresses
-//! the name resolved to, and the connection is made to a checked address
-//! (never by name again), so DNS rebinding cannot get around it. Redirects
-//! are the guest's own new requests and are checked the same way.
+//! Outbound HTTP from guests (`wasi:http/outgoing-handler`, and the
+//! `nimbus_http` import of `http_import.rs`), deny by default: a request
+//! goes out only to a host the function's `allowed_outbound_hosts` names,
+//! and only to a public address that is not this host's own, unless the
+//! operator allows private ones. The address check is made on the
+//! addresses the name resolved to, and the connection is made to a checked
+//! address (never by name again), so DNS rebinding cannot get around it.
+//! Redirects are the guest's own new requests and are checked the same way.
 //!
 //! Metered like everything a guest does: the invocation's deadline covers
 //! the time spent waiting on the network (the outer timeout of a run stops
-//! a guest parked in a host call), each invocation may make at most
-//! `max_requests` requests (Cloudflare Workers' subrequest limit is 50), a
-//! request body at most the function's `max_output_bytes` and a response
-//! body at most its `max_input_bytes`.
+//! a guest parked in a host call), each invocation may attempt at most
+//! `max_requests` requests (Cloudflare Workers' subrequest limit is 50;
+//! refused ones count), a request body at most the function's
+//! `max_output_bytes` and a response body at most its `max_input_bytes`.
+//! The platform sets `Host` (to the checked host) and the connection-level
+//! headers, whatever the guest wrote; name lookups are bounded per process
+//! and connections end with their invocation.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as _;
 use nimbus_core::outbound::{AllowedHost, is_public};
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
 use wasmtime_wasi_http::io::TokioIo;
-use wasmtime_wasi_http::{Error, WasiBody};
+use wasmtime_wasi_http::{DEFAULT_FORBIDDEN_HEADERS, Error, WasiBody};
 
 /// What one invocation may reach.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Outbound {
     /// The function's `allowed_outbound_hosts`, parsed.
     pub allowed: Vec<AllowedHost>,
-    /// Whether private, loopback and link-local addresses may be reached
-    /// (the operator's `--outbound-allow-private`, for tests and
-    /// development).
+    /// Whether private, loopback, link-local and this host's own addresses
+    /// may be reached (the operator's `--outbound-allow-private`, for tests
+    /// and development).
     pub allow_private: bool,
-    /// Requests one invocation may make.
+    /// Requests one invocation may attempt.
     pub max_requests: u32,
+}
+
+impl Outbound {
+    /// Requests one invocation may attempt unless the operator says
+    /// otherwise (Cloudflare Workers' subrequest limit).
+    pub const DEFAULT_MAX_REQUESTS: u32 = 50;
+}
+
+impl Default for Outbound {
+    /// No host allowed.
+    fn default() -> Self {
+        Self {
+            allowed: Vec::new(),
+            allow_private: false,
+            max_requests: Self::DEFAULT_MAX_REQUESTS,
+        }
+    }
 }
 
 /// The outbound state of one invocation.
 pub(crate) struct OutboundCalls {
     policy: Outbound,
-    sent: u32,
+    /// Requests attempted (allowed or not): the cap counts every attempt,
+    /// so a guest cannot make the host check requests without end.
+    attempts: u32,
     max_request_bytes: u64,
     max_response_bytes: u64,
+    /// The tasks driving this invocation's connections, ended with it.
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Drop for OutboundCalls {
+    fn drop(&mut self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
 }
 
 /// Where a checked request goes.
@@ -61,22 +98,53 @@ impl OutboundCalls {
     pub(crate) fn new(policy: Outbound, max_request_bytes: u64, max_response_bytes: u64) -> Self {
         Self {
             policy,
-            sent: 0,
+            attempts: 0,
             max_request_bytes,
             max_response_bytes,
+            connections: Arc::default(),
         }
     }
 
-    /// Check `request` against the policy, then send it.
+    /// The largest request `nimbus_http` reads out of a guest's memory.
+    pub(crate) fn max_request_json(&self) -> u64 {
+        self.max_request_bytes.saturating_add(64 << 10)
+    }
+
+    /// Count one attempt against the cap: every request counts, allowed or
+    /// not, sent or malformed.
+    pub(crate) fn count_attempt(&mut self) -> Result<(), Error> {
+        if self.attempts >= self.policy.max_requests {
+            return Err(Error::ConnectionLimitReached);
+        }
+        self.attempts += 1;
+        Ok(())
+    }
+
+    /// Count `request`, check it against the policy, then send it.
     pub(crate) fn send(
+        &mut self,
+        request: http::Request<WasiBody>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        if let Err(e) = self.count_attempt() {
+            return Box::new(async { Err(e) });
+        }
+        self.send_counted(request)
+    }
+
+    /// [`OutboundCalls::send`] for a request already counted.
+    pub(crate) fn send_counted(
         &mut self,
         request: http::Request<WasiBody>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let checked = self.check(&request);
         let allow_private = self.policy.allow_private;
         let (request_cap, response_cap) = (self.max_request_bytes, self.max_response_bytes);
+        let connections = self.connections.clone();
         Box::new(async move {
             let destination = checked?;
+            if request.body().size_hint().lower() > request_cap {
+                return Err(Error::HttpRequestBodySize(Some(request_cap)));
+            }
             let (parts, body) = request.into_parts();
             let body = Limited::new(body, usize::try_from(request_cap).unwrap_or(usize::MAX))
                 .map_err(move |e| match e.downcast::<Error>() {
@@ -85,7 +153,7 @@ impl OutboundCalls {
                 })
                 .boxed_unsync();
             let request = http::Request::from_parts(parts, body);
-            let response = send_to(destination, allow_private, request).await?;
+            let response = send_to(destination, allow_private, request, &connections).await?;
             let cap = usize::try_from(response_cap).unwrap_or(usize::MAX);
             let response = response.map(|body| {
                 Limited::new(body, cap)
@@ -102,8 +170,12 @@ impl OutboundCalls {
         })
     }
 
-    fn check(&mut self, request: &http::Request<WasiBody>) -> Result<Destination, Error> {
+    fn check(&self, request: &http::Request<WasiBody>) -> Result<Destination, Error> {
         let uri = request.uri();
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Credentials belong in a header, not in the URL.
+            return Err(Error::HttpRequestUriInvalid);
+        }
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -120,10 +192,6 @@ impl OutboundCalls {
         {
             return Err(Error::HttpRequestDenied);
         }
-        if self.sent >= self.policy.max_requests {
-            return Err(Error::ConnectionLimitReached);
-        }
-        self.sent += 1;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -132,22 +200,61 @@ impl OutboundCalls {
     }
 }
 
+/// Name lookups running at once for guests, in the whole process: each
+/// holds a blocking thread until the system resolver answers, which a
+/// deadline cannot cut short, so they are bounded here (the permit is held
+/// by the lookup's thread, not by the guest's request).
+static LOOKUPS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(16)));
+
+/// How long a guest's name lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This host's own addresses (every interface), which guests never reach
+/// unless private addresses are allowed: services listening on all
+/// interfaces (the platform's own, the node's) stay out of reach even on a
+/// public address.
+static LOCAL_ADDRESSES: LazyLock<Vec<IpAddr>> = LazyLock::new(local_addresses);
+
+/// `host:port` resolved, on a blocking thread that holds one of
+/// [`LOOKUPS`]'s permits until it ends.
+async fn resolve(host: String, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    let permit = LOOKUPS
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::DnsTimeout)?;
+    let lookup = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(|addresses| addresses.collect::<Vec<_>>())
+    });
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Err(_) => Err(Error::DnsTimeout),
+        Ok(Err(_)) => Err(Error::InternalError(Some("the name lookup failed".into()))),
+        Ok(Ok(found)) => found.map_err(|_| Error::DestinationNotFound),
+    }
+}
+
+/// Whether a guest may connect to `ip`.
+fn reachable(ip: IpAddr, allow_private: bool) -> bool {
+    allow_private || (is_public(ip) && !LOCAL_ADDRESSES.contains(&ip))
+}
+
 /// Resolve, keep the addresses the policy allows, connect to one of them,
 /// and send `request` over that connection.
 async fn send_to(
     destination: Destination,
     allow_private: bool,
     mut request: http::Request<WasiBody>,
+    connections: &Mutex<Vec<AbortHandle>>,
 ) -> Result<http::Response<hyper::body::Incoming>, Error> {
     let Destination { tls, host, port } = destination;
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|_| Error::DestinationNotFound)?
-        .collect();
+    let resolved = resolve(host.clone(), port).await?;
     let addresses: Vec<SocketAddr> = resolved
         .iter()
         .copied()
-        .filter(|a| allow_private || is_public(a.ip()))
+        .filter(|a| reachable(a.ip(), allow_private))
         .collect();
     if addresses.is_empty() {
         return Err(if resolved.is_empty() {
@@ -159,19 +266,30 @@ async fn send_to(
     let stream = tokio::net::TcpStream::connect(addresses.as_slice())
         .await
         .map_err(Error::Connect)?;
-    // The request line carries only the path; the host goes in `Host`.
-    let authority = request.uri().authority().map(|a| a.as_str().to_owned());
+    // The request line carries only the path; `Host` is the checked host
+    // (whatever the guest set: it picks the virtual host at the address),
+    // and connection-level headers are the platform's.
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let host_header = match request.uri().port_u16() {
+        Some(port) => format!("{bracketed}:{port}"),
+        None => bracketed,
+    };
+    for forbidden in &DEFAULT_FORBIDDEN_HEADERS {
+        request.headers_mut().remove(forbidden);
+    }
+    let host_header =
+        http::HeaderValue::from_str(&host_header).map_err(|_| Error::HttpRequestUriInvalid)?;
+    request
+        .headers_mut()
+        .insert(http::header::HOST, host_header);
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(request.uri().path_and_query().map_or("/", |p| p.as_str()))
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    if let Some(authority) = authority
-        && !request.headers().contains_key(http::header::HOST)
-    {
-        let value =
-            http::HeaderValue::from_str(&authority).map_err(|_| Error::HttpRequestUriInvalid)?;
-        request.headers_mut().insert(http::header::HOST, value);
-    }
     if tls {
         let name = rustls::pki_types::ServerName::try_from(host)
             .map_err(|_| Error::HttpRequestUriInvalid)?;
@@ -179,17 +297,18 @@ async fn send_to(
             .connect(name, stream)
             .await
             .map_err(Error::Tls)?;
-        exchange(TokioIo::new(stream), request).await
+        exchange(TokioIo::new(stream), request, connections).await
     } else {
-        exchange(TokioIo::new(stream), request).await
+        exchange(TokioIo::new(stream), request, connections).await
     }
 }
 
-/// One HTTP/1.1 exchange over `io`; the connection is driven by a task
-/// that ends with it (when the response body is read or dropped).
+/// One HTTP/1.1 exchange over `io`; the connection is driven by a task that
+/// ends with it, or with the invocation (`connections`).
 async fn exchange<T>(
     io: T,
     request: http::Request<WasiBody>,
+    connections: &Mutex<Vec<AbortHandle>>,
 ) -> Result<http::Response<hyper::body::Incoming>, Error>
 where
     T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
@@ -197,11 +316,12 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, WasiBody>(io)
         .await
         .map_err(Error::Hyper)?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "outbound connection ended");
         }
     });
+    connections.lock().unwrap().push(task.abort_handle());
     sender.send_request(request).await.map_err(Error::Hyper)
 }
 
@@ -224,4 +344,51 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             )
         })
         .clone()
+}
+
+/// Every address of this host's interfaces (`getifaddrs`).
+#[allow(unsafe_code)]
+fn local_addresses() -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that is only read,
+    // then freed with freeifaddrs; each `ifa_addr` is null or points to a
+    // sockaddr of the family it names.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return found;
+        }
+        let mut next = list;
+        while !next.is_null() {
+            let address = (*next).ifa_addr;
+            if !address.is_null() {
+                match i32::from((*address).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(address as *const libc::sockaddr_in);
+                        found.push(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(address as *const libc::sockaddr_in6);
+                        found.push(IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            next = (*next).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_hosts_addresses_are_found() {
+        let local = super::local_addresses();
+        assert!(
+            local.contains(&std::net::IpAddr::from([127, 0, 0, 1])),
+            "{local:?}"
+        );
+    }
 }

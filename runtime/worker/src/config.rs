@@ -83,7 +83,7 @@ impl Default for WorkerConfig {
             artifact_verifier: None,
             env_key: None,
             outbound_allow_private: false,
-            max_outbound_requests: 50,
+            max_outbound_requests: nimbus_engine::Outbound::DEFAULT_MAX_REQUESTS,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

@@ -58,7 +58,8 @@ impl Cli {
 #[tokio::test]
 async fn every_client_command_works_against_nimbus_up() {
     let data = tempfile::tempdir().unwrap();
-    let up = Up::start(data.path()).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let up = Up::start_logged(data.path(), log.path()).await;
     let cli = Cli::new();
     let url = up.url.as_str();
 
@@ -181,6 +182,9 @@ async fn every_client_command_works_against_nimbus_up() {
     let secrets = cli.ok(&["secret", "ls", greet]);
     assert!(secrets.starts_with("API_TOKEN\t"), "{secrets}");
     assert!(!secrets.contains("cli-secret-value"), "{secrets}");
+    // A call carries it (sealed) to the worker.
+    let greeting = cli.ok(&["invoke", greet, r#"{"name": "Ada"}"#]);
+    assert_eq!(greeting.trim(), r#"["Hola, Ada!"]"#);
     cli.ok(&["secret", "rm", greet, "API_TOKEN"]);
     assert_eq!(cli.ok(&["secret", "ls", greet]), "");
     assert!(
@@ -230,6 +234,28 @@ async fn every_client_command_works_against_nimbus_up() {
             .contains(".wasm, .wat or .js")
     );
     up.terminate();
+    // Nothing the platform wrote (its debug log, nats-server's store, the
+    // keys it kept) holds the secret's value in clear; the variables are
+    // there, so the search finds what is in clear.
+    let written = |needle: &[u8]| {
+        let mut files = vec![log.path().to_owned()];
+        let mut dirs = vec![data.path().to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files.iter().any(|file| {
+            std::fs::read(file).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+    };
+    assert!(written(b"LANGUAGE"));
+    assert!(!written(b"cli-secret-value"));
 }
 
 fn write_echo_wasm(path: &Path) {

@@ -18,8 +18,25 @@ impl Up {
 
     /// `nimbus up` with `flags` added.
     pub async fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
+        Self::spawn(data_dir, flags, None).await
+    }
+
+    /// `nimbus up` logging at debug level into `log` (stdout and stderr).
+    pub async fn start_logged(data_dir: &Path, log: &Path) -> Self {
+        Self::spawn(data_dir, &[], Some(log)).await
+    }
+
+    async fn spawn(data_dir: &Path, flags: &[&str], log: Option<&Path>) -> Self {
         let [port, nats_port] = nimbus_cli::nats_server::free_ports().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nimbus"));
+        if let Some(log) = log {
+            let file = std::fs::File::create(log).unwrap();
+            command
+                .env("RUST_LOG", "debug")
+                .stdout(file.try_clone().unwrap())
+                .stderr(file);
+        }
+        let child = command
             .args(["up", "--bcrypt-cost", "4", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
