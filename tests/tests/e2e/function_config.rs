@@ -83,6 +83,20 @@ async fn greeting_via(platform: &Platform, base: &str, token: &str, id: u64) -> 
     body["result"]["greeting"].clone()
 }
 
+/// Upload `wasm` with `query`; its id.
+async fn deploy_wasm(platform: &Platform, token: &str, query: &str, wasm: Vec<u8>) -> u64 {
+    let (status, body) = platform
+        .send(
+            Method::POST,
+            &format!("/functions?{query}"),
+            Some(token),
+            Some(("application/wasm", wasm)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_u64().unwrap()
+}
+
 fn component(name: &str) -> Vec<u8> {
     let path = format!("{}/{name}.wasm", env!("NIMBUS_COMPONENTS_WASM_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -210,16 +224,7 @@ async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_cle
 
     // A component reads both through wasi:cli/environment and
     // wasi:config/store.
-    let (status, body) = platform
-        .send(
-            Method::POST,
-            "/functions?name=probe",
-            Some(&ada),
-            Some(("application/wasm", component("http_probe"))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let probe = body["id"].as_u64().unwrap();
+    let probe = deploy_wasm(&platform, &ada, "name=probe", component("http_probe")).await;
     put_vars(&platform, &ada, probe, json!({"REGION": "eu"})).await;
     put_secret(&platform, &ada, probe, "API_KEY", SECRET.as_bytes()).await;
     let (status, env) = platform.get("/fn/ada/probe/env", Some(&ada)).await;
@@ -233,16 +238,8 @@ async fn variables_and_secrets_reach_every_kind_of_function_and_are_never_in_cle
     assert_eq!(Value::Array(config), expected);
 
     // A Rust function reads them with std::env.
-    let (status, body) = platform
-        .send(
-            Method::POST,
-            "/functions?name=hello&timeout_ms=60000",
-            Some(&ada),
-            Some(("application/wasm", rust_example("hello"))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let hello = body["id"].as_u64().unwrap();
+    let query = "name=hello&timeout_ms=60000";
+    let hello = deploy_wasm(&platform, &ada, query, rust_example("hello")).await;
     put_vars(&platform, &ada, hello, json!({"GREETING": "Hola"})).await;
     let (status, body) = platform.execute(&ada, hello, json!("Ada")).await;
     assert_eq!(

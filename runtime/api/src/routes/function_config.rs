@@ -41,8 +41,7 @@ pub async fn get_config(
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    owned(&state, &caller, id).await?;
-    let (config, _) = state.storage()?.function_config(id).await?;
+    let config = owned_config(&state, &caller, id).await?;
     Ok(Json(json!({ "vars": config.vars })))
 }
 
@@ -78,8 +77,7 @@ pub async fn list_secrets(
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    owned(&state, &caller, id).await?;
-    let (config, _) = state.storage()?.function_config(id).await?;
+    let config = owned_config(&state, &caller, id).await?;
     let secrets: Vec<Value> = config
         .secrets
         .iter()
@@ -170,6 +168,16 @@ async fn owned(state: &AppState, caller: &Username, id: FunctionId) -> Result<()
         .await?
         .map(|_| ())
         .ok_or_else(|| not_found(id))
+}
+
+/// `caller`'s function `id`'s configuration (404 if not theirs).
+async fn owned_config(
+    state: &AppState,
+    caller: &Username,
+    id: FunctionId,
+) -> Result<FunctionConfig, ApiError> {
+    owned(state, caller, id).await?;
+    Ok(state.storage()?.function_config(id).await?.0)
 }
 
 fn refused(error: EnvError) -> ApiError {

@@ -26,6 +26,8 @@ use bytes::Bytes;
 
 use crate::{FunctionError, FunctionErrorKind, FunctionId, Limits, Username};
 
+use super::fields::{Fields, Trailer};
+
 /// The envelope version this code writes and reads.
 pub const ENVELOPE_VERSION: &str = "2";
 
@@ -205,13 +207,6 @@ struct ParsedCall {
     env_len: Option<u64>,
 }
 
-/// The optional fields at the end of a call's header.
-struct Trailer {
-    env_len: Option<u64>,
-    outbound: Vec<String>,
-    http: Option<u64>,
-}
-
 /// A successful run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Success {
@@ -306,94 +301,6 @@ impl Reply {
         };
         fields.end()?;
         Ok(reply)
-    }
-}
-
-/// The space-separated fields of a header, after its version.
-struct Fields<'a> {
-    header: &'a str,
-    fields: std::iter::Peekable<std::str::Split<'a, char>>,
-}
-
-impl<'a> Fields<'a> {
-    fn new(header: Option<&'a str>) -> Result<Self, EnvelopeError> {
-        let Some(header) = header else {
-            return Err(EnvelopeError::Version { found: None });
-        };
-        let mut fields = header.split(' ');
-        match fields.next() {
-            Some(ENVELOPE_VERSION) => Ok(Self {
-                header,
-                fields: fields.peekable(),
-            }),
-            found => Err(EnvelopeError::Version {
-                found: found.map(|v| v.chars().take(20).collect()),
-            }),
-        }
-    }
-
-    fn next(&mut self, field: &'static str) -> Result<&'a str, EnvelopeError> {
-        match self.fields.next() {
-            Some(value) if !value.is_empty() => Ok(value),
-            _ => Err(self.malformed(field)),
-        }
-    }
-
-    fn number(&mut self, field: &'static str) -> Result<u64, EnvelopeError> {
-        self.next(field)?.parse().map_err(|_| self.malformed(field))
-    }
-
-    /// The optional trailing ` http <head_len>`, and the end.
-    fn http(&mut self) -> Result<Option<u64>, EnvelopeError> {
-        let http = self.optional_number("http", "http head_len")?;
-        self.end()?;
-        Ok(http)
-    }
-
-    /// A call's optional ` env <len>`, ` out <hosts>` and ` http
-    /// <head_len>`, in that order, and the end.
-    fn call_trailer(&mut self) -> Result<Trailer, EnvelopeError> {
-        let env_len = self.optional_number("env", "env len")?;
-        let outbound = match self.fields.next_if_eq(&"out") {
-            None => Vec::new(),
-            Some(_) => self
-                .next("out hosts")?
-                .split(',')
-                .map(str::to_owned)
-                .collect(),
-        };
-        let http = self.http()?;
-        Ok(Trailer {
-            env_len,
-            outbound,
-            http,
-        })
-    }
-
-    /// ` <name> <number>` if the next field is `name`.
-    fn optional_number(
-        &mut self,
-        name: &'static str,
-        field: &'static str,
-    ) -> Result<Option<u64>, EnvelopeError> {
-        match self.fields.next_if_eq(&name) {
-            None => Ok(None),
-            Some(_) => self.number(field).map(Some),
-        }
-    }
-
-    fn end(&mut self) -> Result<(), EnvelopeError> {
-        match self.fields.next() {
-            None => Ok(()),
-            Some(_) => Err(self.malformed("end")),
-        }
-    }
-
-    fn malformed(&self, field: &'static str) -> EnvelopeError {
-        EnvelopeError::Malformed {
-            field,
-            header: self.header.chars().take(200).collect(),
-        }
     }
 }
 

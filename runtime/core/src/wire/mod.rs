@@ -5,6 +5,7 @@
 //! the previous synchronous envelope, still served for one release.
 
 pub mod call;
+mod fields;
 pub mod http;
 pub mod job;
 pub mod legacy;
