@@ -67,14 +67,17 @@ pub(crate) struct OutboundCalls {
     attempts: u32,
     max_request_bytes: u64,
     max_response_bytes: u64,
-    /// The tasks driving this invocation's connections, ended with it.
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
+    /// The tasks driving this invocation's connections, ended with it
+    /// (made on the first request: most invocations make none).
+    connections: Option<Arc<Mutex<Vec<AbortHandle>>>>,
 }
 
 impl Drop for OutboundCalls {
     fn drop(&mut self) {
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
+        if let Some(connections) = &self.connections {
+            for connection in connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
         }
     }
 }
@@ -101,7 +104,7 @@ impl OutboundCalls {
             attempts: 0,
             max_request_bytes,
             max_response_bytes,
-            connections: Arc::default(),
+            connections: None,
         }
     }
 
@@ -139,7 +142,7 @@ impl OutboundCalls {
         let checked = self.check(&request);
         let allow_private = self.policy.allow_private;
         let (request_cap, response_cap) = (self.max_request_bytes, self.max_response_bytes);
-        let connections = self.connections.clone();
+        let connections = self.connections.get_or_insert_default().clone();
         Box::new(async move {
             let destination = checked?;
             if request.body().size_hint().lower() > request_cap {
