@@ -24,6 +24,21 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 client() { NIMBUS_CONFIG_DIR="$work/config" "$after" "$@"; }
 
+# wait_idle PID: until the process has used no CPU for two seconds in a row
+# (at most a minute), so that start-up work (preparing JavaScript, compiling
+# its interpreter, warming modules) does not overlap the first measurement.
+wait_idle() {
+    local last idle=0 now
+    last=$(ps -o times= -p "$1")
+    for _ in $(seq 1 60); do
+        sleep 1
+        now=$(ps -o times= -p "$1")
+        if [ "$now" = "$last" ]; then idle=$((idle + 1)); else idle=0; fi
+        [ "$idle" -ge 2 ] && return
+        last=$now
+    done
+}
+
 # run NAME BINARY [extra up flags...]: one stack, the add at 1 and 16 connections.
 run() {
     local name=$1 binary=$2; shift 2
@@ -38,6 +53,7 @@ run() {
     client login bench --password benchpassword --url "$url" >/dev/null
     local id; id=$(client deploy examples/functions/add.wat --name add 2>/dev/null)
     client invoke "$id" 1 >/dev/null
+    wait_idle "$pid"
     for c in 1 16; do
         echo "== $name, $c connections" >&2
         client bench "$id" --duration "$seconds" --concurrency "$c" --input 10 --json \
