@@ -10,7 +10,8 @@ use crate::harness::Platform;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/functions");
 
-fn rust_example(name: &str) -> Vec<u8> {
+/// A Rust example function built by the build script from examples/functions.
+pub fn rust_example(name: &str) -> Vec<u8> {
     let path = format!("{}/{name}.wasm", env!("NIMBUS_EXAMPLES_WASM_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }

@@ -10,6 +10,8 @@ use nimbus_worker::WorkerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::components::component;
+use crate::examples::rust_example;
 use crate::harness::{ADD_WAT, Platform, Setup, assert_error, eventually};
 
 /// What the JavaScript function reports of its environment.
@@ -95,16 +97,6 @@ async fn deploy_wasm(platform: &Platform, token: &str, query: &str, wasm: Vec<u8
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["id"].as_u64().unwrap()
-}
-
-fn component(name: &str) -> Vec<u8> {
-    let path = format!("{}/{name}.wasm", env!("NIMBUS_COMPONENTS_WASM_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn rust_example(name: &str) -> Vec<u8> {
-    let path = format!("{}/{name}.wasm", env!("NIMBUS_EXAMPLES_WASM_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Whether any file under `dir` contains `needle`.

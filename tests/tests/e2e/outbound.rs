@@ -13,6 +13,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::components::component;
+use crate::examples::rust_example;
 use crate::harness::{Platform, Setup, assert_error};
 
 /// A small HTTP/1.1 server on loopback: `/hello` answers `hello from
@@ -82,11 +84,6 @@ impl Server {
     }
 }
 
-fn probe() -> Vec<u8> {
-    let path = format!("{}/http_probe.wasm", env!("NIMBUS_COMPONENTS_WASM_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// Deploy the probe as `name`, allowed `hosts`, with extra query `limits`.
 async fn deploy(
     platform: &Platform,
@@ -103,7 +100,7 @@ async fn deploy(
                 hosts.join(",")
             ),
             Some(token),
-            Some(("application/wasm", probe())),
+            Some(("application/wasm", component("http_probe"))),
         )
         .await
 }
@@ -374,7 +371,7 @@ async fn javascript_and_rust_sdk_functions_call_out_through_the_same_checks() {
     );
 
     // The Rust SDK's example (examples/functions/fetch), allowed by query.
-    let wasm = std::fs::read(format!("{}/fetch.wasm", env!("NIMBUS_EXAMPLES_WASM_DIR"))).unwrap();
+    let wasm = rust_example("fetch");
     let (status, rust) = platform
         .send(
             Method::POST,
