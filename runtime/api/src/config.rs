@@ -84,6 +84,8 @@ pub struct ApiConfig {
     /// sealed with it and functions' environments travel sealed with it.
     /// Without it, functions can have no variables or secrets.
     pub secrets_key: Option<SecretsKey>,
+    /// Each owner's key-value keys, bytes and stores (`nimbus_core::kv`).
+    pub kv_quota: nimbus_core::kv::KvQuota,
 }
 
 impl Default for ApiConfig {
@@ -109,6 +111,7 @@ impl Default for ApiConfig {
             module_gc_interval: Duration::from_secs(600),
             module_gc_grace: Duration::from_secs(3600),
             secrets_key: None,
+            kv_quota: nimbus_core::kv::KvQuota::default(),
         }
     }
 }

@@ -58,6 +58,10 @@ pub enum ApiError {
     /// The caller is at one of their quotas (functions, module bytes).
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A conditional request (`If-Match`, `If-None-Match`) whose condition
+    /// does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Too many requests of a kind from this client (or for this
     /// username); try again after `retry_after`.
     #[error("{message}")]
@@ -151,6 +155,9 @@ impl ApiError {
             Self::Function(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.kind.as_str()),
             Self::TooManyJobs(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_jobs"),
             Self::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            Self::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Platform { kind, .. } => (platform_status(*kind), kind.as_str()),
             Self::Store(StoreError::Corrupt { .. }) | Self::Internal(_) => {
@@ -246,5 +253,23 @@ impl From<StoreError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(error: tokio::task::JoinError) -> Self {
         Self::Internal(format!("background task failed: {error}"))
+    }
+}
+
+impl From<nimbus_core::kv::KvError> for ApiError {
+    fn from(error: nimbus_core::kv::KvError) -> Self {
+        use nimbus_core::kv::KvErrorKind as Kind;
+        let message = error.message;
+        match error.kind {
+            Kind::AccessDenied => Self::Forbidden(message),
+            Kind::NoSuchStore | Kind::Invalid => Self::BadRequest(message),
+            Kind::TooLarge => Self::PayloadTooLarge(message),
+            Kind::QuotaExceeded => Self::QuotaExceeded(message),
+            Kind::TooManyOperations => Self::TooManyRequests {
+                message,
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            Kind::Unavailable => Self::unavailable(message),
+        }
     }
 }

@@ -15,7 +15,9 @@
 //!   extractors with our error format; `upload`: reading an upload.
 //! - `dispatch`: handing invocations to workers, behind a trait.
 //! - `function_cache`: function metadata in memory, fed by a KV watch;
-//!   `function_env`: the sealed environment each call carries.
+//!   `function_env`: the sealed environment each call carries;
+//!   `kv_service`: workers' key-value operations, checked against the
+//!   grant each call carries.
 //! - `error`: the one place errors become HTTP answers.
 //!
 //! [`app`] builds the router, so tests drive it without a socket
@@ -24,6 +26,7 @@
 
 mod auth;
 mod auth_limits;
+mod background;
 mod body;
 mod client_addr;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod error;
 mod fair_slots;
 mod function_cache;
 mod function_env;
+mod kv_service;
 mod module_gc;
 mod quotas;
 mod routes;
@@ -57,7 +61,7 @@ pub use function_cache::FunctionCache;
 pub use state::AppState;
 
 use body::BodyCap;
-use routes::{account, accounts, function_config, functions, invocations, urls};
+use routes::{account, accounts, function_config, functions, invocations, kv, urls};
 
 pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
@@ -84,9 +88,7 @@ fn routes(state: Arc<AppState>) -> Router {
                 module: None,
             }))
     };
-    // A function's whole environment is at most 64 KiB; JSON may escape it.
-    let config_cap = |route: axum::routing::MethodRouter<Arc<AppState>>| {
-        let bytes = 8 * nimbus_core::env::MAX_BYTES;
+    let capped = |bytes: usize, route: axum::routing::MethodRouter<Arc<AppState>>| {
         route
             .layer::<_, Infallible>(DefaultBodyLimit::max(bytes))
             .layer::<_, Infallible>(Extension(BodyCap {
@@ -94,6 +96,9 @@ fn routes(state: Arc<AppState>) -> Router {
                 module: None,
             }))
     };
+    // A function's whole environment is at most 64 KiB; JSON may escape it.
+    let config_cap = |route| capped(8 * nimbus_core::env::MAX_BYTES, route);
+    let kv_cap = |route| capped(nimbus_core::kv::MAX_VALUE_BYTES, route);
     Router::new()
         .route("/healthz", get(health))
         .route("/auth/register", auth_cap(post(accounts::register)))
@@ -121,6 +126,12 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/functions/{id}/execute", post(invocations::execute))
         .route("/functions/{id}/logs", get(functions::logs))
         .route("/invocations/{id}", get(invocations::invocation))
+        .route("/kv", get(kv::stores))
+        .route("/kv/{store}", get(kv::list))
+        .route(
+            "/kv/{store}/{*key}",
+            kv_cap(get(kv::get).put(kv::put).delete(kv::delete)),
+        )
         // Each function caps its own request body (its max_input_bytes).
         .route(
             "/fn/{owner}/{name}",
@@ -150,6 +161,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = Arc::new(state);
     let _sweeper = module_gc::start(&state);
+    let _kv_service = kv_service::start(&state)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     if state.config.warm_js {
         let state = state.clone();
         tokio::spawn(async move {

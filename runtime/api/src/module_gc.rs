@@ -5,29 +5,19 @@
 use std::sync::Arc;
 
 use crate::AppState;
-
-/// Aborts the sweeper when dropped (when the server stops).
-pub(crate) struct Sweeper(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
-}
+use crate::background::BackgroundTask;
 
 /// Start sweeping, unless sweeps are off or there is no store.
-pub(crate) fn start(state: &Arc<AppState>) -> Sweeper {
+pub(crate) fn start(state: &Arc<AppState>) -> BackgroundTask {
     let interval = state.config.module_gc_interval;
     let grace = state.config.module_gc_grace;
     let Ok(storage) = state.storage().cloned() else {
-        return Sweeper(None);
+        return BackgroundTask(None);
     };
     if interval.is_zero() {
-        return Sweeper(None);
+        return BackgroundTask(None);
     }
-    Sweeper(Some(tokio::spawn(async move {
+    BackgroundTask(Some(tokio::spawn(async move {
         // Servers started together do not sweep in lockstep.
         let jitter = interval.mul_f64(rand::random::<f64>() * 0.2);
         tokio::time::sleep(jitter).await;

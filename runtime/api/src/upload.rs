@@ -1,8 +1,8 @@
 //! Reading an upload: a JSON body (`{"code", "runtime"?, "name"?,
-//! "access"?, "limits"?, "allowed_outbound_hosts"?}`, the original design's
-//! form) or a raw `application/wasm` body (a core module or a component)
-//! with the name, access, limits and allowed outbound hosts (comma
-//! separated) in the query string. JavaScript is turned
+//! "access"?, "limits"?, "allowed_outbound_hosts"?, "key_value_stores"?}`,
+//! the original design's form) or a raw `application/wasm` body (a core
+//! module or a component) with the name, access, limits, allowed outbound
+//! hosts and key-value stores (both comma separated) in the query string. JavaScript is turned
 //! into a module here; validating and compiling the module happen in the
 //! `create` handler, the same for every form.
 
@@ -26,6 +26,8 @@ struct UploadRequest {
     limits: Option<LimitsRequest>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
     /// The seed's clients send the owner; accepted only when it is the caller.
     user: Option<String>,
 }
@@ -41,6 +43,8 @@ pub(crate) struct Upload {
     pub limits: LimitsRequest,
     /// Hosts it may call, checked.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value stores it may open, checked.
+    pub key_value_stores: Vec<String>,
     /// Source echoed back in the answer (text uploads only).
     pub echo: Option<String>,
     /// JavaScript that answers HTTP (`export default { fetch }`).
@@ -57,14 +61,15 @@ impl Upload {
         body: Bytes,
     ) -> Result<Self, ApiError> {
         let upload = if is_wasm(headers) {
-            let (name, access, hosts, limits) = parse_upload_query(query)?;
+            let query = parse_upload_query(query)?;
             Self {
                 runtime: Runtime::Wasm,
                 module: body,
-                name: parse_name(name)?,
-                access,
-                limits,
-                allowed_outbound_hosts: parse_allowed_hosts(hosts)?,
+                name: parse_name(query.name)?,
+                access: query.access,
+                limits: query.limits,
+                allowed_outbound_hosts: parse_allowed_hosts(query.hosts)?,
+                key_value_stores: parse_stores(query.stores)?,
                 echo: None,
                 js_http: false,
             }
@@ -128,6 +133,7 @@ impl Upload {
             access: upload.access.unwrap_or_default(),
             limits: upload.limits.unwrap_or_default(),
             allowed_outbound_hosts: parse_allowed_hosts(upload.allowed_outbound_hosts)?,
+            key_value_stores: parse_stores(upload.key_value_stores)?,
             echo,
             js_http,
         })
@@ -145,14 +151,21 @@ fn is_wasm(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `?name=f&access=public&allowed_outbound_hosts=https://a.example,https://b.example&fuel=1000000`:
-/// the name, the access, the allowed hosts, and the rest as a
+/// What a raw upload's query string says.
+struct UploadQuery {
+    name: Option<String>,
+    access: Access,
+    hosts: Vec<String>,
+    stores: Vec<String>,
+    limits: LimitsRequest,
+}
+
+/// `?name=f&access=public&allowed_outbound_hosts=https://a.example,https://b.example&key_value_stores=default&fuel=1000000`:
+/// the name, the access, the allowed hosts, the stores, and the rest as a
 /// [`LimitsRequest`]. (serde's `flatten` cannot read numbers out of a
 /// query string, so the others are taken out first and the limits read on
 /// their own.)
-fn parse_upload_query(
-    query: Option<&str>,
-) -> Result<(Option<String>, Access, Vec<String>, LimitsRequest), ApiError> {
+fn parse_upload_query(query: Option<&str>) -> Result<UploadQuery, ApiError> {
     let invalid =
         |e: serde_urlencoded::de::Error| ApiError::BadRequest(format!("invalid query string: {e}"));
     let mut pairs: Vec<(String, String)> =
@@ -168,12 +181,28 @@ fn parse_upload_query(
         Some(access) => access.parse().map_err(ApiError::BadRequest)?,
         None => Access::default(),
     };
-    let hosts = take("allowed_outbound_hosts")
-        .map(|hosts| hosts.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
+    let mut list = |key: &str| {
+        take(key)
+            .map(|list| list.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let hosts = list("allowed_outbound_hosts");
+    let stores = list("key_value_stores");
     let rest = serde_urlencoded::to_string(&pairs).expect("pairs encode");
     let limits = serde_urlencoded::from_str(&rest).map_err(invalid)?;
-    Ok((name, access, hosts, limits))
+    Ok(UploadQuery {
+        name,
+        access,
+        hosts,
+        stores,
+        limits,
+    })
+}
+
+/// `key_value_stores`, checked (`nimbus_core::kv`).
+pub(crate) fn parse_stores(stores: Vec<String>) -> Result<Vec<String>, ApiError> {
+    nimbus_core::kv::check_declared_stores(&stores).map_err(ApiError::BadRequest)?;
+    Ok(stores)
 }
 
 /// `allowed_outbound_hosts`, checked (`nimbus_core::outbound`).

@@ -42,6 +42,9 @@ pub struct Created {
     /// The hosts it may call over HTTP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// The key-value stores it may open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<String>,
     /// RFC 3339 creation time.
     pub created: String,
 }

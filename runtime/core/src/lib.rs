@@ -8,6 +8,7 @@
 
 pub mod env;
 pub mod error;
+pub mod kv;
 pub mod http;
 pub mod limits;
 pub mod meta;

@@ -139,6 +139,10 @@ pub struct FunctionMeta {
     /// The hosts it may call over HTTP (`crate::outbound`); none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// The owner's key-value stores it may open (`crate::kv`); none by
+    /// default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

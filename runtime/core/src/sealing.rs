@@ -29,6 +29,9 @@ const NONCE_LEN: usize = 24;
 pub struct SecretsKey {
     at_rest: XChaCha20Poly1305,
     env: EnvKey,
+    /// Signs key-value grants (`crate::kv::Grant`): only API servers can
+    /// make or check one.
+    grants: [u8; 32],
 }
 
 /// The key functions' environments travel sealed with, in calls and jobs:
@@ -73,12 +76,25 @@ impl SecretsKey {
         Ok(Self {
             at_rest: XChaCha20Poly1305::new(&at_rest.into()),
             env: EnvKey::from_bytes(env),
+            grants: blake3::derive_key("nimbus 2026-12 key-value grants v1", secret.as_bytes()),
         })
     }
 
     /// The environment key, for sealing calls and for workers.
     pub fn env_key(&self) -> &EnvKey {
         &self.env
+    }
+
+    /// The tag of `message` under the grant key (a keyed BLAKE3 hash).
+    pub fn grant_tag(&self, message: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.grants, message).as_bytes()
+    }
+
+    /// Whether `tag` is [`SecretsKey::grant_tag`] of `message` (compared in
+    /// constant time).
+    pub fn grant_tag_matches(&self, message: &[u8], tag: &[u8]) -> bool {
+        <[u8; 32]>::try_from(tag)
+            .is_ok_and(|tag| blake3::keyed_hash(&self.grants, message) == blake3::Hash::from(tag))
     }
 
     /// `value` sealed as secret `name` of function `id`.

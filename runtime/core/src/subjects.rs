@@ -44,6 +44,18 @@ pub const FUNCTIONS_BUCKET: &str = "functions";
 /// secrets. Only API servers may read it: a worker gets the environment of
 /// the functions it runs with their calls.
 pub const FUNCTION_CONFIG_BUCKET: &str = "function_config";
+/// KV bucket of functions' key-value state, every owner's stores in one:
+/// `<owner>.<store>.<escaped key>` -> value. API servers only.
+pub const KV_DATA_BUCKET: &str = "kv_data";
+/// KV bucket: owner -> keys and bytes per store (the quota's count). API
+/// servers only.
+pub const KV_USAGE_BUCKET: &str = "kv_usage";
+/// Subject workers send their functions' key-value operations on; API
+/// servers answer them, in [`KV_QUEUE_GROUP`].
+pub const KV_REQUESTS: &str = "nimbus.kv.v1";
+/// Queue group of the API servers serving [`KV_REQUESTS`].
+pub const KV_QUEUE_GROUP: &str = "api-kv";
+
 /// KV bucket: `<owner>.<name>` -> function id (names are unique per owner).
 pub const FUNCTION_NAMES_BUCKET: &str = "function_names";
 /// Object store of module bytes, by digest.

@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod failover;
 mod function_config;
+mod kv_state;
 mod function_watch;
 mod functions;
 mod invocations;
@@ -58,6 +59,7 @@ pub use codec::now_rfc3339;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use function_config::{FunctionConfig, StoredSecret};
+pub use kv_state::{KvEntry, KvUsage, StoreUsage, escape_key, unescape_key};
 pub use function_watch::FunctionChange;
 pub use functions::ID_COUNTER_KEY;
 pub use logs::{LogEntry, LogUsage};
@@ -78,6 +80,8 @@ pub struct Storage {
     /// Variables and sealed secrets: opened by API servers only (workers
     /// may not read it, and need not wait for it in a rolling upgrade).
     function_config: Option<kv::Store>,
+    /// Functions' key-value state and its usage: API servers only.
+    state: Option<kv_state::StateBuckets>,
     invocations: kv::Store,
     jobs: jetstream::stream::Stream,
     modules: ObjectStore,

@@ -59,6 +59,27 @@ impl Storage {
             ))
             .await
             .map_err(|e| unavailable("create the function configuration bucket", e))?;
+        let state = crate::kv_state::StateBuckets {
+            data: js
+                .create_or_update_key_value(kv::Config {
+                    max_value_size: (nimbus_core::kv::MAX_VALUE_BYTES + 1024) as i32,
+                    ..kv_config(
+                        subjects::KV_DATA_BUCKET,
+                        "Nimbus functions' key-value state: <owner>.<store>.<key>",
+                        1,
+                    )
+                })
+                .await
+                .map_err(|e| unavailable("create the key-value state bucket", e))?,
+            usage: js
+                .create_or_update_key_value(kv_config(
+                    subjects::KV_USAGE_BUCKET,
+                    "Nimbus key-value usage per owner",
+                    1,
+                ))
+                .await
+                .map_err(|e| unavailable("create the key-value usage bucket", e))?,
+        };
         let invocations = js
             .create_or_update_key_value(kv::Config {
                 max_age: config.invocation_retention,
@@ -135,6 +156,7 @@ impl Storage {
             functions,
             names,
             function_config: Some(function_config),
+            state: Some(state),
             invocations,
             jobs,
             modules,
@@ -191,6 +213,7 @@ impl Storage {
             functions: kv(subjects::FUNCTIONS_BUCKET).await?,
             names: kv(subjects::FUNCTION_NAMES_BUCKET).await?,
             function_config: None,
+            state: None,
             invocations: kv(subjects::INVOCATIONS_BUCKET).await?,
             jobs: stream(subjects::JOBS_STREAM).await?,
             modules: js

@@ -93,6 +93,7 @@ fn api(answer: impl Fn() -> Result<Reply, ApiError> + Send + Sync + 'static) -> 
         created: "now".into(),
         config_revision: 0,
         allowed_outbound_hosts: Vec::new(),
+        key_value_stores: Vec::new(),
     });
     Api {
         router: nimbus_api::app(state),

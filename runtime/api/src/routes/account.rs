@@ -23,6 +23,7 @@ pub async fn account(
     let ids: Vec<_> = functions.iter().map(|f| f.id).collect();
     let logs = storage.log_usage(&ids).await?;
     let quotas = state.config.quotas;
+    let (kv, _) = storage.kv_usage(&caller).await?;
     let per_function: Vec<Value> = functions
         .iter()
         .map(|f| {
@@ -47,6 +48,7 @@ pub async fn account(
             // Reserved by the functions (entries kept x their log caps).
             "log_bytes": {"used": usage.log_bytes, "limit": quotas.log_bytes},
             "jobs": {"used": jobs, "limit": state.config.max_jobs_per_user},
+            "kv": crate::routes::kv::quota_json(&state.config.kv_quota, kv.keys(), kv.bytes(), kv.stores.len()),
         },
         "functions": per_function,
     })))

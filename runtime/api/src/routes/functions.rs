@@ -183,6 +183,7 @@ pub async fn create(
         created: nimbus_store::now_rfc3339(),
         config_revision: 0,
         allowed_outbound_hosts: upload.allowed_outbound_hosts,
+        key_value_stores: upload.key_value_stores,
     };
     // The name is claimed first: of two uploads racing for it, one wins.
     if let Some(name) = &upload.name {
@@ -217,6 +218,7 @@ pub async fn create(
             size: meta.size,
             limits: meta.limits,
             allowed_outbound_hosts: meta.allowed_outbound_hosts,
+            key_value_stores: meta.key_value_stores,
             created: meta.created,
         }),
     ))
@@ -255,6 +257,8 @@ struct Change {
     name: Option<Option<String>>,
     /// The hosts it may call over HTTP, replacing the list (`[]`: none).
     allowed_outbound_hosts: Option<Vec<String>>,
+    /// The key-value stores it may open, replacing the list (`[]`: none).
+    key_value_stores: Option<Vec<String>>,
 }
 
 /// `Option<Option<T>>` that tells a missing field (`None`) from `null`
@@ -288,6 +292,9 @@ pub async fn change(
     }
     if let Some(hosts) = change.allowed_outbound_hosts {
         meta.allowed_outbound_hosts = crate::upload::parse_allowed_hosts(hosts)?;
+    }
+    if let Some(stores) = change.key_value_stores {
+        meta.key_value_stores = crate::upload::parse_stores(stores)?;
     }
     let renamed = match change.name {
         Some(name) if name != current.name => Some(crate::upload::parse_name(name)?),

@@ -96,6 +96,11 @@ pub async fn execute(
                 wait_ms: 0,
                 env: env.map(|env| BASE64.encode(env)),
                 outbound: meta.allowed_outbound_hosts.clone(),
+                kv: crate::kv_service::grant(
+                    state.config.secrets_key.as_ref(),
+                    &meta,
+                    crate::kv_service::JOB_GRANT_TTL,
+                )?,
             })
             .await?;
         let location = format!("/invocations/{}", record.id);
@@ -116,6 +121,11 @@ pub async fn execute(
         http: None,
         env,
         outbound: meta.allowed_outbound_hosts.clone(),
+        kv: crate::kv_service::grant(
+            state.config.secrets_key.as_ref(),
+            &meta,
+            wait + crate::kv_service::CALL_GRANT_MARGIN,
+        )?,
     };
     match state.dispatch.call(call, input, wait).await? {
         Reply::Ok(success) => Ok((

@@ -5,4 +5,5 @@ pub mod accounts;
 pub mod function_config;
 pub mod functions;
 pub mod invocations;
+pub mod kv;
 pub mod urls;

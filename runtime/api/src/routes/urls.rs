@@ -103,6 +103,11 @@ pub async fn call(
         http: None,
         env,
         outbound: meta.allowed_outbound_hosts.clone(),
+        kv: crate::kv_service::grant(
+            state.config.secrets_key.as_ref(),
+            &meta,
+            wait + crate::kv_service::CALL_GRANT_MARGIN,
+        )?,
     };
     let payload = if meta.world == Some(World::HttpProxy) {
         let rest = params.get("rest").map(String::as_str).unwrap_or("");

@@ -47,6 +47,9 @@ pub mod headers {
     pub const CALLER: &str = "Nimbus-Caller";
     /// On published log lines: the guest wrote more than its log cap.
     pub const LOGS_TRUNCATED: &str = "Nimbus-Logs-Truncated";
+    /// On a key-value operation a worker sends: the grant its call
+    /// carried (`crate::kv::Grant`).
+    pub const KV_GRANT: &str = "Nimbus-Kv-Grant";
 }
 
 /// An envelope this side cannot read.
@@ -101,6 +104,10 @@ pub struct Call {
     /// The function's `allowed_outbound_hosts` (` out <pattern>,...` in the
     /// header; patterns hold neither spaces nor commas).
     pub outbound: Vec<String>,
+    /// The key-value grant (`crate::kv::Grant`, signed) for the stores
+    /// its function declared (` kv <token>` in the header); `None` when it
+    /// declared none.
+    pub kv: Option<String>,
 }
 
 impl Call {
@@ -126,6 +133,10 @@ impl Call {
         if !self.outbound.is_empty() {
             header.push_str(" out ");
             header.push_str(&self.outbound.join(","));
+        }
+        if let Some(grant) = &self.kv {
+            header.push_str(" kv ");
+            header.push_str(grant);
         }
         if let Some(head_len) = self.http {
             header.push_str(&format!(" http {head_len}"));
@@ -183,6 +194,7 @@ impl Call {
         let Trailer {
             env_len,
             outbound,
+            kv,
             http,
         } = fields.call_trailer()?;
         Ok(ParsedCall {
@@ -195,6 +207,7 @@ impl Call {
                 http,
                 env: None,
                 outbound,
+                kv,
             },
             env_len,
         })
@@ -325,6 +338,7 @@ mod tests {
             http: None,
             env: None,
             outbound: Vec::new(),
+            kv: None,
         }
     }
 
@@ -344,11 +358,12 @@ mod tests {
             http: Some(42),
             env: Some(Bytes::from_static(b"sealed")),
             outbound: vec!["https://*.example.org".into(), "*://a.test:*".into()],
+            kv: Some("e30.dGFn".into()),
             ..call()
         };
         let header = everything.header();
         assert!(
-            header.ends_with(" env 6 out https://*.example.org,*://a.test:* http 42"),
+            header.ends_with(" env 6 out https://*.example.org,*://a.test:* kv e30.dGFn http 42"),
             "{header}"
         );
         let payload = everything.payload(Bytes::from_static(b"{}"));

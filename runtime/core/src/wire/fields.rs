@@ -7,6 +7,7 @@ use super::call::{ENVELOPE_VERSION, EnvelopeError};
 pub(super) struct Trailer {
     pub(super) env_len: Option<u64>,
     pub(super) outbound: Vec<String>,
+    pub(super) kv: Option<String>,
     pub(super) http: Option<u64>,
 }
 
@@ -51,8 +52,8 @@ impl<'a> Fields<'a> {
         Ok(http)
     }
 
-    /// A call's optional ` env <len>`, ` out <hosts>` and ` http
-    /// <head_len>`, in that order, and the end.
+    /// A call's optional ` env <len>`, ` out <hosts>`, ` kv <grant>` and
+    /// ` http <head_len>`, in that order, and the end.
     pub(super) fn call_trailer(&mut self) -> Result<Trailer, EnvelopeError> {
         let env_len = self.optional_number("env", "env len")?;
         let outbound = match self.fields.next_if_eq(&"out") {
@@ -63,10 +64,15 @@ impl<'a> Fields<'a> {
                 .map(str::to_owned)
                 .collect(),
         };
+        let kv = match self.fields.next_if_eq(&"kv") {
+            None => None,
+            Some(_) => Some(self.next("kv grant")?.to_owned()),
+        };
         let http = self.http()?;
         Ok(Trailer {
             env_len,
             outbound,
+            kv,
             http,
         })
     }

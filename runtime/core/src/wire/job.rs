@@ -50,6 +50,10 @@ pub struct JobRequest {
     /// The function's `allowed_outbound_hosts` when it was queued.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound: Vec<String>,
+    /// The key-value grant for the stores its function declared, valid
+    /// until the job's record expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<String>,
 }
 
 impl JobRequest {
@@ -74,6 +78,7 @@ impl JobRequest {
             http: None,
             env,
             outbound: self.outbound,
+            kv: self.kv,
         };
         (call, input)
     }
@@ -210,6 +215,7 @@ mod tests {
             wait_ms: 0,
             env: env.map(str::to_owned),
             outbound: Vec::new(),
+            kv: None,
         };
         let (call, _) = request(Some("c2VhbGVk")).into_call();
         assert_eq!(call.env.as_deref(), Some(&b"sealed"[..]));
