@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 mod function_config;
+mod kv;
 pub use function_config::SecretInfo;
 
 use anyhow::{Context, bail};
@@ -146,6 +147,8 @@ struct SourceUpload<'a> {
     limits: &'a LimitsRequest,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     allowed_outbound_hosts: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    key_value_stores: &'a [String],
 }
 
 /// What goes with an upload besides its file.
@@ -159,6 +162,8 @@ pub struct DeployOptions<'a> {
     pub limits: LimitsRequest,
     /// Hosts it may call over HTTP.
     pub allowed_outbound_hosts: &'a [String],
+    /// Key-value stores it may open.
+    pub key_value_stores: &'a [String],
 }
 
 /// What a function answered on its URL.
@@ -298,6 +303,7 @@ impl Client {
             access,
             limits,
             allowed_outbound_hosts,
+            key_value_stores,
         } = *options;
         let extension = file
             .extension()
@@ -328,6 +334,10 @@ impl Client {
                 let hosts = allowed_outbound_hosts.join(",");
                 request = request.query(&[("allowed_outbound_hosts", hosts)]);
             }
+            if !key_value_stores.is_empty() {
+                let stores = key_value_stores.join(",");
+                request = request.query(&[("key_value_stores", stores)]);
+            }
             request
         } else {
             let code = String::from_utf8(bytes)
@@ -339,6 +349,7 @@ impl Client {
                 access,
                 limits: &limits,
                 allowed_outbound_hosts,
+                key_value_stores,
             })
         };
         self.call(request).await

@@ -7,7 +7,8 @@
 //! `wasi:config/store` (the same variables and secrets), and `wasi:http`
 //! types plus the outgoing handler, which sends only what the function's
 //! `allowed_outbound_hosts` allow (`outbound.rs`; `HTTP-request-denied`
-//! otherwise). A component importing anything
+//! otherwise), and `wasi:keyvalue` (`keyvalue.rs`: the stores its
+//! `key_value_stores` name). A component importing anything
 //! else is refused at upload, naming the import, with two exceptions that
 //! language runtimes force on their programs (wasi-libc imports them
 //! whether the program uses them or not: every componentize-py component
@@ -29,6 +30,7 @@ use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 use crate::Capabilities;
 use crate::invoke::clamp_usize;
+use crate::kv::KvCalls;
 use crate::limiter::Limiter;
 use crate::outbound::OutboundCalls;
 use crate::{Abi, CompileError};
@@ -57,6 +59,9 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:cli/terminal-stderr",
     "wasi:http/types",
     "wasi:http/outgoing-handler",
+    "wasi:keyvalue/store",
+    "wasi:keyvalue/atomics",
+    "wasi:keyvalue/batch",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
     "wasi:sockets/network",
@@ -91,7 +96,8 @@ pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<
             return Err(CompileError::ForbiddenImport(format!(
                 "`{name}`; a component may import only {}",
                 "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal), \
-                 wasi:config/store, wasi:http (types, outgoing-handler), wasi:filesystem (with no directory) \
+                 wasi:config/store, wasi:http (types, outgoing-handler), \
+                 wasi:keyvalue (store, atomics, batch; 0.2.0-draft2), wasi:filesystem (with no directory) \
                  and wasi:sockets (every use denied)"
             )));
         }
@@ -187,6 +193,10 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<ComponentHost>,
     )?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     wasmtime_wasi_config::add_to_linker(l, |h: &mut ComponentHost| WasiConfig::from(&h.config))?;
+    crate::keyvalue::add_to_linker(l, |h: &mut ComponentHost| crate::keyvalue::KvView {
+        table: &mut h.table,
+        calls: &mut h.kv,
+    })?;
     Ok(linker)
 }
 
@@ -198,6 +208,8 @@ pub struct ComponentHost {
     hooks: Hooks,
     /// What `wasi:config/store` answers: the function's environment.
     config: WasiConfigVariables,
+    /// `wasi:keyvalue`: the function's stores.
+    kv: KvCalls,
     pub(crate) limiter: Limiter,
 }
 
@@ -214,6 +226,7 @@ impl ComponentHost {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
             http: WasiHttpCtx::new(),
+            kv: KvCalls::new(capabilities.kv.clone()),
             table: ResourceTable::new(),
             hooks: Hooks {
                 body_chunks: clamp_usize(limits.max_output_bytes) / BODY_CHUNK_BYTES + 1,

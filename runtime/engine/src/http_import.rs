@@ -25,6 +25,7 @@ use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use wasmtime::{Caller, Linker};
 
+use crate::guest_memory;
 use crate::invoke::Host;
 use crate::outbound::OutboundCalls;
 
@@ -78,13 +79,7 @@ enum Outcome {
 /// Whether `name` is a function of [`HTTP_MODULE`] with the type it must
 /// have (checked at upload).
 pub(crate) fn is_import(name: &str, ty: &wasmtime::FuncType) -> bool {
-    use wasmtime::ValType;
-    matches!(name, "send" | "read")
-        && ty.params().map(|p| p.is_i32()).collect::<Vec<_>>() == [true, true]
-        && matches!(
-            ty.results().collect::<Vec<ValType>>().as_slice(),
-            [ValType::I32]
-        )
+    matches!(name, "send" | "read") && guest_memory::is_pair_to_i32(ty)
 }
 
 /// Add `nimbus_http.send` and `nimbus_http.read` to `linker`.
@@ -101,7 +96,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), wasmtime::E
                          (the function's max_output_bytes, and 64 KiB for the rest)"
                     )));
                 }
-                let request = read_memory(&mut caller, ptr, len)?;
+                let request = guest_memory::read(&mut caller, "nimbus_http.send", ptr, len)?;
                 let outcome = send(&mut caller, &request).await;
                 let json = serde_json::to_vec(&outcome).expect("outcomes serialise");
                 let len = i32::try_from(json.len()).unwrap_or(i32::MAX);
@@ -115,9 +110,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<(), wasmtime::E
         "read",
         |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
             let pending = std::mem::take(&mut caller.data_mut().http.pending);
-            let n = pending.len().min(usize::try_from(len).unwrap_or(0));
-            memory(&mut caller)?.write(&mut caller, ptr as u32 as usize, &pending[..n])?;
-            Ok(n as i32)
+            guest_memory::write(&mut caller, "nimbus_http.read", &pending, ptr, len)
         },
     )?;
     Ok(())
@@ -194,28 +187,4 @@ fn code_name(error: &wasmtime_wasi_http::Error) -> String {
                 .to_owned()
         }
     }
-}
-
-fn memory(caller: &mut Caller<'_, Host>) -> wasmtime::Result<wasmtime::Memory> {
-    caller
-        .get_export("memory")
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| wasmtime::Error::msg("nimbus_http needs the module to export its `memory`"))
-}
-
-/// The request bytes, checked against the memory's size before anything
-/// is allocated for them (a guest cannot make the host allocate more than
-/// it holds itself).
-fn read_memory(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
-    let memory = memory(caller)?;
-    let start = ptr as u32 as usize;
-    let len = len as u32 as usize;
-    if start.saturating_add(len) > memory.data_size(&*caller) {
-        return Err(wasmtime::Error::msg(
-            "nimbus_http.send: the request is out of bounds",
-        ));
-    }
-    let mut bytes = vec![0; len];
-    memory.read(&*caller, start, &mut bytes)?;
-    Ok(bytes)
 }

@@ -17,6 +17,8 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use crate::component::{ComponentHost, ComponentPre};
 use crate::error::{DeadlineExceeded, classify, output_too_large};
 use crate::http_import::HostHttp;
+use crate::kv::KvCalls;
+use crate::kv_import::HostKv;
 use crate::limiter::Limiter;
 use crate::module::Code;
 use crate::outbound::OutboundCalls;
@@ -63,10 +65,12 @@ pub struct Host {
     limiter: Limiter,
     /// `nimbus_http` (outbound HTTP) state.
     pub(crate) http: HostHttp,
+    /// `nimbus_kv` (key-value state) state.
+    pub(crate) kv: HostKv,
 }
 
-/// The linker every module is pre-linked with: WASI preview 1 functions
-/// and `nimbus_http` (`http_import.rs`) only, each working on the
+/// The linker every module is pre-linked with: WASI preview 1 functions,
+/// `nimbus_http` (`http_import.rs`) and `nimbus_kv` (`kv_import.rs`) only, each working on the
 /// invocation's own [`Host`].
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime::Error> {
     let mut linker = Linker::new(engine);
@@ -76,6 +80,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<Host>, wasmtime
             .expect("a module that imports WASI runs with a WASI context")
     })?;
     crate::http_import::add_to_linker(&mut linker)?;
+    crate::kv_import::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -212,6 +217,7 @@ impl Engine {
                 limits.max_output_bytes,
                 limits.max_input_bytes,
             )),
+            kv: HostKv::new(KvCalls::new(capabilities.kv.clone())),
         };
         let run = self
             .metered(

@@ -31,8 +31,12 @@ mod config;
 mod error;
 pub mod features;
 mod http;
+mod guest_memory;
 mod http_import;
 mod invoke;
+mod keyvalue;
+mod kv;
+mod kv_import;
 mod limiter;
 mod module;
 mod module_cache;
@@ -55,6 +59,7 @@ pub use config::EngineConfig;
 pub use error::CompileError;
 pub use invoke::{Host, Outcome};
 pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
+pub use kv::{KeyValue, KvAccess};
 pub use outbound::Outbound;
 
 use module_cache::ModuleCache;
@@ -155,7 +160,8 @@ impl Engine {
 }
 
 /// What one invocation may use besides computing: its environment
-/// (variables and secrets) and the hosts it may call.
+/// (variables and secrets), the hosts it may call and its function's
+/// key-value stores.
 #[derive(Debug, Clone, Default)]
 pub struct Capabilities {
     /// Environment variables (WASI `environ`, `wasi:cli/environment`,
@@ -163,4 +169,6 @@ pub struct Capabilities {
     pub env: nimbus_core::Env,
     /// Outbound HTTP (`wasi:http/outgoing-handler`).
     pub outbound: Outbound,
+    /// Key-value state (`wasi:keyvalue`, `nimbus_kv`).
+    pub kv: KvAccess,
 }

@@ -12,6 +12,7 @@ use crate::{CompileError, Host};
 /// WASI preview 1, the only import module a function may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 pub use crate::http_import::HTTP_MODULE;
+pub use crate::kv_import::KV_MODULE;
 
 /// How the host talks to a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +151,8 @@ pub fn to_binary(source: &[u8]) -> Result<Cow<'_, [u8]>, CompileError> {
 }
 
 /// Every import must be a `wasi_snapshot_preview1` function, or one of
-/// `nimbus_http`'s (outbound HTTP, `http_import.rs`) with its type.
+/// `nimbus_http`'s (outbound HTTP, `http_import.rs`) or `nimbus_kv`'s
+/// (key-value state, `kv_import.rs`) with its type.
 pub(crate) fn check_imports(module: &wasmtime::Module) -> Result<(), CompileError> {
     for import in module.imports() {
         let allowed = match (import.module(), import.ty()) {
@@ -158,12 +160,14 @@ pub(crate) fn check_imports(module: &wasmtime::Module) -> Result<(), CompileErro
             (HTTP_MODULE, ExternType::Func(ty)) => {
                 crate::http_import::is_import(import.name(), &ty)
             }
+            (KV_MODULE, ExternType::Func(ty)) => crate::kv_import::is_import(import.name(), &ty),
             _ => false,
         };
         if !allowed {
             return Err(CompileError::ForbiddenImport(format!(
-                "`{}::{}` ({}); only `{WASI_MODULE}` functions and `{HTTP_MODULE}` \
-                 `send(i32, i32) -> i32` and `read(i32, i32) -> i32` can be imported",
+                "`{}::{}` ({}); only `{WASI_MODULE}` functions, `{HTTP_MODULE}` \
+                 `send(i32, i32) -> i32` and `read(i32, i32) -> i32`, and `{KV_MODULE}` \
+                 `call(i32, i32) -> i32` and `read(i32, i32) -> i32` can be imported",
                 import.module(),
                 import.name(),
                 extern_kind(&import.ty()),

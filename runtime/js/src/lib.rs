@@ -109,25 +109,38 @@ struct InitState {
 const NO_HTTP_AT_UPLOAD: &[u8] =
     br#"{"error":"outbound HTTP is not available while a function is uploaded"}"#;
 
-/// `nimbus_http.send` and `read` for the uploading instance: every request
-/// answered with [`NO_HTTP_AT_UPLOAD`].
+/// What `Nimbus.kv` answers while a source is evaluated at upload.
+const NO_KV_AT_UPLOAD: &[u8] = br#"{"error":{"kind":"unavailable","message":"key-value state is not available while a function is uploaded"}}"#;
+
+/// The platform's imports for the uploading instance: `nimbus_http.send`
+/// and `nimbus_kv.call` answer every request with a refusal.
 fn add_http_refusals(linker: &mut Linker<InitState>) -> wasmtime::Result<()> {
-    linker.func_wrap("nimbus_http", "send", |_: i32, _: i32| {
-        NO_HTTP_AT_UPLOAD.len() as i32
-    })?;
+    refuse(linker, "nimbus_http", "send", NO_HTTP_AT_UPLOAD)?;
+    refuse(linker, "nimbus_kv", "call", NO_KV_AT_UPLOAD)
+}
+
+/// `module.send` (answering the refusal's length) and `module.read`
+/// (copying it).
+fn refuse(
+    linker: &mut Linker<InitState>,
+    module: &str,
+    send: &str,
+    refusal: &'static [u8],
+) -> wasmtime::Result<()> {
+    linker.func_wrap(module, send, move |_: i32, _: i32| refusal.len() as i32)?;
     linker.func_wrap(
-        "nimbus_http",
+        module,
         "read",
-        |mut caller: wasmtime::Caller<'_, InitState>,
-         ptr: i32,
-         len: i32|
-         -> wasmtime::Result<i32> {
-            let n = NO_HTTP_AT_UPLOAD.len().min(len.max(0) as usize);
+        move |mut caller: wasmtime::Caller<'_, InitState>,
+              ptr: i32,
+              len: i32|
+              -> wasmtime::Result<i32> {
+            let n = refusal.len().min(len.max(0) as usize);
             let memory = caller
                 .get_export("memory")
                 .and_then(|e| e.into_memory())
                 .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-            memory.write(&mut caller, ptr as u32 as usize, &NO_HTTP_AT_UPLOAD[..n])?;
+            memory.write(&mut caller, ptr as u32 as usize, &refusal[..n])?;
             Ok(n as i32)
         },
     )?;

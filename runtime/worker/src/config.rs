@@ -40,6 +40,8 @@ pub struct WorkerConfig {
     pub outbound_allow_private: bool,
     /// Outbound HTTP requests one invocation may make.
     pub max_outbound_requests: u32,
+    /// Key-value operations one invocation may make.
+    pub max_kv_operations: u32,
     /// Benchmarking only: answer every invocation with its input, without
     /// fetching or running the module. Measures the platform's own round
     /// trip (HTTP -> API -> NATS -> worker -> back), the floor that
@@ -84,6 +86,7 @@ impl Default for WorkerConfig {
             env_key: None,
             outbound_allow_private: false,
             max_outbound_requests: nimbus_engine::Outbound::DEFAULT_MAX_REQUESTS,
+            max_kv_operations: nimbus_engine::KvAccess::DEFAULT_MAX_OPERATIONS,
             benchmark_floor: false,
             module_cache_bytes: nimbus_engine::EngineConfig::default().cache_bytes,
             job_attempts: 3,

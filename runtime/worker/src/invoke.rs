@@ -17,9 +17,13 @@ use bytes::Bytes;
 use nimbus_core::outbound::check_allowed_hosts;
 use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
 use nimbus_core::{Env, subjects};
-use nimbus_engine::{Capabilities, Outbound, Outcome};
+use std::sync::Arc;
+
+use nimbus_core::kv::Grant;
+use nimbus_engine::{Capabilities, KvAccess, Outbound, Outcome};
 
 use crate::Worker;
+use crate::kv_client::NatsKv;
 
 impl Worker {
     /// Run `call` on `input` and say how it went.
@@ -123,6 +127,25 @@ impl Worker {
                 allow_private: self.config.outbound_allow_private,
                 max_requests: self.config.max_outbound_requests,
             },
+            kv: self.kv_access(call)?,
+        })
+    }
+
+    /// The stores `call`'s grant names, reached through the API servers.
+    fn kv_access(&self, call: &Call) -> Result<KvAccess, String> {
+        let Some(grant) = &call.kv else {
+            return Ok(KvAccess::default());
+        };
+        let stores = Grant::read_unverified(grant)
+            .ok_or("the call's key-value grant is unreadable")?
+            .stores;
+        Ok(KvAccess {
+            backend: Some(Arc::new(NatsKv {
+                client: self.client.clone(),
+                grant: grant.clone(),
+            })),
+            stores,
+            max_operations: self.config.max_kv_operations,
         })
     }
 

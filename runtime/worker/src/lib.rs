@@ -23,6 +23,7 @@ mod fair_queue;
 mod intake;
 mod invoke;
 mod jobs;
+mod kv_client;
 mod modules;
 
 use std::future::Future;

@@ -59,12 +59,14 @@
 //! you return must still be a JSON document.
 //!
 //! The function's variables and secrets are environment variables
-//! (`std::env::var`); [`http`] calls the hosts it is allowed to.
+//! (`std::env::var`); [`http`] calls the hosts it is allowed to; [`kv`]
+//! keeps state in the owner's key-value stores.
 #![deny(missing_docs)]
 
 pub use nimbus_sdk_macro::function;
 
 pub mod http;
+pub mod kv;
 
 /// Write a line to the function's log (stderr). Same syntax as `println!`.
 #[macro_export]

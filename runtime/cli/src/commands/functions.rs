@@ -25,6 +25,10 @@ pub struct DeployArgs {
     /// for more. None by default.
     #[arg(long = "allow-outbound", value_name = "PATTERN")]
     allow_outbound: Vec<String>,
+    /// A key-value store of yours it may open (`default`, or any name of
+    /// a-z, 0-9, `_`, `-`); repeat for more. None by default.
+    #[arg(long = "kv-store", value_name = "STORE")]
+    kv_stores: Vec<String>,
     #[command(flatten)]
     limits: LimitsRequest,
     #[command(flatten)]
@@ -48,6 +52,7 @@ impl DeployArgs {
                     },
                     limits: self.limits,
                     allowed_outbound_hosts: &self.allow_outbound,
+                    key_value_stores: &self.kv_stores,
                 },
             )
             .await?;

@@ -18,6 +18,7 @@ pub mod function_config;
 pub mod functions;
 pub mod invoke;
 pub mod keys;
+pub mod kv;
 pub mod serve;
 
 use clap::Subcommand;
@@ -69,6 +70,9 @@ pub enum Command {
     /// A function's secrets: environment variables stored encrypted, never
     /// shown again (`nimbus secret put ID NAME`, value on stdin).
     Secret(function_config::SecretArgs),
+    /// Your key-value stores, the state your functions keep
+    /// (`nimbus kv put default KEY VALUE`, `nimbus kv ls default`).
+    Kv(kv::KvArgs),
     /// Load-test a function over HTTP and report throughput, latency and fuel.
     Bench(bench::BenchArgs),
 }
@@ -98,6 +102,7 @@ impl Command {
             Self::Logs(args) => args.run().await,
             Self::Config(args) => args.run().await,
             Self::Secret(args) => args.run().await,
+            Self::Kv(args) => args.run().await,
             Self::Bench(args) => args.run().await,
         }
     }

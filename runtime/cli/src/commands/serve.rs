@@ -133,6 +133,13 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().max_outbound_requests
     )]
     max_outbound_requests: u32,
+    /// Key-value operations one invocation may make.
+    #[arg(
+        long,
+        env = "NIMBUS_MAX_KV_OPERATIONS",
+        default_value_t = WorkerConfig::default().max_kv_operations
+    )]
+    max_kv_operations: u32,
 }
 
 impl WorkerFlags {
@@ -148,6 +155,7 @@ impl WorkerFlags {
             warm_modules: self.warm_modules,
             outbound_allow_private: self.outbound_allow_private,
             max_outbound_requests: self.max_outbound_requests,
+            max_kv_operations: self.max_kv_operations,
             ..WorkerConfig::default()
         }
     }

@@ -42,6 +42,7 @@
 mod bytecode;
 mod form;
 mod globals;
+mod kv;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -181,6 +182,7 @@ fn start() -> Result<Interpreter, String> {
         install_random(&ctx).map_err(|e| format!("cannot install Math.random: {e}"))?;
         install_env(&ctx).map_err(|e| format!("cannot install process.env: {e}"))?;
         install_outbound(&ctx).map_err(|e| format!("cannot install fetch: {e}"))?;
+        kv::install_kv(&ctx).map_err(|e| format!("cannot install Nimbus.kv: {e}"))?;
         let helper = |source: &str| {
             ctx.eval::<Function, _>(source)
                 .map(|function| Persistent::save(&ctx, function))
