@@ -84,6 +84,11 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<BackgroundTask, ApiEr
         .queue_subscribe(subjects::KV_REQUESTS, subjects::KV_QUEUE_GROUP.into())
         .await
         .map_err(|e| ApiError::unavailable(format!("subscribe to key-value requests: {e}")))?;
+    // The server knows the subscription once it answers a ping: workers'
+    // first operations find a responder.
+    nats.flush()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("subscribe to key-value requests: {e}")))?;
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_OPERATIONS));
     Ok(BackgroundTask(Some(tokio::spawn(async move {
         while let Some(message) = requests.next().await {

@@ -60,7 +60,10 @@ pub struct InvalidStoreName(pub String);
 /// Check a store name.
 pub fn check_store(name: &str) -> Result<(), InvalidStoreName> {
     let ok = (1..=MAX_STORE_NAME).contains(&name.len())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
@@ -331,9 +334,7 @@ impl KvError {
     pub fn access_denied(store: &str) -> Self {
         Self::new(
             KvErrorKind::AccessDenied,
-            format!(
-                "the function may not open store {store:?}: name it in its key_value_stores"
-            ),
+            format!("the function may not open store {store:?}: name it in its key_value_stores"),
         )
     }
 }
@@ -361,11 +362,7 @@ impl Grant {
     /// tag. No spaces or commas: it travels in a call's header.
     pub fn sign(&self, key: &SecretsKey) -> String {
         let body = serde_json::to_vec(self).expect("plain structs serialise");
-        format!(
-            "{}.{}",
-            B64.encode(&body),
-            B64.encode(key.grant_tag(&body))
-        )
+        format!("{}.{}", B64.encode(&body), B64.encode(key.grant_tag(&body)))
     }
 
     /// What `token` grants, without checking its tag: for a worker, which
@@ -383,7 +380,9 @@ impl Grant {
                 format!("the key-value grant {why}"),
             )
         };
-        let (body, tag) = token.split_once('.').ok_or_else(|| denied("is malformed"))?;
+        let (body, tag) = token
+            .split_once('.')
+            .ok_or_else(|| denied("is malformed"))?;
         let body = B64.decode(body).map_err(|_| denied("is malformed"))?;
         let tag = B64.decode(tag).map_err(|_| denied("is malformed"))?;
         if !key.grant_tag_matches(&body, &tag) {
@@ -429,16 +428,16 @@ mod tests {
         assert!(grant().allows("cache") && !grant().allows("other"));
         assert_eq!(Grant::read_unverified(&token), Some(grant()));
         let denied = |r: Result<Grant, KvError>| r.unwrap_err().kind == KvErrorKind::AccessDenied;
-        assert!(denied(Grant::verify(&token, &key('b'), 1_000)), "another key");
+        assert!(
+            denied(Grant::verify(&token, &key('b'), 1_000)),
+            "another key"
+        );
         assert!(denied(Grant::verify(&token, &key('a'), 3_000)), "expired");
         // A worker that widens the grant (another owner) breaks the tag.
         let mut wider = grant();
         wider.owner = "bob".into();
         let (_, tag) = token.split_once('.').unwrap();
-        let forged = format!(
-            "{}.{tag}",
-            B64.encode(serde_json::to_vec(&wider).unwrap())
-        );
+        let forged = format!("{}.{tag}", B64.encode(serde_json::to_vec(&wider).unwrap()));
         assert!(denied(Grant::verify(&forged, &key('a'), 1_000)), "widened");
         assert!(denied(Grant::verify("nonsense", &key('a'), 1_000)));
     }
@@ -447,7 +446,9 @@ mod tests {
     fn requests_and_replies_frame_a_json_line_then_raw_bytes() {
         let request = KvRequest {
             store: "default".into(),
-            op: KvOp::Set { key: "a\"b/ü".into() },
+            op: KvOp::Set {
+                key: "a\"b/ü".into(),
+            },
             value: Bytes::from_static(b"\n\x00raw\n"),
         };
         let framed = Bytes::from(request.frame());
@@ -486,8 +487,10 @@ mod tests {
             KvErrorKind::Invalid
         );
         assert_eq!(
-            kind(r#"{"store":"s","op":"get","key":"k"}
-value"#),
+            kind(
+                r#"{"store":"s","op":"get","key":"k"}
+value"#
+            ),
             KvErrorKind::Invalid
         );
         assert_eq!(kind(r#"{"store":"s","op":"nope"}"#), KvErrorKind::Invalid);

@@ -8,8 +8,8 @@
 
 pub mod env;
 pub mod error;
-pub mod kv;
 pub mod http;
+pub mod kv;
 pub mod limits;
 pub mod meta;
 pub mod outbound;

@@ -101,16 +101,17 @@ impl KvView<'_> {
             .map_err(to_wasi)
     }
 
-    async fn get(
-        &mut self,
-        store: String,
-        key: String,
-    ) -> Result<Option<Vec<u8>>, store::Error> {
+    async fn get(&mut self, store: String, key: String) -> Result<Option<Vec<u8>>, store::Error> {
         let reply = self.op(store, KvOp::Get { key }, Bytes::new()).await?;
         Ok((reply.found == Some(true)).then(|| reply.value.to_vec()))
     }
 
-    async fn set(&mut self, store: String, key: String, value: Vec<u8>) -> Result<(), store::Error> {
+    async fn set(
+        &mut self,
+        store: String,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), store::Error> {
         self.op(store, KvOp::Set { key }, value.into()).await?;
         Ok(())
     }

@@ -82,9 +82,10 @@ impl KvCalls {
         }
         self.made += 1;
         self.may_open(&request.store)?;
-        let backend = self.access.backend.clone().ok_or_else(|| {
-            KvError::unavailable("this worker has no key-value state to offer")
-        })?;
+        let backend =
+            self.access.backend.clone().ok_or_else(|| {
+                KvError::unavailable("this worker has no key-value state to offer")
+            })?;
         backend.call(request).await?.into_result()
     }
 }

@@ -463,12 +463,7 @@ async fn list_subjects(
             .as_ref()
             .and_then(|h| h.get("KV-Operation"))
             .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
-        if !deleted
-            && let Some(key) = message
-                .subject
-                .strip_prefix(strip)
-                .and_then(unescape_key)
-        {
+        if !deleted && let Some(key) = message.subject.strip_prefix(strip).and_then(unescape_key) {
             keys.push(key);
         }
         if pending == 0 {
@@ -529,13 +524,13 @@ mod tests {
 
     #[test]
     fn deltas_count_keys_and_bytes() {
-        assert_eq!(
-            Delta::of("k", None, Some(3)),
-            Delta { keys: 1, bytes: 4 }
-        );
+        assert_eq!(Delta::of("k", None, Some(3)), Delta { keys: 1, bytes: 4 });
         assert_eq!(
             Delta::of("k", Some(3), None),
-            Delta { keys: -1, bytes: -4 }
+            Delta {
+                keys: -1,
+                bytes: -4
+            }
         );
         assert!(!Delta::of("k", Some(3), Some(2)).grows());
         let usage = KvUsage {

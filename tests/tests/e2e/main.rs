@@ -23,6 +23,8 @@ mod gateway;
 mod handlers;
 mod jobs;
 mod js;
+mod kv_guests;
+mod kv_http;
 mod module_gc;
 mod nats_permissions;
 mod outbound;

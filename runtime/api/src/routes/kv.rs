@@ -75,7 +75,9 @@ pub async fn list(
         .storage()?
         .kv_list(&caller, &store, &query.prefix, query.cursor.as_deref())
         .await?;
-    Ok(Json(json!({"store": store, "keys": keys, "cursor": cursor})))
+    Ok(Json(
+        json!({"store": store, "keys": keys, "cursor": cursor}),
+    ))
 }
 
 /// `GET /kv/{store}/{key}`
