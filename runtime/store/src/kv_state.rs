@@ -290,11 +290,11 @@ impl Storage {
                 })
                 .await
                 .map(|()| Some(0))
-                .or_else(|e| {
+                .map_err(|e| {
                     if e.kind() == kv::DeleteErrorKind::WrongLastRevision {
-                        Err(StoreError::AlreadyExists)
+                        StoreError::AlreadyExists
                     } else {
-                        Err(crate::unavailable("delete a key", e))
+                        crate::unavailable("delete a key", e)
                     }
                 }),
         };

@@ -169,7 +169,7 @@ async fn components_use_wasi_keyvalue_with_atomics_cas_and_batches() {
         appends.iter().all(|(status, _)| *status == 200),
         "{appends:?}"
     );
-    assert_eq!(call("/get?key=list").await, (200, vec!["x"; 10].join(",")));
+    assert_eq!(call("/get?key=list").await, (200, ["x"; 10].join(",")));
     assert_eq!(call("/exists?key=nope").await, (200, "false".into()));
     assert_eq!(
         call("/get?store=cache&key=nope").await,
