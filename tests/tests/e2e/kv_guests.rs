@@ -301,3 +301,79 @@ from-a-grant"#;
     );
     assert!(denied(operation(&client, "", set).await), "no grant");
 }
+
+/// Reads until the platform says no more.
+const GREEDY_JS: &str = r#"
+const store = Nimbus.kv.open();
+let reads = 0, kind = null;
+try { for (;;) { store.get('x'); reads++; } } catch (e) { kind = e.kind; }
+return { reads, kind };
+"#;
+
+#[tokio::test]
+async fn guests_meet_the_owners_quota_and_the_per_invocation_operation_cap() {
+    let platform = Platform::start_with(crate::harness::Setup {
+        api: nimbus_api::ApiConfig {
+            kv_quota: nimbus_core::kv::KvQuota {
+                keys: 2,
+                ..Default::default()
+            },
+            ..crate::harness::Setup::default().api
+        },
+        worker: nimbus_worker::WorkerConfig {
+            max_kv_operations: 3,
+            ..crate::harness::Setup::default().worker
+        },
+        ..Default::default()
+    })
+    .await;
+    let ada = platform.user("ada").await;
+    let id = deploy(
+        &platform,
+        &ada,
+        "counter",
+        rust_example("counter"),
+        "default",
+    )
+    .await;
+    for key in ["a", "b"] {
+        run(
+            &platform,
+            &ada,
+            id,
+            json!({"op": "set", "key": key, "value": 1}),
+        )
+        .await;
+    }
+    let (status, body) = platform
+        .execute(&ada, id, json!({"op": "set", "key": "c", "value": 1}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("quota_exceeded"), "{message}");
+    // Replacing a key adds none: still within the quota.
+    run(
+        &platform,
+        &ada,
+        id,
+        json!({"op": "set", "key": "a", "value": 2}),
+    )
+    .await;
+
+    let (status, created) = platform
+        .post_json(
+            "/functions",
+            Some(&ada),
+            &json!({"code": GREEDY_JS, "key_value_stores": ["default"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let greedy = run(
+        &platform,
+        &ada,
+        created["id"].as_u64().unwrap(),
+        json!(null),
+    )
+    .await;
+    assert_eq!(greedy, json!({"reads": 3, "kind": "too_many_operations"}));
+}

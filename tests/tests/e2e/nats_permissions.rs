@@ -40,6 +40,10 @@ impl Probes {
             as_worker.subscribe(subjects::EXECUTE_ALL).await.unwrap(),
             as_api.subscribe("_INBOX_worker.>").await.unwrap(),
             as_api.subscribe(subjects::EXECUTE_ALL).await.unwrap(),
+            // Key-value operations (each with its grant): only API servers
+            // take them, in their queue group.
+            as_worker.subscribe(subjects::KV_REQUESTS).await.unwrap(),
+            as_api.subscribe(subjects::KV_REQUESTS).await.unwrap(),
         ];
         // Forging: a worker may not publish invocations, nor answer what
         // it was not asked (a fake reply in the API's inbox).
@@ -93,6 +97,40 @@ impl Probes {
             (StatusCode::OK, &json!(6)),
             "{body}"
         );
+
+        // A function with state: its worker reaches the store through an
+        // API server, with the grant its call carries.
+        let (status, created) = self
+            .call(
+                "/functions",
+                Some(&token),
+                json!({"code": KV_WAT, "key_value_stores": ["default"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let path = format!("/functions/{}/execute", created["id"]);
+        let (status, body) = self.call(&path, Some(&token), json!({"input": 0})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let counted = reqwest::Client::new()
+            .get(format!("{}/kv/default/probe", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(counted.text().await.unwrap(), "1");
+        // But may neither read nor write the state itself.
+        as_worker
+            .publish("$KV.kv_data.ada.default.probe", "forged".into())
+            .await
+            .unwrap();
+        as_worker
+            .publish(
+                "$JS.API.DIRECT.GET.KV_kv_data.$KV.kv_data.ada.default.probe",
+                "".into(),
+            )
+            .await
+            .unwrap();
+        as_worker.flush().await.unwrap();
 
         for (n, sniffer) in sniffers.iter_mut().enumerate() {
             assert_nothing(sniffer, &format!("sniffer {n}")).await;
@@ -153,6 +191,14 @@ impl Probes {
             ("Subscription", "worker", subjects::EXECUTE_ALL),
             ("Subscription", "api", "_INBOX_worker.>"),
             ("Subscription", "api", subjects::EXECUTE_ALL),
+            ("Subscription", "worker", subjects::KV_REQUESTS),
+            ("Subscription", "api", subjects::KV_REQUESTS),
+            ("Publish", "worker", "$KV.kv_data.ada.default.probe"),
+            (
+                "Publish",
+                "worker",
+                "$JS.API.DIRECT.GET.KV_kv_data.$KV.kv_data.ada.default.probe",
+            ),
             ("Publish", "worker", "functions.execute.999999"),
             ("Publish", "worker", "_INBOX_api.probe"),
             ("Publish", "worker", "$JS.API.STREAM.UPDATE.KV_users"),
@@ -229,6 +275,17 @@ impl Probes {
         }
     }
 }
+
+/// A function that adds 1 to `probe` in its owner's `default` store
+/// through `nimbus_kv`.
+const KV_WAT: &str = r#"(module
+  (import "nimbus_kv" "call" (func $call (param i32 i32) (result i32)))
+  (import "nimbus_kv" "read" (func $read (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{\"store\":\"default\",\"op\":\"increment\",\"key\":\"probe\",\"delta\":1}")
+  (func (export "handle") (param i32) (result i32)
+    (drop (call $call (i32.const 0) (i32.const 60)))
+    (call $read (i32.const 1024) (i32.const 512))))"#;
 
 async fn assert_nothing(subscriber: &mut async_nats::Subscriber, what: &str) {
     let received = tokio::time::timeout(Duration::from_millis(500), subscriber.next()).await;
