@@ -1,6 +1,7 @@
 //! The API server's flags (`nimbus up` and `nimbus api`), read into an
 //! [`ApiConfig`] whose defaults they show.
 
+use nimbus_core::kv::KvQuota;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -126,6 +127,27 @@ pub struct ApiFlags {
         default_value_t = Quotas::default().log_bytes / MIB
     )]
     log_mb_per_user: u64,
+    /// Keys one user's key-value stores may hold in all.
+    #[arg(
+        long,
+        env = "NIMBUS_KV_KEYS_PER_USER",
+        default_value_t = KvQuota::default().keys
+    )]
+    kv_keys_per_user: u64,
+    /// MiB of keys and values one user's key-value stores may hold in all.
+    #[arg(
+        long,
+        env = "NIMBUS_KV_MB_PER_USER",
+        default_value_t = KvQuota::default().bytes / MIB
+    )]
+    kv_mb_per_user: u64,
+    /// Key-value stores (with at least one key) one user may have.
+    #[arg(
+        long,
+        env = "NIMBUS_KV_STORES_PER_USER",
+        default_value_t = KvQuota::default().stores
+    )]
+    kv_stores_per_user: u64,
     /// Seconds between sweeps of the modules store for objects no function
     /// uses (0: never).
     #[arg(
@@ -178,6 +200,11 @@ impl ApiFlags {
                 functions: self.max_functions_per_user,
                 module_bytes: self.module_mb_per_user.saturating_mul(MIB),
                 log_bytes: self.log_mb_per_user.saturating_mul(MIB),
+            },
+            kv_quota: KvQuota {
+                keys: self.kv_keys_per_user,
+                bytes: self.kv_mb_per_user.saturating_mul(MIB),
+                stores: self.kv_stores_per_user,
             },
             module_gc_interval: seconds(self.module_gc_secs, "module-gc-secs")?,
             module_gc_grace: {
