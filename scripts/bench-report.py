@@ -162,9 +162,11 @@ out.append("")
 out.append("## End to end (`nimbus bench` against `nimbus up` on loopback)")
 out.append("")
 reports = {}
-for name in ["floor", "wat-add", "rust-transform", "js-add"]:
-    with open(os.path.join(work, f"e2e-{name}.json")) as f:
-        reports[name] = json.load(f)
+for name in ["floor", "wat-add", "rust-transform", "js-add", "kv-increment", "kv-get"]:
+    path = os.path.join(work, f"e2e-{name}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            reports[name] = json.load(f)
 floor = reports["floor"]
 out.append(
     f"HTTP -> API -> NATS request/reply -> worker -> back, {floor['concurrency']} requests in flight, "
@@ -180,6 +182,8 @@ labels = {
     "wat-add": "WAT add",
     "rust-transform": "Rust JSON transform (SDK)",
     "js-add": "JS add",
+    "kv-increment": "Rust SDK: increment one key (KV, every connection on it)",
+    "kv-get": "Rust SDK: read one key (KV)",
 }
 for name, r in reports.items():
     l = r["latency_ms"]

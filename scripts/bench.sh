@@ -3,7 +3,8 @@
 # `nimbus bench` against `nimbus up` on loopback for the WAT add, the Rust JSON
 # transform example and the JS add, side by side with the floor (the same
 # HTTP -> API -> NATS -> worker round trip, answered without running wasm);
-# then the Rust wasi:http example component served by `wasmtime serve` and
+# then a key-value counter (one hot key incremented from every connection,
+# and reads of it); then the Rust wasi:http example component served by `wasmtime serve` and
 # on a Nimbus function URL, same load generator, at 16 and 1 connections;
 # then cold starts (scripts/bench-cold.py: upload to first answer, and 500
 # functions called round-robin right after their upload). Writes
@@ -73,6 +74,11 @@ order='{"customer":"ada","discount_percent":10,"items":[{"sku":"tea","price_cent
 run_bench wat-add "$add" 10
 run_bench rust-transform "$transform" "$order"
 run_bench js-add "$add_js" 10
+# Key-value state (examples/functions/counter): increments of one key from
+# every connection at once (the worst case: every write races), and reads.
+counter=$(client deploy examples/functions/target/wasm32-wasip1/release/counter.wasm --name counter --kv-store default)
+run_bench kv-increment "$counter" '{"op": "hit"}'
+run_bench kv-get "$counter" '{"op": "get", "key": "hits"}'
 
 # The same wasi:http component, on a Nimbus function URL and under
 # `wasmtime serve` (-Scli: Rust's std imports wasi:cli/environment).

@@ -6,9 +6,16 @@
 //! API servers hold; the worker sends each operation its guest makes on
 //! [`subjects::KV_REQUESTS`] with that grant, and whichever API server of
 //! the [`subjects::KV_QUEUE_GROUP`] takes it checks the grant (signature,
-//! expiry, store named) and applies the operation to the owner's stores.
-//! So a compromised worker reaches the stores of the calls it was given,
-//! while their grants last, and nothing else.
+//! expiry, store named), that the function still exists and still
+//! declares the store (deleting a function or narrowing its stores revokes
+//! its grants), and applies the operation to the owner's stores. So a
+//! compromised worker reaches the stores of the calls it was given, while
+//! their grants last, and nothing else.
+//!
+//! Replies go only to a worker's inbox (`subjects::WORKER_INBOX_PREFIX`):
+//! the API's NATS user may write to buckets and streams, and a reply
+//! subject is the requester's choice, so answering anywhere else would let
+//! a worker make the API publish where it pleases.
 //!
 //! [`apply`] is also what the owner's HTTP routes (`routes/kv.rs`) would
 //! do with an operation; they call the store directly for their own shapes.
@@ -20,7 +27,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use nimbus_core::kv::{Grant, KvError, KvOp, KvQuota, KvReply, KvRequest};
 use nimbus_core::wire::headers;
-use nimbus_core::{FunctionMeta, SecretsKey, subjects};
+use nimbus_core::{FunctionMeta, SecretsKey, Username, subjects};
 use nimbus_store::{KvEntry, Storage};
 
 use crate::background::BackgroundTask;
@@ -72,14 +79,14 @@ fn now_ms() -> u64 {
 /// Answer workers' operations until the task is dropped; nothing without
 /// NATS, a store or a secrets key.
 pub(crate) async fn start(state: &Arc<AppState>) -> Result<BackgroundTask, ApiError> {
-    let (Some(nats), Ok(storage), Some(key)) = (
+    let (Some(nats), Ok(_), Some(_)) = (
         state.nats.clone(),
-        state.storage().cloned(),
-        state.config.secrets_key.clone(),
+        state.storage(),
+        state.config.secrets_key.as_ref(),
     ) else {
         return Ok(BackgroundTask(None));
     };
-    let quota = state.config.kv_quota;
+    let state = state.clone();
     let mut requests = nats
         .queue_subscribe(subjects::KV_REQUESTS, subjects::KV_QUEUE_GROUP.into())
         .await
@@ -92,11 +99,15 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<BackgroundTask, ApiEr
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_OPERATIONS));
     Ok(BackgroundTask(Some(tokio::spawn(async move {
         while let Some(message) = requests.next().await {
-            let Some(reply_to) = message.reply.clone() else {
+            let Some(reply_to) = message.reply.clone().filter(|r| is_worker_inbox(r)) else {
+                tracing::warn!(
+                    reply = ?message.reply,
+                    "a key-value operation whose reply subject is not a worker's inbox; ignored"
+                );
                 continue;
             };
             let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let (nats, storage, key) = (nats.clone(), storage.clone(), key.clone());
+            let (nats, state) = (nats.clone(), state.clone());
             tokio::spawn(async move {
                 let grant = message
                     .headers
@@ -104,7 +115,7 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<BackgroundTask, ApiEr
                     .and_then(|h| h.get(headers::KV_GRANT))
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_default();
-                let reply = match serve(&storage, &key, &grant, &message.payload, &quota).await {
+                let reply = match serve(&state, &grant, &message.payload).await {
                     Ok(reply) => reply,
                     Err(error) => KvReply::failed(error),
                 };
@@ -117,20 +128,47 @@ pub(crate) async fn start(state: &Arc<AppState>) -> Result<BackgroundTask, ApiEr
     }))))
 }
 
+/// Whether `subject` is a reply subject in a worker's inbox: the prefix,
+/// then tokens without wildcards.
+fn is_worker_inbox(subject: &str) -> bool {
+    subject
+        .strip_prefix(subjects::WORKER_INBOX_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| {
+            rest.split('.')
+                .all(|token| !token.is_empty() && token != "*" && token != ">")
+                && !rest.contains([' ', '\t', '\r', '\n'])
+        })
+}
+
 /// Check `grant` and apply the operation framed in `payload`.
-async fn serve(
-    storage: &Storage,
-    key: &SecretsKey,
-    grant: &str,
-    payload: &Bytes,
-    quota: &KvQuota,
-) -> Result<KvReply, KvError> {
+async fn serve(state: &AppState, grant: &str, payload: &Bytes) -> Result<KvReply, KvError> {
+    let key = state
+        .config
+        .secrets_key
+        .as_ref()
+        .ok_or_else(|| KvError::unavailable("this API server has no secrets key"))?;
     let grant = Grant::verify(grant, key, now_ms())?;
     let request = KvRequest::parse(payload)?;
     if !grant.allows(&request.store) {
         return Err(KvError::access_denied(&request.store));
     }
-    apply(storage, &grant.owner, request, quota).await
+    // The grant's function as it is now: deleted, or its stores narrowed
+    // since the grant was signed, the grant no longer holds.
+    let owner =
+        Username::parse(&grant.owner).map_err(|_| KvError::access_denied(&request.store))?;
+    let meta = state
+        .functions
+        .get(state.storage(), &owner, grant.function_id)
+        .await
+        .map_err(|e| KvError::unavailable(e.to_string()))?;
+    if !meta.is_some_and(|meta| meta.key_value_stores.contains(&request.store)) {
+        return Err(KvError::access_denied(&request.store));
+    }
+    let storage = state
+        .storage()
+        .map_err(|e| KvError::unavailable(e.to_string()))?;
+    apply(storage, &grant.owner, request, &state.config.kv_quota).await
 }
 
 /// Apply `request` to `owner`'s stores.

@@ -125,8 +125,8 @@ pub enum KvOp {
     /// The value and its revision, for a later [`KvOp::Swap`].
     Read { key: String },
     /// Set the key to the value that follows only if its revision is still
-    /// `revision` (as [`KvOp::Read`] answered; 0 or a deletion's revision
-    /// for an absent key).
+    /// `revision`, as [`KvOp::Read`] answered it (for an absent key: 0 if
+    /// it was never written, else its deletion's revision).
     Swap { key: String, revision: u64 },
 }
 
@@ -349,7 +349,8 @@ impl KvError {
 pub struct Grant {
     /// Whose stores.
     pub owner: String,
-    /// The function it was made for (for logs).
+    /// The function it was made for: the API checks that it still exists
+    /// and still declares the store.
     pub function_id: FunctionId,
     /// The stores the function declared.
     pub stores: Vec<String>,

@@ -8,10 +8,14 @@
 //!   keys in byte order, a page at a time, the cursor being the last key
 //!   of the page.
 //! - `increment` is atomic (the value is a decimal integer as text, an
-//!   absent key counts as 0); `cas::new` reads the key's value and
-//!   revision, `swap` writes only if the revision is unchanged, and
-//!   otherwise answers `cas-failed` with a fresh handle.
-//! - `batch` operations are the single ones in turn (not atomic together).
+//!   absent key counts as 0); `cas::new` reads the key's revision,
+//!   `current` its value (read again: a handle holds no value, so a guest
+//!   cannot make the host hold values outside its memory limit; a value
+//!   newer than the handle makes the swap fail, as it should), `swap`
+//!   writes only if the revision is unchanged, and otherwise answers
+//!   `cas-failed` with a fresh handle.
+//! - `batch` operations are the single ones in turn (not atomic together);
+//!   `get-many` answers at most 8 MiB of values in one call.
 //!
 //! Errors that are the guest's doing (a quota, a bad key, too many
 //! operations) come back as `other("<kind>: <message>")`.
@@ -41,13 +45,15 @@ pub struct Bucket {
     store: String,
 }
 
-/// A compare-and-swap in progress: the key and what it held when read.
+/// A compare-and-swap in progress: the key and its revision when read.
 pub struct Cas {
     store: String,
     key: String,
-    value: Option<Bytes>,
     revision: u64,
 }
+
+/// The most `get-many` answers in one call.
+const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// What `wasi:keyvalue` works on: the component's resource table and the
 /// invocation's key-value access.
@@ -121,7 +127,7 @@ impl KvView<'_> {
         Ok(())
     }
 
-    /// A CAS handle on `key`, holding what it holds now.
+    /// A CAS handle on `key` at its revision now.
     async fn cas(&mut self, store: String, key: String) -> Result<Cas, store::Error> {
         let reply = self
             .op(store.clone(), KvOp::Read { key: key.clone() }, Bytes::new())
@@ -129,7 +135,6 @@ impl KvView<'_> {
         Ok(Cas {
             store,
             key,
-            value: (reply.found == Some(true)).then_some(reply.value),
             revision: reply.revision.unwrap_or(0),
         })
     }
@@ -269,7 +274,9 @@ impl atomics::HostCas for KvView<'_> {
         &mut self,
         cas: Resource<Cas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        Ok(Ok(self.table.get(&cas)?.value.as_ref().map(|v| v.to_vec())))
+        let cas = self.table.get(&cas)?;
+        let (store, key) = (cas.store.clone(), cas.key.clone());
+        Ok(KvView::get(self, store, key).await)
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -286,9 +293,18 @@ impl batch::Host for KvView<'_> {
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let store = self.store_of(&bucket)?;
         let mut found = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
         for key in keys {
             match KvView::get(self, store.clone(), key.clone()).await {
-                Ok(value) => found.push(value.map(|value| (key, value))),
+                Ok(value) => {
+                    bytes += value.as_ref().map_or(0, Vec::len);
+                    if bytes > MAX_BATCH_BYTES {
+                        return Ok(Err(store::Error::Other(format!(
+                            "too_large: get-many answers at most {MAX_BATCH_BYTES} bytes of values"
+                        ))));
+                    }
+                    found.push(value.map(|value| (key, value)));
+                }
                 Err(e) => return Ok(Err(e)),
             }
         }

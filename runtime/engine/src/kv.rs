@@ -82,6 +82,16 @@ impl KvCalls {
         }
         self.made += 1;
         self.may_open(&request.store)?;
+        if request.value.len() > nimbus_core::kv::MAX_VALUE_BYTES {
+            return Err(KvError::new(
+                KvErrorKind::TooLarge,
+                format!(
+                    "a value of {} bytes; at most {}",
+                    request.value.len(),
+                    nimbus_core::kv::MAX_VALUE_BYTES
+                ),
+            ));
+        }
         let backend =
             self.access.backend.clone().ok_or_else(|| {
                 KvError::unavailable("this worker has no key-value state to offer")

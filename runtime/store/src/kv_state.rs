@@ -22,7 +22,7 @@
 //! *after* one that shrinks it. A process that stops between the two leaves
 //! the usage counted too high, never too low.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -199,7 +199,9 @@ impl Storage {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + CONTENTION_WAIT;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             let (mut usage, revision) = self.kv_usage(owner).await?;
             let entry = usage.stores.entry(store.to_owned()).or_default();
             entry.keys = entry.keys.saturating_add_signed(delta.keys);
@@ -223,7 +225,7 @@ impl Storage {
             {
                 Ok(_) => return Ok(()),
                 Err(StoreError::AlreadyExists) if tokio::time::Instant::now() < deadline => {
-                    backoff().await
+                    backoff(attempt).await
                 }
                 Err(StoreError::AlreadyExists) => return Err(contention()),
                 Err(e) => return Err(unavailable(e)),
@@ -283,7 +285,7 @@ impl Storage {
                 .update_at(data, "write a key", &name, value, seen.revision)
                 .await
                 .map(Some),
-            None if seen.value.is_none() => return Ok(Some(seen.revision)),
+            None if seen.value.is_none() => return Ok(Some(0)),
             None => self
                 .ride_out_raw(Retry::Undelivered, "delete a key", || {
                     data.delete_expect_revision(&name, Some(seen.revision))
@@ -300,21 +302,27 @@ impl Storage {
         };
         match written {
             Ok(revision) => {
-                if !delta.grows() {
-                    self.adjust_usage(owner, store, delta, quota).await?;
+                // The write is done: a usage update that fails leaves the
+                // usage high (never low), and must not report the write
+                // as failed (a guest would make it again).
+                if !delta.grows()
+                    && let Err(e) = self.adjust_usage(owner, store, delta, quota).await
+                {
+                    tracing::warn!(%owner, %store, error = %e, "key-value usage left high");
                 }
                 Ok(revision)
             }
-            Err(e) => {
+            // Refused: the reservation goes back.
+            Err(StoreError::AlreadyExists) => {
                 if delta.grows() {
                     self.adjust_usage(owner, store, delta.negated(), quota)
                         .await?;
                 }
-                match e {
-                    StoreError::AlreadyExists => Ok(None),
-                    e => Err(unavailable(e)),
-                }
+                Ok(None)
             }
+            // Maybe applied (a timeout): the reservation stays, so usage
+            // is never counted low.
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -380,7 +388,9 @@ impl Storage {
         next: impl Fn(Option<&Bytes>) -> Result<Option<Bytes>, KvError>,
     ) -> Result<(u64, Option<Bytes>), KvError> {
         let deadline = tokio::time::Instant::now() + CONTENTION_WAIT;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             let seen = self.kv_read(owner, store, key).await?;
             let value = next(seen.value.as_ref())?;
             if let Some(revision) = self
@@ -392,7 +402,7 @@ impl Storage {
             if tokio::time::Instant::now() >= deadline {
                 return Err(contention());
             }
-            backoff().await;
+            backoff(attempt).await;
         }
     }
 
@@ -421,8 +431,8 @@ impl Storage {
         )
         .await
         .map_err(|_| unavailable("listing the keys took more than 30 s"))??;
+        // In byte order already (a set's).
         keys.retain(|k| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c));
-        keys.sort_unstable();
         let next = (keys.len() > LIST_PAGE).then(|| keys[LIST_PAGE - 1].clone());
         keys.truncate(LIST_PAGE);
         Ok((keys, next))
@@ -449,28 +459,38 @@ async fn list_subjects(
         })
         .await
         .map_err(unavailable)?;
-    let mut keys = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(keys);
+    // The snapshot is the last message of each key when the consumer was
+    // made: this many. Writes made since come after it and are not waited
+    // for (a key written twice, or deleted, meanwhile is counted once, or
+    // not at all).
+    let snapshot = consumer.cached_info().num_pending;
+    let mut keys = BTreeSet::new();
+    if snapshot == 0 {
+        return Ok(Vec::new());
     }
     let mut messages = consumer.messages().await.map_err(unavailable)?;
+    let mut delivered = 0;
     while let Some(message) = messages.next().await {
         let message = message.map_err(unavailable)?;
-        let info = message.info().map_err(unavailable)?;
-        let pending = info.pending;
+        let pending = message.info().map_err(unavailable)?.pending;
+        delivered += 1;
         let deleted = message
             .headers
             .as_ref()
             .and_then(|h| h.get("KV-Operation"))
             .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
-        if !deleted && let Some(key) = message.subject.strip_prefix(strip).and_then(unescape_key) {
-            keys.push(key);
+        if let Some(key) = message.subject.strip_prefix(strip).and_then(unescape_key) {
+            if deleted {
+                keys.remove(&key);
+            } else {
+                keys.insert(key);
+            }
         }
-        if pending == 0 {
+        if pending == 0 || delivered >= snapshot {
             break;
         }
     }
-    Ok(keys)
+    Ok(keys.into_iter().collect())
 }
 
 /// Whether `usage` is within `quota`.
@@ -494,10 +514,12 @@ fn check_quota(usage: &KvUsage, quota: &KvQuota) -> Result<(), KvError> {
     Ok(())
 }
 
-/// A short random pause after a lost compare-and-set, so that writers
-/// racing for one key do not collide again in lockstep.
-async fn backoff() {
-    let micros = rand::random::<u64>() % 2_000;
+/// A short random pause after the `attempt`th lost compare-and-set, so
+/// that writers racing for one key do not collide again in lockstep: up
+/// to 1 ms, doubling with each attempt, at most 32 ms.
+async fn backoff(attempt: u32) {
+    let ceiling = 1_000u64 << attempt.min(5);
+    let micros = rand::random::<u64>() % ceiling;
     tokio::time::sleep(Duration::from_micros(micros)).await;
 }
 

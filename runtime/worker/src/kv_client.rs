@@ -14,8 +14,11 @@ use nimbus_core::subjects;
 use nimbus_core::wire::headers;
 use nimbus_engine::KeyValue;
 
-/// How long one operation waits for an API server. The invocation's own
-/// deadline usually ends the wait first.
+/// How long one operation waits for an API server: longer than the API
+/// keeps retrying one (10 s of contention, a failover's wait), so that a
+/// guest is not told "unavailable" about an operation still under way.
+/// The invocation's own deadline (60 s at most) usually ends the wait
+/// first.
 const OPERATION_WAIT: Duration = Duration::from_secs(30);
 
 /// One call's way to its function's stores.
@@ -34,25 +37,29 @@ impl KeyValue for NatsKv {
         map.insert(headers::KV_GRANT, self.grant.as_str());
         let payload = request.frame();
         Box::pin(async move {
-            let sent = client.request_with_headers(subjects::KV_REQUESTS, map, payload.into());
-            let message = match tokio::time::timeout(OPERATION_WAIT, sent).await {
-                Err(_) => {
-                    return Err(KvError::unavailable(format!(
-                        "no API server answered the key-value operation within {} s",
-                        OPERATION_WAIT.as_secs()
-                    )));
-                }
-                Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            let request = async_nats::Request::new()
+                .headers(map)
+                .payload(payload.into())
+                .timeout(Some(OPERATION_WAIT));
+            let message = match client.send_request(subjects::KV_REQUESTS, request).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                     return Err(KvError::unavailable(
                         "no API server serves key-value operations",
                     ));
                 }
-                Ok(Err(e)) => {
+                Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                    return Err(KvError::unavailable(format!(
+                        "no API server answered the key-value operation within {} s \
+                         (it may have been applied)",
+                        OPERATION_WAIT.as_secs()
+                    )));
+                }
+                Err(e) => {
                     return Err(KvError::unavailable(format!(
                         "the key-value operation could not be sent: {e}"
                     )));
                 }
-                Ok(Ok(message)) => message,
             };
             KvReply::parse(&message.payload)
         })

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use futures::future::join_all;
 use nimbus_core::kv::{Grant, KvErrorKind, KvReply};
 use reqwest::{Method, StatusCode};
@@ -250,14 +251,27 @@ async fn operation(client: &async_nats::Client, grant: &str, line: &str) -> KvRe
 async fn operations_need_a_grant_the_api_signed_for_that_owner_and_store() {
     let platform = Platform::start().await;
     let ada = platform.user("ada").await;
-    let client = platform.nats_client().await;
+    let id = deploy(
+        &platform,
+        &ada,
+        "counter",
+        rust_example("counter"),
+        "default",
+    )
+    .await;
+    // As a worker connects: replies go only to workers' inboxes.
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(nimbus_core::subjects::WORKER_INBOX_PREFIX)
+        .connect(platform.nats_url())
+        .await
+        .unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     let grant = |owner: &str, expires_ms: u64| Grant {
         owner: owner.into(),
-        function_id: 1,
+        function_id: id,
         stores: vec!["default".into()],
         expires_ms,
     };
@@ -300,6 +314,35 @@ from-a-grant"#;
         "widened"
     );
     assert!(denied(operation(&client, "", set).await), "no grant");
+
+    // A reply subject outside the workers' inboxes gets no answer: the API
+    // may write to buckets, and must not write where a requester says.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(nimbus_core::wire::headers::KV_GRANT, valid.as_str());
+    let mut injected = client.subscribe("injected.>").await.unwrap();
+    client
+        .publish_with_reply_and_headers(
+            nimbus_core::subjects::KV_REQUESTS,
+            "injected.reply",
+            headers,
+            set.to_owned().into(),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_millis(500), injected.next()).await;
+    assert!(answered.is_err(), "answered outside an inbox: {answered:?}");
+
+    // Deleting the function revokes its grants.
+    let (status, _) = platform
+        .delete(&format!("/functions/{id}"), Some(&ada))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        denied(operation(&client, &valid, set).await),
+        "the function is gone"
+    );
 }
 
 /// Reads until the platform says no more.

@@ -120,6 +120,43 @@ async fn owners_read_write_list_and_compare_and_set_their_keys() {
     .await;
     assert_eq!(status, StatusCode::OK);
 
+    // `If-Match: *` needs the key; a weak or malformed tag is refused;
+    // deletes are conditional too.
+    let exists = [("if-match", "*")];
+    let (status, _, _) = raw(
+        &platform,
+        Method::PUT,
+        "/kv/default/none",
+        &ada,
+        Some("x"),
+        &exists,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let weak = [("if-match", "W/\"1\"")];
+    let (status, _, _) = raw(
+        &platform,
+        Method::PUT,
+        "/kv/default/new",
+        &ada,
+        Some("x"),
+        &weak,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = raw(
+        &platform,
+        Method::DELETE,
+        "/kv/default/new",
+        &ada,
+        None,
+        &stale,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let (_, _, value) = raw(&platform, Method::GET, "/kv/default/new", &ada, None, &[]).await;
+    assert_eq!(value, b"n", "a refused delete deletes nothing");
+
     // Keys may hold `/`, dots and any UTF-8; a prefix lists in byte order.
     for key in ["user/2", "user/10", "user/ü.x", "other"] {
         let path = format!("/kv/default/{}", key.replace('ü', "%C3%BC"));

@@ -98,6 +98,17 @@ impl Probes {
             "{body}"
         );
 
+        // A worker may not make an API server answer where it says: the
+        // API writes to buckets, and answers only workers' inboxes (checked
+        // below, once a later operation has been served).
+        as_worker
+            .publish_with_reply(
+                subjects::KV_REQUESTS,
+                "$KV.kv_data.ada.default.injected",
+                "{\"store\":\"default\",\"op\":\"get\",\"key\":\"probe\"}".into(),
+            )
+            .await
+            .unwrap();
         // A function with state: its worker reaches the store through an
         // API server, with the grant its call carries.
         let (status, created) = self
@@ -118,6 +129,7 @@ impl Probes {
             .await
             .unwrap();
         assert_eq!(counted.text().await.unwrap(), "1");
+
         // But may neither read nor write the state itself.
         as_worker
             .publish("$KV.kv_data.ada.default.probe", "forged".into())
@@ -131,6 +143,13 @@ impl Probes {
             .await
             .unwrap();
         as_worker.flush().await.unwrap();
+        let injected = reqwest::Client::new()
+            .get(format!("{}/kv/default/injected", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(injected.status(), StatusCode::NOT_FOUND);
 
         for (n, sniffer) in sniffers.iter_mut().enumerate() {
             assert_nothing(sniffer, &format!("sniffer {n}")).await;

@@ -6,9 +6,9 @@
 //!   time (`cursor` in the answer: where the next page starts);
 //! - `GET /kv/{store}/{key}`: the value, raw, its revision in `ETag`;
 //! - `PUT /kv/{store}/{key}`: set it to the body; `If-Match: "<revision>"`
-//!   sets it only if it is still at that revision, `If-None-Match: *` only
-//!   if it does not exist (412 otherwise);
-//! - `DELETE /kv/{store}/{key}`.
+//!   sets it only if it is still at that revision, `If-Match: *` only if it
+//!   exists, `If-None-Match: *` only if it does not (412 otherwise);
+//! - `DELETE /kv/{store}/{key}`, with `If-Match` likewise.
 //!
 //! Keys may hold `/` (the rest of the path is the key, percent-decoded).
 //! Stores need no creating: a store is the keys under its name.
@@ -115,30 +115,7 @@ pub async fn put(
             kv::MAX_VALUE_BYTES
         )));
     }
-    let storage = state.storage()?;
-    let quota = &state.config.kv_quota;
-    let condition = Condition::of(&headers)?;
-    let revision = match condition {
-        Condition::None => {
-            storage
-                .kv_set(&caller, &store, &key, Some(value), quota)
-                .await?
-        }
-        condition => {
-            let seen = storage.kv_read(&caller, &store, &key).await?;
-            if !condition.holds(&seen) {
-                return Err(precondition_failed(&seen));
-            }
-            storage
-                .kv_swap(&caller, &store, &key, &seen, Some(value), quota)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::PreconditionFailed(
-                        "the key changed while it was being written".into(),
-                    )
-                })?
-        }
-    };
+    let revision = write(&state, &caller, &store, &key, &headers, Some(value)).await?;
     Ok((
         [(header::ETAG, etag(revision))],
         Json(json!({"store": store, "key": key, "revision": revision})),
@@ -151,19 +128,47 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     KeyPath(store, key): KeyPath,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .storage()?
-        .kv_set(&caller, &store, &key, None, &state.config.kv_quota)
-        .await?;
+    write(&state, &caller, &store, &key, &headers, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Write `value` (`None`: delete) to `key` under the request's condition:
+/// the new revision.
+async fn write(
+    state: &AppState,
+    owner: &str,
+    store: &str,
+    key: &str,
+    headers: &HeaderMap,
+    value: Option<bytes::Bytes>,
+) -> Result<u64, ApiError> {
+    let storage = state.storage()?;
+    let quota = &state.config.kv_quota;
+    let condition = Condition::of(headers)?;
+    if matches!(condition, Condition::None) {
+        return Ok(storage.kv_set(owner, store, key, value, quota).await?);
+    }
+    let seen = storage.kv_read(owner, store, key).await?;
+    if !condition.holds(&seen) {
+        return Err(precondition_failed(&seen));
+    }
+    storage
+        .kv_swap(owner, store, key, &seen, value, quota)
+        .await?
+        .ok_or_else(|| {
+            ApiError::PreconditionFailed("the key changed while it was being written".into())
+        })
 }
 
 /// A conditional write's condition.
 enum Condition {
     None,
-    /// `If-Match: "<revision>"`.
+    /// `If-Match: "<revision>"` (strong comparison only).
     Revision(u64),
+    /// `If-Match: *`.
+    Exists,
     /// `If-None-Match: *`.
     Absent,
 }
@@ -171,22 +176,24 @@ enum Condition {
 impl Condition {
     fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
         let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("").trim());
+        let bad = |what: &str| {
+            ApiError::BadRequest(format!(
+                "{what}: a write takes If-Match: \"<revision>\" (an ETag this API answered) or *, \
+                 or If-None-Match: *"
+            ))
+        };
         match (text(header::IF_MATCH), text(header::IF_NONE_MATCH)) {
             (None, None) => Ok(Self::None),
             (None, Some("*")) => Ok(Self::Absent),
+            (None, Some(other)) => Err(bad(&format!("If-None-Match {other:?}"))),
+            (Some("*"), None) => Ok(Self::Exists),
             (Some(tag), None) => tag
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .parse()
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.parse().ok())
                 .map(Self::Revision)
-                .map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "If-Match must be a revision this API answered as an ETag (\"12\"); got {tag:?}"
-                    ))
-                }),
-            _ => Err(ApiError::BadRequest(
-                "a write takes If-Match: \"<revision>\" or If-None-Match: *, not both".into(),
-            )),
+                .ok_or_else(|| bad(&format!("If-Match {tag:?}"))),
+            (Some(_), Some(_)) => Err(bad("both If-Match and If-None-Match")),
         }
     }
 
@@ -194,6 +201,7 @@ impl Condition {
         match self {
             Self::None => true,
             Self::Revision(revision) => seen.value.is_some() && seen.revision == *revision,
+            Self::Exists => seen.value.is_some(),
             Self::Absent => seen.value.is_none(),
         }
     }
