@@ -11,9 +11,8 @@
 //! without touching the others. Stores need no creating: a store is the
 //! keys under its name.
 //!
-//! Keys: a key's bytes outside `[A-Za-z0-9_/-]` are written `=XX` (hex),
-//! so any UTF-8 key is a valid NATS subject token sequence, and a prefix
-//! of a key escapes to a prefix of the escaped key.
+//! Keys are escaped into one subject token and listed by
+//! `kv_listing.rs`.
 //!
 //! Every write is a compare-and-set on the revision it read; an increment
 //! or a swap that loses a race reads again. The owner's usage (keys and
@@ -22,16 +21,16 @@
 //! *after* one that shrinks it. A process that stops between the two leaves
 //! the usage counted too high, never too low.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures::StreamExt;
-use nimbus_core::kv::{KvError, KvErrorKind, KvQuota, LIST_PAGE};
+use nimbus_core::kv::{KvError, KvErrorKind, KvQuota};
 use serde::{Deserialize, Serialize};
 
 use crate::failover::Retry;
+use crate::kv_listing::data_key;
 use crate::{Storage, StoreError};
 
 /// The two buckets; opened by API servers only.
@@ -84,42 +83,7 @@ pub struct KvEntry {
 /// concurrent writers before giving up.
 const CONTENTION_WAIT: Duration = Duration::from_secs(10);
 
-/// `key` escaped for a NATS KV key (see the module docs).
-pub fn escape_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
-
-/// The key [`escape_key`] escaped.
-pub fn unescape_key(escaped: &str) -> Option<String> {
-    let bytes = escaped.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' {
-            let hex = escaped.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn data_key(owner: &str, store: &str, key: &str) -> String {
-    format!("{owner}.{store}.{}", escape_key(key))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> KvError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> KvError {
     KvError::unavailable(format!("the key-value state could not be reached: {e}"))
 }
 
@@ -160,7 +124,7 @@ impl Delta {
 }
 
 impl Storage {
-    fn state(&self) -> Result<&StateBuckets, KvError> {
+    pub(crate) fn state(&self) -> Result<&StateBuckets, KvError> {
         self.state.as_ref().ok_or_else(|| {
             unavailable("this component does not open the key-value buckets (workers never do)")
         })
@@ -405,92 +369,6 @@ impl Storage {
             backoff(attempt).await;
         }
     }
-
-    /// Keys of `owner`'s `store` that start with `prefix`, in byte order,
-    /// after `cursor`: at most [`LIST_PAGE`] of them, and where the next
-    /// page starts (`None`: none left).
-    ///
-    /// Each page reads the names of all the store's keys (bounded by the
-    /// owner's key quota): JetStream lists a store's subjects in the order
-    /// they were last written, not in key order.
-    pub async fn kv_list(
-        &self,
-        owner: &str,
-        store: &str,
-        prefix: &str,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<String>, Option<String>), KvError> {
-        let data = &self.state()?.data;
-        // An escaped key is one subject token: the filter takes the whole
-        // store, the prefix is checked here.
-        let filter = format!("{}{owner}.{store}.*", data.prefix);
-        let strip = format!("{}{owner}.{store}.", data.prefix);
-        let mut keys = tokio::time::timeout(
-            Duration::from_secs(30),
-            list_subjects(&data.stream, self.client.new_inbox(), filter, &strip),
-        )
-        .await
-        .map_err(|_| unavailable("listing the keys took more than 30 s"))??;
-        // In byte order already (a set's).
-        keys.retain(|k| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c));
-        let next = (keys.len() > LIST_PAGE).then(|| keys[LIST_PAGE - 1].clone());
-        keys.truncate(LIST_PAGE);
-        Ok((keys, next))
-    }
-}
-
-/// The keys (unescaped, `strip` taken off) of the live subjects matching
-/// `filter`: their last messages' headers, through an ordered consumer.
-async fn list_subjects(
-    stream: &jetstream::stream::Stream,
-    inbox: String,
-    filter: String,
-    strip: &str,
-) -> Result<Vec<String>, KvError> {
-    use jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: inbox,
-            filter_subject: filter,
-            headers_only: true,
-            replay_policy: ReplayPolicy::Instant,
-            deliver_policy: DeliverPolicy::LastPerSubject,
-            ..Default::default()
-        })
-        .await
-        .map_err(unavailable)?;
-    // The snapshot is the last message of each key when the consumer was
-    // made: this many. Writes made since come after it and are not waited
-    // for (a key written twice, or deleted, meanwhile is counted once, or
-    // not at all).
-    let snapshot = consumer.cached_info().num_pending;
-    let mut keys = BTreeSet::new();
-    if snapshot == 0 {
-        return Ok(Vec::new());
-    }
-    let mut messages = consumer.messages().await.map_err(unavailable)?;
-    let mut delivered = 0;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(unavailable)?;
-        let pending = message.info().map_err(unavailable)?.pending;
-        delivered += 1;
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
-        if let Some(key) = message.subject.strip_prefix(strip).and_then(unescape_key) {
-            if deleted {
-                keys.remove(&key);
-            } else {
-                keys.insert(key);
-            }
-        }
-        if pending == 0 || delivered >= snapshot {
-            break;
-        }
-    }
-    Ok(keys.into_iter().collect())
 }
 
 /// Whether `usage` is within `quota`.
@@ -526,23 +404,6 @@ async fn backoff(attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_escape_to_subject_tokens_and_back_keeping_prefixes() {
-        for key in ["plain/key-1_x", "a.b c", "ü=*>", "hits"] {
-            let escaped = escape_key(key);
-            assert!(
-                escaped
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-/=".contains(&b)),
-                "{escaped}"
-            );
-            assert_eq!(unescape_key(&escaped).as_deref(), Some(key));
-        }
-        assert!(escape_key("a.b c").starts_with(&escape_key("a.b")));
-        assert_eq!(escape_key("a.b"), "a=2Eb");
-        assert_eq!(unescape_key("=Z1"), None);
-    }
 
     #[test]
     fn deltas_count_keys_and_bytes() {
