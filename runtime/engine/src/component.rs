@@ -73,6 +73,10 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:sockets/ip-name-lookup",
 ];
 
+/// The one version of `wasi:keyvalue` components may import
+/// (`keyvalue.rs`).
+const KEYVALUE_VERSION: &str = "0.2.0-draft2";
+
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
 const CLI_RUN: &str = "wasi:cli/run";
 
@@ -90,6 +94,15 @@ fn unversioned(name: &str) -> &str {
 pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<Abi, CompileError> {
     let ty = component.component_type();
     for (name, item) in ty.imports(engine) {
+        // Drafts of wasi:keyvalue differ in their types: only the one the
+        // host implements links.
+        if unversioned(name).starts_with("wasi:keyvalue/")
+            && name.split_once('@').map(|(_, v)| v) != Some(KEYVALUE_VERSION)
+        {
+            return Err(CompileError::ForbiddenImport(format!(
+                "`{name}`: wasi:keyvalue is offered at version {KEYVALUE_VERSION} only"
+            )));
+        }
         if !matches!(item.ty, ComponentItem::ComponentInstance(_))
             || !ALLOWED_IMPORTS.contains(&unversioned(name))
         {

@@ -275,14 +275,14 @@ async fn a_cli_component_answers_on_its_url_and_through_execute() {
 async fn refused_components_and_capped_bodies() {
     let p = Platform::start().await;
     let ada = p.user("ada").await;
-    let keyvalue = crate::components::KEYVALUE_COMPONENT.as_bytes().to_vec();
-    let refused = deploy(&p, &ada, keyvalue, "name=net").await;
+    let messaging = crate::components::MESSAGING_COMPONENT.as_bytes().to_vec();
+    let refused = deploy(&p, &ada, messaging, "name=net").await;
     let message = refused.1["error"]["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     assert_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_module");
-    assert!(message.contains("wasi:keyvalue/store"), "{message}");
+    assert!(message.contains("wasi:messaging/producer"), "{message}");
     // Nothing was stored under the name.
     assert_error(
         p.get("/fn/ada/net", Some(&ada)).await,
