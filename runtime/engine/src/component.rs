@@ -35,8 +35,9 @@ use crate::limiter::Limiter;
 use crate::outbound::OutboundCalls;
 use crate::{Abi, CompileError};
 
-/// Interfaces a component may import, without their version
-/// (`wasi:io/streams@0.2.12` matches `wasi:io/streams`).
+/// Interfaces a component may import, mostly without their version
+/// (`wasi:io/streams@0.2.12` matches `wasi:io/streams`); an entry with a
+/// version matches that version only.
 const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
@@ -59,9 +60,11 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:cli/terminal-stderr",
     "wasi:http/types",
     "wasi:http/outgoing-handler",
-    "wasi:keyvalue/store",
-    "wasi:keyvalue/atomics",
-    "wasi:keyvalue/batch",
+    // Drafts of wasi:keyvalue differ in their types: only the one the host
+    // implements (`keyvalue.rs`).
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
     "wasi:sockets/network",
@@ -72,10 +75,6 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:sockets/udp-create-socket",
     "wasi:sockets/ip-name-lookup",
 ];
-
-/// The one version of `wasi:keyvalue` components may import
-/// (`keyvalue.rs`).
-const KEYVALUE_VERSION: &str = "0.2.0-draft2";
 
 const HTTP_HANDLER: &str = "wasi:http/incoming-handler";
 const CLI_RUN: &str = "wasi:cli/run";
@@ -90,22 +89,23 @@ fn unversioned(name: &str) -> &str {
     name.split_once('@').map_or(name, |(name, _)| name)
 }
 
+/// Whether [`ALLOWED_IMPORTS`] has `name`: exactly, for an entry with a
+/// version, or in any version.
+fn is_allowed(name: &str) -> bool {
+    ALLOWED_IMPORTS.iter().any(|allowed| {
+        if allowed.contains('@') {
+            *allowed == name
+        } else {
+            *allowed == unversioned(name)
+        }
+    })
+}
+
 /// Every import must be an allowed interface; the exports name the world.
 pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<Abi, CompileError> {
     let ty = component.component_type();
     for (name, item) in ty.imports(engine) {
-        // Drafts of wasi:keyvalue differ in their types: only the one the
-        // host implements links.
-        if unversioned(name).starts_with("wasi:keyvalue/")
-            && name.split_once('@').map(|(_, v)| v) != Some(KEYVALUE_VERSION)
-        {
-            return Err(CompileError::ForbiddenImport(format!(
-                "`{name}`: wasi:keyvalue is offered at version {KEYVALUE_VERSION} only"
-            )));
-        }
-        if !matches!(item.ty, ComponentItem::ComponentInstance(_))
-            || !ALLOWED_IMPORTS.contains(&unversioned(name))
-        {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) || !is_allowed(name) {
             return Err(CompileError::ForbiddenImport(format!(
                 "`{name}`; a component may import only {}",
                 "wasi:io, wasi:clocks, wasi:random, wasi:cli (stdio, environment, exit, terminal), \

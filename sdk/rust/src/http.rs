@@ -125,16 +125,8 @@ mod host {
 
     /// Send the request JSON; the outcome JSON.
     pub(super) fn exchange(request: &[u8]) -> Result<Vec<u8>, super::Error> {
-        let len = i32::try_from(request.len())
-            .map_err(|_| super::Error("the request is too large".into()))?;
-        // SAFETY: the pointer and length describe `request`, alive across
-        // the call; the host only reads them.
-        let answer = unsafe { send(request.as_ptr(), len) };
-        let mut outcome = vec![0u8; answer.max(0) as usize];
-        // SAFETY: `outcome` is writable for its whole length.
-        let copied = unsafe { read(outcome.as_mut_ptr(), answer.max(0)) };
-        outcome.truncate(copied.max(0) as usize);
-        Ok(outcome)
+        crate::host_call::exchange(send, read, request)
+            .ok_or_else(|| super::Error("the request is too large".into()))
     }
 }
 

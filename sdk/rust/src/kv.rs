@@ -233,18 +233,10 @@ mod host {
 
     /// Send the framed request; the framed reply.
     pub(super) fn exchange(request: &[u8]) -> Result<Vec<u8>, super::Error> {
-        let len = i32::try_from(request.len()).map_err(|_| super::Error {
+        crate::host_call::exchange(call, read, request).ok_or_else(|| super::Error {
             kind: "too_large".into(),
             message: "the request is too large".into(),
-        })?;
-        // SAFETY: the pointer and length describe `request`, alive across
-        // the call; the host only reads them.
-        let answer = unsafe { call(request.as_ptr(), len) };
-        let mut reply = vec![0u8; answer.max(0) as usize];
-        // SAFETY: `reply` is writable for its whole length.
-        let copied = unsafe { read(reply.as_mut_ptr(), answer.max(0)) };
-        reply.truncate(copied.max(0) as usize);
-        Ok(reply)
+        })
     }
 }
 

@@ -65,6 +65,8 @@
 
 pub use nimbus_sdk_macro::function;
 
+#[cfg(target_family = "wasm")]
+mod host_call;
 pub mod http;
 pub mod kv;
 

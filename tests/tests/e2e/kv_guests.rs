@@ -34,6 +34,18 @@ async fn deploy(platform: &Platform, token: &str, name: &str, wasm: Vec<u8>, sto
     body["id"].as_u64().unwrap()
 }
 
+/// The Rust SDK counter example as `counter`, with the `default` store.
+async fn deploy_counter(platform: &Platform, token: &str) -> u64 {
+    deploy(
+        platform,
+        token,
+        "counter",
+        rust_example("counter"),
+        "default",
+    )
+    .await
+}
+
 async fn run(platform: &Platform, token: &str, id: u64, input: Value) -> Value {
     let (status, body) = platform.execute(token, id, input).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -44,14 +56,7 @@ async fn run(platform: &Platform, token: &str, id: u64, input: Value) -> Value {
 async fn the_sdk_counts_exactly_under_concurrency_in_its_owners_stores_only() {
     let platform = Platform::start().await;
     let ada = platform.user("ada").await;
-    let id = deploy(
-        &platform,
-        &ada,
-        "counter",
-        rust_example("counter"),
-        "default",
-    )
-    .await;
+    let id = deploy_counter(&platform, &ada).await;
 
     // Read-your-writes across invocations.
     for expected in 1..=3 {
@@ -96,14 +101,7 @@ async fn the_sdk_counts_exactly_under_concurrency_in_its_owners_stores_only() {
 
     // Another user's function with the same code counts in its own store.
     let bob = platform.user("bob").await;
-    let bobs = deploy(
-        &platform,
-        &bob,
-        "counter",
-        rust_example("counter"),
-        "default",
-    )
-    .await;
+    let bobs = deploy_counter(&platform, &bob).await;
     assert_eq!(
         run(&platform, &bob, bobs, json!({"op": "hit"})).await,
         json!({"count": 1})
@@ -251,14 +249,7 @@ async fn operation(client: &async_nats::Client, grant: &str, line: &str) -> KvRe
 async fn operations_need_a_grant_the_api_signed_for_that_owner_and_store() {
     let platform = Platform::start().await;
     let ada = platform.user("ada").await;
-    let id = deploy(
-        &platform,
-        &ada,
-        "counter",
-        rust_example("counter"),
-        "default",
-    )
-    .await;
+    let id = deploy_counter(&platform, &ada).await;
     // As a worker connects: replies go only to workers' inboxes.
     let client = async_nats::ConnectOptions::new()
         .custom_inbox_prefix(nimbus_core::subjects::WORKER_INBOX_PREFIX)
@@ -371,14 +362,7 @@ async fn guests_meet_the_owners_quota_and_the_per_invocation_operation_cap() {
     })
     .await;
     let ada = platform.user("ada").await;
-    let id = deploy(
-        &platform,
-        &ada,
-        "counter",
-        rust_example("counter"),
-        "default",
-    )
-    .await;
+    let id = deploy_counter(&platform, &ada).await;
     for key in ["a", "b"] {
         run(
             &platform,

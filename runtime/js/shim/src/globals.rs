@@ -189,20 +189,32 @@ unsafe extern "C" {
     fn http_read(ptr: *mut u8, len: i32) -> i32;
 }
 
-/// Send a request (JSON) through the platform's `nimbus_http` import; the
-/// outcome (JSON: a response or `{"error"}`).
+/// Send `request` through a `nimbus_*` import's `send` (or `call`) and
+/// copy the outcome out with its `read`; `None` if the request is too
+/// large to describe.
 #[allow(unsafe_code)]
-fn host_fetch(request: String) -> String {
-    let Ok(len) = i32::try_from(request.len()) else {
-        return r#"{"error":"the request is too large"}"#.to_owned();
-    };
+pub(crate) fn exchange(
+    send: unsafe extern "C" fn(*const u8, i32) -> i32,
+    read: unsafe extern "C" fn(*mut u8, i32) -> i32,
+    request: &[u8],
+) -> Option<Vec<u8>> {
+    let len = i32::try_from(request.len()).ok()?;
     // SAFETY: pointer and length describe `request`, alive across the call.
-    let answer = unsafe { http_send(request.as_ptr(), len) }.max(0);
+    let answer = unsafe { send(request.as_ptr(), len) }.max(0);
     let mut outcome = vec![0u8; answer as usize];
     // SAFETY: `outcome` is writable for its whole length.
-    let copied = unsafe { http_read(outcome.as_mut_ptr(), answer) }.max(0);
+    let copied = unsafe { read(outcome.as_mut_ptr(), answer) }.max(0);
     outcome.truncate(copied as usize);
-    String::from_utf8_lossy(&outcome).into_owned()
+    Some(outcome)
+}
+
+/// Send a request (JSON) through the platform's `nimbus_http` import; the
+/// outcome (JSON: a response or `{"error"}`).
+fn host_fetch(request: String) -> String {
+    match exchange(http_send, http_read, request.as_bytes()) {
+        Some(outcome) => String::from_utf8_lossy(&outcome).into_owned(),
+        None => r#"{"error":"the request is too large"}"#.to_owned(),
+    }
 }
 
 /// `fetch(input, init)`: a `Request` (or a URL and init) sent by the

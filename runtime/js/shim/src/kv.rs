@@ -28,23 +28,16 @@ unsafe extern "C" {
 
 /// Send one operation (its JSON line, and the value for `set`/`swap`); the
 /// reply's line and its value, as text.
-#[allow(unsafe_code)]
 fn host_kv(line: String, value: String) -> Vec<String> {
     let mut request = line.into_bytes();
     request.push(b'\n');
     request.extend_from_slice(value.as_bytes());
-    let Ok(len) = i32::try_from(request.len()) else {
+    let Some(reply) = crate::globals::exchange(kv_call, kv_read, &request) else {
         return vec![
             r#"{"error":{"kind":"too_large","message":"the request is too large"}}"#.to_owned(),
             String::new(),
         ];
     };
-    // SAFETY: pointer and length describe `request`, alive across the call.
-    let answer = unsafe { kv_call(request.as_ptr(), len) }.max(0);
-    let mut reply = vec![0u8; answer as usize];
-    // SAFETY: `reply` is writable for its whole length.
-    let copied = unsafe { kv_read(reply.as_mut_ptr(), answer) }.max(0);
-    reply.truncate(copied as usize);
     let at = reply.iter().position(|&b| b == b'\n').unwrap_or(reply.len());
     let value = reply.get(at + 1..).unwrap_or_default();
     vec![
