@@ -65,6 +65,10 @@ pub(crate) fn transient(error: &(dyn StdError + 'static)) -> Option<Transient> {
 
 fn classify(error: &(dyn StdError + 'static)) -> Option<Transient> {
     use Transient::{TimedOut, Undelivered};
+    if error.is::<crate::replica_lag::ReplicaBehind>() {
+        // Nothing was written: reading again is always safe.
+        return Some(Undelivered);
+    }
     if let Some(e) = error.downcast_ref::<stream::DirectGetError>() {
         return match e.kind() {
             stream::DirectGetErrorKind::ErrorResponse(StatusCode::NO_RESPONDERS, _) => {
@@ -98,6 +102,12 @@ fn classify(error: &(dyn StdError + 'static)) -> Option<Transient> {
     }
     if let Some(e) = error.downcast_ref::<jetstream::Error>() {
         return refused(e);
+    }
+    if let Some(e) = error.downcast_ref::<stream::LastRawMessageError>() {
+        return match e.kind() {
+            stream::LastRawMessageErrorKind::JetStream(e) => refused(&e),
+            _ => None,
+        };
     }
     if let Some(e) = error.downcast_ref::<stream::ConsumerError>() {
         // JetStream's own answer is kept in the kind, not as a source.

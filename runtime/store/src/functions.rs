@@ -1,6 +1,8 @@
 //! Function metadata in the `functions` bucket, under `<owner>.<id>`, and
 //! the id counter that hands out function ids.
 
+use std::collections::HashSet;
+
 use async_nats::jetstream::{
     consumer::{DeliverPolicy, push::OrderedConfig},
     kv,
@@ -11,6 +13,7 @@ use nimbus_core::{FunctionId, FunctionMeta, Username};
 
 use crate::codec::{decode, encode, owner_key};
 use crate::failover::{NatsError, Retry};
+use crate::replica_lag::{check_listing, subjects_at_leader};
 use crate::{Storage, StoreError};
 
 /// Key of the function id counter in the `functions` bucket.
@@ -81,14 +84,9 @@ impl Storage {
         id: FunctionId,
     ) -> Result<Option<(FunctionMeta, u64)>, StoreError> {
         let key = owner_key(owner, id);
-        let entry = self
-            .ride_out(Retry::Idempotent, "read function", || {
-                self.functions.entry(&key)
-            })
-            .await?;
+        let entry = self.read_key(&self.functions, "read function", &key).await?;
         entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| Ok((decode(&key, &e.value)?, e.revision)))
+            .map(|(value, revision)| Ok((decode(&key, &value)?, revision)))
             .transpose()
     }
 
@@ -119,13 +117,7 @@ impl Storage {
         owner: &Username,
         id: FunctionId,
     ) -> Result<Option<FunctionMeta>, StoreError> {
-        let key = owner_key(owner, id);
-        let value = self
-            .ride_out(Retry::Idempotent, "read function", || {
-                self.functions.get(&key)
-            })
-            .await?;
-        value.map(|v| decode(&key, &v)).transpose()
+        Ok(self.function_entry(owner, id).await?.map(|(meta, _)| meta))
     }
 
     /// Every function `owner` has, by id.
@@ -146,11 +138,15 @@ impl Storage {
     }
 
     /// The latest value of every key of the `functions` bucket matching
-    /// `filter`, deleted ones left out: `(subject, value)` pairs.
+    /// `filter`, deleted ones left out: `(subject, value)` pairs. Checked
+    /// against the stream's leader (`replica_lag.rs`): a listing by a replica
+    /// that is behind fails with a transient error, so that
+    /// [`Storage::ride_out`] reads again.
     pub(crate) async fn last_per_subject(
         &self,
         filter: &str,
     ) -> Result<Vec<(String, Bytes)>, NatsError> {
+        let at_leader = subjects_at_leader(&self.functions.stream, filter).await?;
         let consumer = self
             .functions
             .stream
@@ -163,25 +159,27 @@ impl Storage {
             .await
             .map_err(NatsError::new)?;
         let mut stored = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(stored);
-        }
-        let mut messages = consumer.messages().await.map_err(NatsError::new)?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(NatsError::new)?;
-            let pending = message.info().map_err(NatsError::boxed)?.pending;
-            let deleted = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-            if !deleted {
-                stored.push((message.subject.to_string(), message.payload.clone()));
+        let mut seen = HashSet::new();
+        if consumer.cached_info().num_pending > 0 {
+            let mut messages = consumer.messages().await.map_err(NatsError::new)?;
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(NatsError::new)?;
+                let pending = message.info().map_err(NatsError::boxed)?.pending;
+                let deleted = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+                seen.insert(message.subject.to_string());
+                if !deleted {
+                    stored.push((message.subject.to_string(), message.payload.clone()));
+                }
+                if pending == 0 {
+                    break;
+                }
             }
-            if pending == 0 {
-                break;
-            }
         }
+        check_listing(&at_leader, &seen)?;
         Ok(stored)
     }
 

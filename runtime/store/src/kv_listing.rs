@@ -3,7 +3,7 @@
 //! (hex), so any UTF-8 key is a valid token, and a prefix of a key escapes
 //! to a prefix of the escaped key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -11,7 +11,9 @@ use futures::StreamExt;
 use nimbus_core::kv::{KvError, LIST_PAGE};
 
 use crate::Storage;
+use crate::failover::{NatsError, Retry};
 use crate::kv_state::unavailable;
+use crate::replica_lag::{check_listing, subjects_at_leader};
 
 /// `key` escaped for a NATS KV key (see the module docs).
 pub fn escape_key(key: &str) -> String {
@@ -68,12 +70,13 @@ impl Storage {
         // store, the prefix is checked here.
         let filter = format!("{}{owner}.{store}.*", data.prefix);
         let strip = format!("{}{owner}.{store}.", data.prefix);
-        let mut keys = tokio::time::timeout(
-            Duration::from_secs(30),
-            list_subjects(&data.stream, self.client.new_inbox(), filter, &strip),
-        )
-        .await
-        .map_err(|_| unavailable("listing the keys took more than 30 s"))??;
+        let list = self.ride_out(Retry::Idempotent, "list keys", || {
+            list_subjects(&data.stream, self.client.new_inbox(), &filter, &strip)
+        });
+        let mut keys = tokio::time::timeout(Duration::from_secs(30), list)
+            .await
+            .map_err(|_| unavailable("listing the keys took more than 30 s"))?
+            .map_err(unavailable)?;
         // In byte order already (a set's).
         keys.retain(|k| k.starts_with(prefix) && cursor.is_none_or(|c| k.as_str() > c));
         let next = (keys.len() > LIST_PAGE).then(|| keys[LIST_PAGE - 1].clone());
@@ -83,40 +86,45 @@ impl Storage {
 }
 
 /// The keys (unescaped, `strip` taken off) of the live subjects matching
-/// `filter`: their last messages' headers, through an ordered consumer.
+/// `filter`: their last messages' headers, through an ordered consumer,
+/// checked against the stream's leader (`replica_lag.rs`).
 async fn list_subjects(
     stream: &jetstream::stream::Stream,
     inbox: String,
-    filter: String,
+    filter: &str,
     strip: &str,
-) -> Result<Vec<String>, KvError> {
+) -> Result<Vec<String>, NatsError> {
     use jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
+    let at_leader = subjects_at_leader(stream, filter).await?;
     let consumer = stream
         .create_consumer(push::OrderedConfig {
             deliver_subject: inbox,
-            filter_subject: filter,
+            filter_subject: filter.to_owned(),
             headers_only: true,
             replay_policy: ReplayPolicy::Instant,
             deliver_policy: DeliverPolicy::LastPerSubject,
             ..Default::default()
         })
         .await
-        .map_err(unavailable)?;
+        .map_err(NatsError::new)?;
     // The snapshot is the last message of each key when the consumer was
     // made: this many. Writes made since come after it and are not waited
     // for (a key written twice, or deleted, meanwhile is counted once, or
     // not at all).
     let snapshot = consumer.cached_info().num_pending;
     let mut keys = BTreeSet::new();
+    let mut seen = HashSet::new();
     if snapshot == 0 {
+        check_listing(&at_leader, &seen)?;
         return Ok(Vec::new());
     }
-    let mut messages = consumer.messages().await.map_err(unavailable)?;
+    let mut messages = consumer.messages().await.map_err(NatsError::new)?;
     let mut delivered = 0;
     while let Some(message) = messages.next().await {
-        let message = message.map_err(unavailable)?;
-        let pending = message.info().map_err(unavailable)?.pending;
+        let message = message.map_err(NatsError::new)?;
+        let pending = message.info().map_err(NatsError::boxed)?.pending;
         delivered += 1;
+        seen.insert(message.subject.to_string());
         let deleted = message
             .headers
             .as_ref()
@@ -133,6 +141,7 @@ async fn list_subjects(
             break;
         }
     }
+    check_listing(&at_leader, &seen)?;
     Ok(keys.into_iter().collect())
 }
 

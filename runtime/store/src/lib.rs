@@ -25,6 +25,7 @@
 //! - `logs`: function logs;
 //! - `objects`: modules and precompiled artifacts in the object store;
 //! - `failover`: retrying what a JetStream failover explains;
+//! - `replica_lag`: listings checked against the stream's leader;
 //! - `codec`, `config`, `error`: record encoding, settings, [`StoreError`].
 
 use std::time::Duration;
@@ -50,6 +51,7 @@ mod module_gc;
 mod names;
 mod objects;
 mod provisioning;
+mod replica_lag;
 mod users;
 
 pub use artifact_file::Artifact;

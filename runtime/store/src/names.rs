@@ -78,11 +78,9 @@ impl Storage {
             return Ok(None);
         }
         let key = owner_key(owner, name);
-        let value = self
-            .ride_out(Retry::Idempotent, "read a function name", || {
-                self.names.get(&key)
-            })
+        let entry = self
+            .read_key(&self.names, "read a function name", &key)
             .await?;
-        value.map(|v| decode(&key, &v)).transpose()
+        entry.map(|(v, _)| decode(&key, &v)).transpose()
     }
 }

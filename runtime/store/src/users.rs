@@ -4,7 +4,6 @@ use nimbus_core::Username;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::decode;
-use crate::failover::Retry;
 use crate::{Storage, StoreError};
 
 /// A stored user.
@@ -29,11 +28,9 @@ impl Storage {
 
     /// The user called `username`, if any.
     pub async fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        let value = self
-            .ride_out(Retry::Idempotent, "read user", || {
-                self.users.get(username.as_str())
-            })
+        let entry = self
+            .read_key(&self.users, "read user", username.as_str())
             .await?;
-        value.map(|v| decode(username, &v)).transpose()
+        entry.map(|(v, _)| decode(username, &v)).transpose()
     }
 }
