@@ -6,6 +6,7 @@ TOOLS := $(CURDIR)/.tools
 # setup records which nats-server it found or installed; tests and `up` use it.
 NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
 COMPONENTIZE_PY_PATH = $$(cat $(TOOLS)/componentize-py-path)
+PROMETHEUS_CLIENT_PATH = $$(cat $(TOOLS)/prometheus-client-path)
 
 .PHONY: up test lint bench setup
 
@@ -16,7 +17,8 @@ APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
 	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml
 
 ## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11)
-## and componentize-py (Python components, for the tests) into .tools/
+## componentize-py (Python components, for the tests) and prometheus_client (its OpenMetrics
+## parser checks /metrics in the tests) into .tools/
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -25,6 +27,7 @@ setup:
 	@mkdir -p $(TOOLS)
 	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) > $(TOOLS)/nats-server-path
 	@scripts/install-componentize-py.sh $(TOOLS) > $(TOOLS)/componentize-py-path
+	@scripts/install-prometheus-client.sh $(TOOLS) > $(TOOLS)/prometheus-client-path
 
 ## up: run nats-server, one API server and one worker on loopback
 up: setup
@@ -33,7 +36,8 @@ up: setup
 
 ## test: every test of the workspace, against a real nats-server
 test: setup
-	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) NIMBUS_COMPONENTIZE_PY=$(COMPONENTIZE_PY_PATH) $(CARGO) test --workspace
+	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) NIMBUS_COMPONENTIZE_PY=$(COMPONENTIZE_PY_PATH) \
+		NIMBUS_PROMETHEUS_CLIENT=$(PROMETHEUS_CLIENT_PATH) $(CARGO) test --workspace
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: setup

@@ -38,6 +38,9 @@ pub struct ApiConfig {
     /// Function metadata records the API keeps in memory (see
     /// `function_cache.rs`).
     pub function_cache_entries: usize,
+    /// Functions given series of their own in `/metrics`; the others are
+    /// counted together as `function="other"` (`nimbus_core::metrics`).
+    pub metrics_function_series: usize,
     /// The platform's artifact key: with it, an upload also stores the
     /// native artifact it compiled, sealed, for workers to load instead of
     /// compiling again.
@@ -99,6 +102,7 @@ impl Default for ApiConfig {
             dispatch_grace: Duration::from_secs(10),
             max_jobs_per_user: 1000,
             function_cache_entries: 100_000,
+            metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
             artifact_key: None,
             warm_js: true,
             compiler: None,

@@ -18,6 +18,7 @@
 //!   `function_env`: the sealed environment each call carries;
 //!   `kv_service`: workers' key-value operations, checked against the
 //!   grant each call carries.
+//! - `metrics`: `GET /metrics`, the dispatcher counted, HTTP requests timed.
 //! - `error`: the one place errors become HTTP answers.
 //!
 //! [`app`] builds the router, so tests drive it without a socket
@@ -36,6 +37,7 @@ mod fair_slots;
 mod function_cache;
 mod function_env;
 mod kv_service;
+mod metrics;
 mod module_gc;
 mod quotas;
 mod routes;
@@ -101,6 +103,7 @@ fn routes(state: Arc<AppState>) -> Router {
     let kv_cap = |route| capped(nimbus_core::kv::MAX_VALUE_BYTES, route);
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics::serve))
         .route("/auth/register", auth_cap(post(accounts::register)))
         .route("/auth/login", auth_cap(post(accounts::login)))
         .route("/account", get(account::account))
@@ -149,6 +152,10 @@ fn routes(state: Arc<AppState>) -> Router {
             module: None,
         }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_http,
+        ))
         .with_state(state)
 }
 

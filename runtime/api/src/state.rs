@@ -12,6 +12,7 @@ use crate::dispatch::{Dispatch, NatsDispatch};
 use crate::fair_slots::{FairSlots, Slot};
 use crate::function_cache::FunctionCache;
 use crate::function_env::EnvCache;
+use crate::metrics::{ApiMetrics, MeteredDispatch};
 use crate::tenant_rate::TenantRate;
 use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
@@ -25,7 +26,9 @@ pub struct AppState {
     pub(crate) functions: Arc<FunctionCache>,
     /// Sealed environments of functions with variables or secrets.
     pub(crate) envs: EnvCache,
+    /// The dispatcher, counted (`metrics.rs`).
     pub(crate) dispatch: Arc<dyn Dispatch>,
+    pub(crate) metrics: Arc<ApiMetrics>,
     pub(crate) engine: Engine,
     /// Built on the first JavaScript upload: it compiles the QuickJS shim.
     js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
@@ -69,7 +72,9 @@ impl AppState {
             storage.clone(),
             config.max_jobs_per_user,
         ));
-        let mut state = Self::detached(config, dispatch, engine, jwt_secret)?;
+        let mut metrics = ApiMetrics::new(config.metrics_function_series);
+        metrics.watch_nats(&nats);
+        let mut state = Self::detached_with(config, dispatch, metrics, engine, jwt_secret)?;
         state.functions = functions;
         state.storage = Some(storage);
         state.nats = Some(nats);
@@ -87,6 +92,17 @@ impl AppState {
         engine: Engine,
         jwt_secret: &[u8],
     ) -> anyhow::Result<Self> {
+        let metrics = ApiMetrics::new(config.metrics_function_series);
+        Self::detached_with(config, dispatch, metrics, engine, jwt_secret)
+    }
+
+    fn detached_with(
+        config: ApiConfig,
+        dispatch: Arc<dyn Dispatch>,
+        metrics: ApiMetrics,
+        engine: Engine,
+        jwt_secret: &[u8],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             jwt_secret.len() >= 32,
             "the JWT secret must be at least 32 bytes long"
@@ -95,6 +111,7 @@ impl AppState {
             format!("{:?}", std::time::Instant::now()),
             config.bcrypt_cost,
         )?;
+        let metrics = Arc::new(metrics);
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
@@ -106,7 +123,11 @@ impl AppState {
             config,
             storage: None,
             nats: None,
-            dispatch,
+            dispatch: Arc::new(MeteredDispatch {
+                inner: dispatch,
+                metrics: metrics.clone(),
+            }),
+            metrics,
             engine,
             js: tokio::sync::OnceCell::new(),
             cpu_slots: Arc::new(FairSlots::new(

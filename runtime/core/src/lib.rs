@@ -12,6 +12,7 @@ pub mod http;
 pub mod kv;
 pub mod limits;
 pub mod meta;
+pub mod metrics;
 pub mod outbound;
 pub mod round_robin;
 pub mod script;

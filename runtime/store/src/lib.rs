@@ -24,6 +24,7 @@
 //! - `jobs`: the work queue of asynchronous invocations;
 //! - `logs`: function logs;
 //! - `objects`: modules and precompiled artifacts in the object store;
+//! - `nats_metrics`: the connection's counters, for `/metrics`;
 //! - `failover`: retrying what a JetStream failover explains;
 //! - `replica_lag`: listings checked against the stream's leader;
 //! - `codec`, `config`, `error`: record encoding, settings, [`StoreError`].
@@ -49,6 +50,7 @@ mod kv_state;
 mod logs;
 mod module_gc;
 mod names;
+mod nats_metrics;
 mod objects;
 mod provisioning;
 mod replica_lag;
@@ -68,6 +70,7 @@ pub use kv_listing::{escape_key, unescape_key};
 pub use kv_state::{KvEntry, KvUsage, StoreUsage};
 pub use logs::{LogEntry, LogUsage};
 pub use module_gc::{Garbage, Sweep};
+pub use nats_metrics::NatsMetrics;
 pub use users::UserRecord;
 
 use error::unavailable;

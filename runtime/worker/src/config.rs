@@ -1,6 +1,7 @@
 //! Worker settings. Each default is written once, here: the `nimbus` flags
 //! take theirs from [`WorkerConfig::default`].
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_core::{EnvKey, LimitPolicy};
@@ -64,6 +65,30 @@ pub struct WorkerConfig {
     /// burst of calls into first calls. 0 turns it off; needs the artifact
     /// key.
     pub warm_modules: usize,
+    /// Where to serve `GET /metrics` (`metrics.rs`); `None`: nowhere.
+    pub metrics_listener: Option<MetricsListener>,
+    /// Functions given series of their own in the metrics; the others are
+    /// counted together as `function="other"` (`nimbus_core::metrics`).
+    pub metrics_function_series: usize,
+}
+
+/// A bound socket for the worker's `/metrics`, bound before the worker
+/// starts (so a taken address fails at once, and tests can bind port 0
+/// and know the port). The worker takes it when it starts: of several
+/// workers run with clones of one config, only the first serves it.
+#[derive(Debug, Clone)]
+pub struct MetricsListener(Arc<Mutex<Option<std::net::TcpListener>>>);
+
+impl MetricsListener {
+    /// Serve on `listener`.
+    pub fn new(listener: std::net::TcpListener) -> Self {
+        Self(Arc::new(Mutex::new(Some(listener))))
+    }
+
+    /// The socket, unless a worker took it already.
+    pub(crate) fn take(&self) -> Option<std::net::TcpListener> {
+        self.0.lock().expect("metrics listener lock").take()
+    }
 }
 
 impl WorkerConfig {
@@ -92,6 +117,8 @@ impl Default for WorkerConfig {
             job_attempts: 3,
             job_ack_wait: Duration::from_secs(30),
             warm_modules: 64,
+            metrics_listener: None,
+            metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
         }
     }
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Message, Subscriber};
 use futures::StreamExt;
+use nimbus_core::metrics::Trigger;
 use nimbus_core::subjects;
 use nimbus_core::wire::{Call, Reply, headers, legacy};
 use tokio::sync::{Semaphore, watch};
@@ -229,7 +230,11 @@ impl Worker {
                     );
                     return;
                 }
-                self.invoke(&call, input).await
+                let trigger = match call.http {
+                    Some(_) => Trigger::Url,
+                    None => Trigger::Execute,
+                };
+                self.invoke(&call, input, trigger).await
             }
             Err(e) => Reply::PlatformError(format!("unreadable invocation request: {e}")),
         };
@@ -239,6 +244,7 @@ impl Worker {
     /// Answer a request that arrived with the queue full.
     async fn shed(&self, queued: Queued) {
         tracing::debug!(subject = %queued.message.subject, "queue full: request shed");
+        self.metrics.shed();
         let reply = Reply::Overloaded(format!(
             "a worker had {} invocations running and {} waiting",
             self.config.concurrency.max(1),

@@ -18,6 +18,9 @@ use nimbus_core::outbound::check_allowed_hosts;
 use nimbus_core::wire::{Call, HttpRequest, Reply, Success, headers};
 use nimbus_core::{Env, subjects};
 use std::sync::Arc;
+use std::time::Instant;
+
+use nimbus_core::metrics::Trigger;
 
 use nimbus_core::kv::Grant;
 use nimbus_engine::{Capabilities, KvAccess, Outbound, Outcome};
@@ -26,8 +29,17 @@ use crate::Worker;
 use crate::kv_client::NatsKv;
 
 impl Worker {
-    /// Run `call` on `input` and say how it went.
-    pub(crate) async fn invoke(&self, call: &Call, input: Bytes) -> Reply {
+    /// Run `call` on `input`, invoked by `trigger`, say how it went, and
+    /// count it.
+    pub(crate) async fn invoke(&self, call: &Call, input: Bytes, trigger: Trigger) -> Reply {
+        let started = Instant::now();
+        let reply = self.run(call, input).await;
+        self.metrics
+            .run(call.function_id, trigger, &reply, started.elapsed());
+        reply
+    }
+
+    async fn run(&self, call: &Call, input: Bytes) -> Reply {
         if let Err(e) = self.config.policy.check(&call.limits) {
             return Reply::PlatformError(format!("limits refused by this worker: {e}"));
         }

@@ -22,12 +22,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use nimbus_core::PlatformErrorKind;
+use nimbus_core::metrics::Trigger;
 use nimbus_core::subjects;
 use nimbus_core::wire::{InvocationRecord, InvocationStatus, Job, RecordedError, Reply};
 use nimbus_store::now_rfc3339;
 use tokio::sync::{Semaphore, watch};
 
 use crate::Worker;
+use crate::metrics::Attempt;
 
 /// Backoff after a JetStream error, and the first retry delay of a job.
 const JOB_POLL: Duration = Duration::from_secs(1);
@@ -134,6 +136,7 @@ impl Worker {
                 return;
             }
         };
+        let _running = self.metrics.job_running();
         let attempt = message
             .info()
             .map(|info| info.delivered)
@@ -204,7 +207,7 @@ impl Worker {
         // at every progress ack.
         let (call, input) = job.request.into_call();
         let reply = {
-            let run = self.invoke(&call, input);
+            let run = self.invoke(&call, input, Trigger::Job);
             let keep_alive = async {
                 loop {
                     message.ack_with(AckKind::Progress).await.ok();
@@ -234,6 +237,7 @@ impl Worker {
         };
         match reply {
             Reply::Ok(success) => {
+                self.metrics.attempt(Attempt::Succeeded);
                 record.status = InvocationStatus::Succeeded;
                 record.result = result;
                 record.error = None;
@@ -241,6 +245,7 @@ impl Worker {
                 record.duration_us = Some(success.duration_us);
             }
             Reply::FunctionError(error) => {
+                self.metrics.attempt(Attempt::Failed);
                 record.status = InvocationStatus::Failed;
                 record.fuel_consumed = Some(error.fuel_consumed);
                 record.error = Some(RecordedError::function(error));
@@ -293,10 +298,12 @@ impl Worker {
         attempt: u64,
     ) {
         if attempt < self.job_attempts() {
+            self.metrics.attempt(Attempt::Retried);
             let delay = JOB_POLL * 5u32.pow(attempt as u32 - 1);
             message.ack_with(AckKind::Nak(Some(delay))).await.ok();
             return;
         }
+        self.metrics.attempt(Attempt::GaveUp);
         if let Some(mut record) = record {
             record.status = InvocationStatus::Failed;
             record.updated = now_rfc3339();

@@ -13,6 +13,7 @@
 //!   replies.
 //! - `jobs`: pulling jobs when a slot is free, attempts, records.
 //! - `invoke`: one run on the engine, its logs and error event.
+//! - `metrics`: what the worker counts, served on `--metrics-listen`.
 //! - `modules`: the compiled module for a digest (cache, shared artifact,
 //!   object store), and warming up at start with recent artifacts.
 //!
@@ -24,6 +25,7 @@ mod intake;
 mod invoke;
 mod jobs;
 mod kv_client;
+mod metrics;
 mod modules;
 
 use std::future::Future;
@@ -35,7 +37,9 @@ use nimbus_engine::Engine;
 use nimbus_store::Storage;
 use tokio::sync::{Semaphore, watch};
 
-pub use config::WorkerConfig;
+pub use config::{MetricsListener, WorkerConfig};
+
+use metrics::WorkerMetrics;
 
 /// A running worker's shared parts.
 struct Worker {
@@ -44,6 +48,7 @@ struct Worker {
     engine: Engine,
     config: WorkerConfig,
     loading: modules::Loading,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// Serve invocations until `shutdown` resolves, then finish the ones in
@@ -56,19 +61,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let concurrency = config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    // Synchronous requests taken off the subscription and not started yet;
+    // jobs give way to them.
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let mut metrics = WorkerMetrics::new(config.metrics_function_series, &client);
+    metrics.watch_capacity(slots.clone(), concurrency, waiting.clone());
+    let metrics = Arc::new(metrics);
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match config.metrics_listener.as_ref().and_then(|l| l.take()) {
+        Some(listener) => Some(metrics::serve(listener, metrics.clone(), async {
+            metrics_stopped.await.ok();
+        })?),
+        None => None,
+    };
     let worker = Arc::new(Worker {
         client,
         storage,
         engine,
         config,
         loading: modules::Loading::default(),
+        metrics,
     });
     let intake = intake::Intake::subscribe(&worker).await?;
     let warming = tokio::spawn(worker.clone().warm());
-    let slots = Arc::new(Semaphore::new(concurrency));
-    // Synchronous requests taken off the subscription and not started yet;
-    // jobs give way to them.
-    let waiting = Arc::new(AtomicUsize::new(0));
     tracing::info!(
         concurrency,
         queue = worker.config.queue_capacity,
@@ -88,6 +104,10 @@ pub async fn run(
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();
+    metrics_stop.send(()).ok();
+    if let Some(server) = metrics_server {
+        server.await.ok();
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

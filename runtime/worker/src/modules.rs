@@ -12,12 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nimbus_core::script::ScriptModule;
 use nimbus_engine::{CompileError, CompiledModule};
 use nimbus_store::{Artifact, StoreError};
 
 use crate::Worker;
+use crate::metrics::ModuleSource;
 
 /// Why a worker has no module to run: a platform failure, answered as such.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +55,16 @@ impl Worker {
     /// The compiled module for `digest`, or why there is none.
     pub(crate) async fn module(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
         if let Some(module) = self.engine.cached(digest) {
+            self.metrics.module(ModuleSource::Cache, Duration::ZERO);
             return Ok(module);
         }
-        self.once(digest, async || self.load(digest).await).await
+        self.once(digest, async || {
+            let started = Instant::now();
+            let (module, source) = self.load(digest).await?;
+            self.metrics.module(source, started.elapsed());
+            Ok(module)
+        })
+        .await
     }
 
     /// `load` the module `digest` unless it is loaded: one load per module
@@ -110,8 +119,12 @@ impl Worker {
         for digest in &digests {
             let warmed = self
                 .once(digest, async || {
+                    let started = Instant::now();
                     let module = self.shared_artifact(digest, &engine_key, key).await;
-                    loaded += usize::from(module.is_some());
+                    if module.is_some() {
+                        loaded += 1;
+                        self.metrics.module(ModuleSource::Warm, started.elapsed());
+                    }
                     module.ok_or(())
                 })
                 .await;
@@ -121,13 +134,17 @@ impl Worker {
         tracing::info!(loaded, listed = digests.len(), "warmed up");
     }
 
-    /// Load `digest`: a shared artifact, else the stored module compiled.
-    async fn load(&self, digest: &str) -> Result<Arc<CompiledModule>, ModuleError> {
+    /// Load `digest`: a shared artifact, else the stored module compiled;
+    /// and which it was.
+    async fn load(
+        &self,
+        digest: &str,
+    ) -> Result<(Arc<CompiledModule>, ModuleSource), ModuleError> {
         let engine_key = self.engine.artifact_key();
         if let Some(key) = &self.config.artifact_verifier
             && let Some(module) = self.shared_artifact(digest, &engine_key, key).await
         {
-            return Ok(module);
+            return Ok((module, ModuleSource::Artifact));
         }
         let bytes = self
             .storage
@@ -166,7 +183,7 @@ impl Worker {
                 actual: module.digest().to_owned(),
             });
         }
-        Ok(module)
+        Ok((module, ModuleSource::Compile))
     }
 
     /// The signed artifact of `digest` for this engine, if there is a usable

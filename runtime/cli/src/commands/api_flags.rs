@@ -164,6 +164,14 @@ pub struct ApiFlags {
         default_value_t = ApiConfig::default().module_gc_grace.as_secs_f64()
     )]
     module_gc_grace_secs: f64,
+    /// Functions given series of their own in /metrics (the first seen);
+    /// the others are counted together as function="other".
+    #[arg(
+        long,
+        env = "NIMBUS_METRICS_FUNCTIONS",
+        default_value_t = ApiConfig::default().metrics_function_series
+    )]
+    metrics_functions: usize,
 }
 
 impl ApiFlags {
@@ -195,6 +203,7 @@ impl ApiFlags {
                 ..AuthLimitConfig::default()
             },
             client_ip_header: self.client_ip_header.clone(),
+            metrics_function_series: self.metrics_functions,
             calls_per_second: self.calls_per_second,
             quotas: Quotas {
                 functions: self.max_functions_per_user,

@@ -17,7 +17,7 @@ use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::platform;
 use nimbus_cli::platform::Role;
 use nimbus_store::StoreConfig;
-use nimbus_worker::WorkerConfig;
+use nimbus_worker::{MetricsListener, WorkerConfig};
 
 use super::api_flags::ApiFlags;
 use super::keys::{ArtifactFlags, SecretsFlags, load_or_create_secret};
@@ -140,11 +140,30 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().max_kv_operations
     )]
     max_kv_operations: u32,
+    /// Where the worker serves GET /metrics (host:port; port 0 picks a free
+    /// one, logged). Workers serve nothing else; none by default.
+    #[arg(long = "metrics-listen", env = "NIMBUS_WORKER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Functions given series of their own in the worker's metrics (the
+    /// first seen); the others are counted together as function="other".
+    #[arg(
+        long = "worker-metrics-functions",
+        env = "NIMBUS_WORKER_METRICS_FUNCTIONS",
+        default_value_t = WorkerConfig::default().metrics_function_series
+    )]
+    metrics_functions: usize,
 }
 
 impl WorkerFlags {
-    fn config(&self) -> WorkerConfig {
-        WorkerConfig {
+    fn config(&self) -> anyhow::Result<WorkerConfig> {
+        let metrics_listener = match self.metrics_listen {
+            Some(address) => Some(MetricsListener::new(
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen on {address} for metrics"))?,
+            )),
+            None => None,
+        };
+        Ok(WorkerConfig {
             concurrency: self.concurrency,
             queue_capacity: self.queue_capacity,
             tenant_concurrency: self.tenant_concurrency,
@@ -156,8 +175,10 @@ impl WorkerFlags {
             outbound_allow_private: self.outbound_allow_private,
             max_outbound_requests: self.max_outbound_requests,
             max_kv_operations: self.max_kv_operations,
+            metrics_listener,
+            metrics_function_series: self.metrics_functions,
             ..WorkerConfig::default()
-        }
+        })
     }
 }
 
@@ -226,7 +247,7 @@ impl UpArgs {
             worker: WorkerConfig {
                 artifact_verifier: Some(artifact_key.verifier()),
                 env_key: Some(secrets_key.env_key().clone()),
-                ..self.worker.config()
+                ..self.worker.config()?
             },
         });
         let started = tokio::select! {
@@ -335,7 +356,7 @@ impl WorkerArgs {
         let config = WorkerConfig {
             artifact_verifier: self.artifacts.verifier()?,
             env_key: self.secrets.env_key()?,
-            ..self.worker.config()
+            ..self.worker.config()?
         };
         if config.env_key.is_none() {
             tracing::warn!(

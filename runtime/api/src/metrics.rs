@@ -1,0 +1,196 @@
+//! This API server's metrics, served at `GET /metrics` (OpenMetrics text;
+//! names and the bound on per-function series in `nimbus_core::metrics`):
+//!
+//! - `faas_invocations_total`, `faas_invoke_duration_seconds`,
+//!   `nimbus_fuel_consumed_total`, `nimbus_invocation_fuel`: synchronous
+//!   invocations (`execute` and URLs) end to end, counted by
+//!   [`MeteredDispatch`] around the dispatcher;
+//! - `nimbus_jobs_queued_total`: asynchronous invocations accepted;
+//! - `http_server_request_duration_seconds`: every HTTP request by method,
+//!   route (the route's template, `/functions/{id}`, never the path itself)
+//!   and status, by [`track_http`];
+//! - `nimbus_nats_*`: the NATS connection's counters.
+//!
+//! `/metrics` needs no token: like `/healthz`, it is for the operator's
+//! network. The gateway does not route it (`deploy/apisix`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use nimbus_core::metrics::{self, InvocationMetrics, Keeper, Outcome, Trigger};
+use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
+use nimbus_core::{ErrorKind, FunctionErrorKind, PlatformErrorKind};
+
+use crate::dispatch::Dispatch;
+use crate::{ApiError, AppState};
+
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    /// The matched route's template; `unmatched` when none matched.
+    route: String,
+    status: u16,
+}
+
+/// Every metric this API server keeps.
+pub struct ApiMetrics {
+    registry: Registry,
+    invocations: InvocationMetrics,
+    jobs_queued: Counter,
+    http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl ApiMetrics {
+    /// The metrics, with series of their own for at most `function_series`
+    /// functions.
+    pub fn new(function_series: usize) -> Self {
+        let mut registry = Registry::default();
+        let invocations = InvocationMetrics::register(&mut registry, Keeper::Api, function_series);
+        let jobs_queued = Counter::default();
+        registry.register(
+            "nimbus_jobs_queued",
+            "Asynchronous invocations accepted and queued",
+            jobs_queued.clone(),
+        );
+        let http: Family<HttpLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(metrics::duration_buckets()));
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "HTTP requests by method, route and status, and how long they took to answer",
+            Unit::Seconds,
+            http.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            jobs_queued,
+            http,
+        }
+    }
+
+    /// Also report `client`'s connection counters.
+    pub fn watch_nats(&mut self, client: &async_nats::Client) {
+        self.registry
+            .register_collector(Box::new(nimbus_store::NatsMetrics::new(client)));
+    }
+
+    /// Everything, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        metrics::encode(&self.registry)
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Middleware: time every request and count it by method, route and status.
+pub async fn track_http(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    state
+        .metrics
+        .http
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A bounded label for `method`: the standard ones, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// A [`Dispatch`] that counts what goes through it.
+pub struct MeteredDispatch {
+    pub(crate) inner: Arc<dyn Dispatch>,
+    pub(crate) metrics: Arc<ApiMetrics>,
+}
+
+impl Dispatch for MeteredDispatch {
+    fn call(
+        &self,
+        call: Call,
+        input: Bytes,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Reply, ApiError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let function = call.function_id;
+            let trigger = match call.http {
+                Some(_) => Trigger::Url,
+                None => Trigger::Execute,
+            };
+            let reply = self.inner.call(call, input, wait).await;
+            let (outcome, fuel) = outcome_of(&reply);
+            self.metrics
+                .invocations
+                .record(function, trigger, outcome, started.elapsed(), fuel);
+            reply
+        })
+    }
+
+    fn enqueue(&self, request: JobRequest) -> BoxFuture<'_, Result<InvocationRecord, ApiError>> {
+        Box::pin(async move {
+            let record = self.inner.enqueue(request).await?;
+            self.metrics.jobs_queued.inc();
+            Ok(record)
+        })
+    }
+}
+
+/// How a dispatched call ended, and the fuel it reported.
+fn outcome_of(reply: &Result<Reply, ApiError>) -> (Outcome, Option<u64>) {
+    match reply {
+        Ok(reply) => metrics::outcome_of(reply),
+        Err(ApiError::Platform { kind, .. }) => (Some(ErrorKind::Platform(*kind)), None),
+        Err(ApiError::PayloadTooLarge(_)) => (
+            Some(ErrorKind::Function(FunctionErrorKind::InvalidInput)),
+            None,
+        ),
+        Err(_) => (
+            Some(ErrorKind::Platform(PlatformErrorKind::Unavailable)),
+            None,
+        ),
+    }
+}
