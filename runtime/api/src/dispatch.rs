@@ -14,12 +14,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use nimbus_core::PlatformErrorKind;
 use nimbus_core::subjects;
+use nimbus_core::trace::TraceParent;
 use nimbus_core::wire::{
     Call, InvocationRecord, InvocationStatus, Job, JobRequest, RecordedError, Reply, headers,
 };
 use nimbus_store::{Storage, now_rfc3339};
 
 use crate::ApiError;
+use crate::invocation_context::new_invocation_id;
 
 /// Where invocations go.
 pub trait Dispatch: Send + Sync + 'static {
@@ -57,6 +59,12 @@ impl NatsDispatch {
     async fn request(&self, call: Call, input: Bytes, wait: Duration) -> Result<Reply, ApiError> {
         let mut headers = HeaderMap::new();
         headers.insert(headers::CALL, call.header().as_str());
+        if let Some(id) = &call.invocation {
+            headers.insert(headers::INVOCATION, id.as_str());
+        }
+        if let Some(trace) = &call.trace {
+            headers.insert(headers::TRACEPARENT, trace.to_string().as_str());
+        }
         let wait_ms = wait.as_millis() as u64;
         let reply = self
             .nats
@@ -96,12 +104,19 @@ impl NatsDispatch {
                  have {quota}; try again once some have finished"
             )));
         }
-        let record = InvocationRecord::queued(
-            format!("{:032x}", rand::random::<u128>()),
-            request.function_id,
-            request.caller.clone(),
-            now_rfc3339(),
-        );
+        let record = InvocationRecord {
+            trace_id: request
+                .trace
+                .as_deref()
+                .and_then(TraceParent::parse)
+                .map(|t| t.trace_id_hex()),
+            ..InvocationRecord::queued(
+                new_invocation_id(),
+                request.function_id,
+                request.caller.clone(),
+                now_rfc3339(),
+            )
+        };
         let revision = self.storage.create_invocation(&record).await?;
         let job = Job {
             record: record.clone(),

@@ -13,12 +13,14 @@
 //!   their own URL).
 //! - `auth`: tokens and the `Caller` extractor; `body`: body and path
 //!   extractors with our error format; `upload`: reading an upload.
-//! - `dispatch`: handing invocations to workers, behind a trait.
+//! - `dispatch`: handing invocations to workers, behind a trait;
+//!   `invocation_context`: each invocation's id and trace;
+//!   `observed_dispatch`: the dispatcher counted and traced.
 //! - `function_cache`: function metadata in memory, fed by a KV watch;
 //!   `function_env`: the sealed environment each call carries;
 //!   `kv_service`: workers' key-value operations, checked against the
 //!   grant each call carries.
-//! - `metrics`: `GET /metrics`, the dispatcher counted, HTTP requests timed.
+//! - `metrics`: `GET /metrics`, and HTTP requests timed.
 //! - `error`: the one place errors become HTTP answers.
 //!
 //! [`app`] builds the router, so tests drive it without a socket
@@ -36,9 +38,11 @@ pub mod error;
 mod fair_slots;
 mod function_cache;
 mod function_env;
+mod invocation_context;
 mod kv_service;
 mod metrics;
 mod module_gc;
+mod observed_dispatch;
 mod quotas;
 mod routes;
 mod state;
@@ -65,6 +69,7 @@ pub use state::AppState;
 use body::BodyCap;
 use routes::{account, accounts, function_config, functions, invocations, kv, urls};
 
+pub use invocation_context::TRACE_ID_HEADER;
 pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
 
 /// The router with every route of the HTTP contract.

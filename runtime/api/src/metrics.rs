@@ -3,8 +3,8 @@
 //!
 //! - `faas_invocations_total`, `faas_invoke_duration_seconds`,
 //!   `nimbus_fuel_consumed_total`, `nimbus_invocation_fuel`: synchronous
-//!   invocations (`execute` and URLs) end to end, counted by
-//!   [`MeteredDispatch`] around the dispatcher;
+//!   invocations (`execute` and URLs) end to end, counted around the
+//!   dispatcher (`observed_dispatch.rs`);
 //! - `nimbus_jobs_queued_total`: asynchronous invocations accepted;
 //! - `http_server_request_duration_seconds`: every HTTP request by method,
 //!   route (the route's template, `/functions/{id}`, never the path itself)
@@ -15,25 +15,20 @@
 //! network. The gateway does not route it (`deploy/apisix`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures::future::BoxFuture;
+use nimbus_core::metrics::{self, InvocationMetrics, Keeper};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use nimbus_core::metrics::{self, InvocationMetrics, Keeper, Outcome, Trigger};
-use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
-use nimbus_core::{ErrorKind, FunctionErrorKind, PlatformErrorKind};
 
-use crate::dispatch::Dispatch;
-use crate::{ApiError, AppState};
+use crate::AppState;
 
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,8 +42,8 @@ struct HttpLabels {
 /// Every metric this API server keeps.
 pub struct ApiMetrics {
     registry: Registry,
-    invocations: InvocationMetrics,
-    jobs_queued: Counter,
+    pub(crate) invocations: InvocationMetrics,
+    pub(crate) jobs_queued: Counter,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -138,59 +133,5 @@ fn method_label(method: &Method) -> &'static str {
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-}
-
-/// A [`Dispatch`] that counts what goes through it.
-pub struct MeteredDispatch {
-    pub(crate) inner: Arc<dyn Dispatch>,
-    pub(crate) metrics: Arc<ApiMetrics>,
-}
-
-impl Dispatch for MeteredDispatch {
-    fn call(
-        &self,
-        call: Call,
-        input: Bytes,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<Reply, ApiError>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let function = call.function_id;
-            let trigger = match call.http {
-                Some(_) => Trigger::Url,
-                None => Trigger::Execute,
-            };
-            let reply = self.inner.call(call, input, wait).await;
-            let (outcome, fuel) = outcome_of(&reply);
-            self.metrics
-                .invocations
-                .record(function, trigger, outcome, started.elapsed(), fuel);
-            reply
-        })
-    }
-
-    fn enqueue(&self, request: JobRequest) -> BoxFuture<'_, Result<InvocationRecord, ApiError>> {
-        Box::pin(async move {
-            let record = self.inner.enqueue(request).await?;
-            self.metrics.jobs_queued.inc();
-            Ok(record)
-        })
-    }
-}
-
-/// How a dispatched call ended, and the fuel it reported.
-fn outcome_of(reply: &Result<Reply, ApiError>) -> (Outcome, Option<u64>) {
-    match reply {
-        Ok(reply) => metrics::outcome_of(reply),
-        Err(ApiError::Platform { kind, .. }) => (Some(ErrorKind::Platform(*kind)), None),
-        Err(ApiError::PayloadTooLarge(_)) => (
-            Some(ErrorKind::Function(FunctionErrorKind::InvalidInput)),
-            None,
-        ),
-        Err(_) => (
-            Some(ErrorKind::Platform(PlatformErrorKind::Unavailable)),
-            None,
-        ),
     }
 }

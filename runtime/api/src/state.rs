@@ -12,7 +12,8 @@ use crate::dispatch::{Dispatch, NatsDispatch};
 use crate::fair_slots::{FairSlots, Slot};
 use crate::function_cache::FunctionCache;
 use crate::function_env::EnvCache;
-use crate::metrics::{ApiMetrics, MeteredDispatch};
+use crate::metrics::ApiMetrics;
+use crate::observed_dispatch::ObservedDispatch;
 use crate::tenant_rate::TenantRate;
 use crate::user_turns::UserTurns;
 use crate::{ApiConfig, ApiError};
@@ -26,7 +27,7 @@ pub struct AppState {
     pub(crate) functions: Arc<FunctionCache>,
     /// Sealed environments of functions with variables or secrets.
     pub(crate) envs: EnvCache,
-    /// The dispatcher, counted (`metrics.rs`).
+    /// The dispatcher, counted and traced (`observed_dispatch.rs`).
     pub(crate) dispatch: Arc<dyn Dispatch>,
     pub(crate) metrics: Arc<ApiMetrics>,
     pub(crate) engine: Engine,
@@ -123,7 +124,7 @@ impl AppState {
             config,
             storage: None,
             nats: None,
-            dispatch: Arc::new(MeteredDispatch {
+            dispatch: Arc::new(ObservedDispatch {
                 inner: dispatch,
                 metrics: metrics.clone(),
             }),

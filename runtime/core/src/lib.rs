@@ -18,6 +18,7 @@ pub mod round_robin;
 pub mod script;
 pub mod sealing;
 pub mod subjects;
+pub mod trace;
 pub mod wire;
 
 pub use env::Env;

@@ -25,9 +25,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::FunctionId;
 use crate::error::{ErrorKind, PlatformErrorKind};
 use crate::wire::Reply;
-use crate::FunctionId;
 
 /// The content type of [`encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

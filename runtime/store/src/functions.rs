@@ -84,7 +84,9 @@ impl Storage {
         id: FunctionId,
     ) -> Result<Option<(FunctionMeta, u64)>, StoreError> {
         let key = owner_key(owner, id);
-        let entry = self.read_key(&self.functions, "read function", &key).await?;
+        let entry = self
+            .read_key(&self.functions, "read function", &key)
+            .await?;
         entry
             .map(|(value, revision)| Ok((decode(&key, &value)?, revision)))
             .transpose()

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
 use futures::StreamExt;
+use nimbus_core::trace::TraceParent;
 use nimbus_core::wire::headers;
 use nimbus_core::{FunctionId, subjects};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,37 @@ pub struct LogEntry {
     pub text: String,
     /// Whether the guest wrote more than its log cap.
     pub truncated: bool,
+    /// The invocation that wrote it (absent from entries of releases that
+    /// did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// The trace that invocation belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl LogEntry {
+    /// The entry a message of the log stream holds, published at
+    /// `published`.
+    fn of(message: &async_nats::Message, published: time::OffsetDateTime) -> Self {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        Self {
+            time: rfc3339(published),
+            caller: header(headers::CALLER).unwrap_or_default(),
+            text: String::from_utf8_lossy(&message.payload).into_owned(),
+            truncated: header(headers::LOGS_TRUNCATED).is_some(),
+            invocation_id: header(headers::INVOCATION),
+            trace_id: header(headers::TRACEPARENT)
+                .and_then(|t| TraceParent::parse(&t))
+                .map(|t| t.trace_id_hex()),
+        }
+    }
 }
 
 impl Storage {
@@ -73,26 +105,14 @@ impl Storage {
             let message = message.map_err(NatsError::new)?;
             let info = message.info().map_err(NatsError::boxed)?;
             let pending = info.pending;
-            let header = |name: &str| {
-                message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-            };
             if entries.len() == limit
                 && let Some(oldest) = entries.pop_front()
             {
                 entry_bytes -= oldest.text.len();
             }
-            let text = String::from_utf8_lossy(&message.payload).into_owned();
-            entry_bytes += text.len();
-            entries.push_back(LogEntry {
-                time: rfc3339(info.published),
-                caller: header(headers::CALLER).unwrap_or_default(),
-                text,
-                truncated: header(headers::LOGS_TRUNCATED).is_some(),
-            });
+            let entry = LogEntry::of(&message, info.published);
+            entry_bytes += entry.text.len();
+            entries.push_back(entry);
             while entry_bytes > max_bytes
                 && let Some(oldest) = entries.pop_front()
             {

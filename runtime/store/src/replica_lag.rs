@@ -123,12 +123,13 @@ impl Storage {
 
 /// The value and revision of `key` in `bucket` as the stream's leader has
 /// it; `None` if it has none or its last operation deleted it.
-async fn last_at_leader(
-    bucket: &kv::Store,
-    key: &str,
-) -> Result<Option<(Bytes, u64)>, NatsError> {
+async fn last_at_leader(bucket: &kv::Store, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
     let subject = format!("{}{key}", bucket.prefix);
-    let message = match bucket.stream.get_last_raw_message_by_subject(&subject).await {
+    let message = match bucket
+        .stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
         Ok(message) => message,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
         Err(e) => return Err(NatsError::new(e)),

@@ -190,6 +190,11 @@ async fn take(
         let call = match envelope {
             Envelope::Current => {
                 Call::parse(header(&message, headers::CALL), message.payload.clone())
+                    .map(|(call, input)| {
+                        let invocation = header(&message, headers::INVOCATION);
+                        let trace = header(&message, headers::TRACEPARENT);
+                        (call.with_context(invocation, trace), input)
+                    })
                     .map_err(|e| e.to_string())
             }
             Envelope::Legacy => legacy::read_request(&message.payload).map_err(|e| e.to_string()),

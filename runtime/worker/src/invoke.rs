@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nimbus_core::metrics::Trigger;
+use tracing::Instrument;
 
 use nimbus_core::kv::Grant;
 use nimbus_engine::{Capabilities, KvAccess, Outbound, Outcome};
@@ -31,12 +32,33 @@ use crate::kv_client::NatsKv;
 impl Worker {
     /// Run `call` on `input`, invoked by `trigger`, say how it went, and
     /// count it.
+    ///
+    /// The run is a log span naming the function, the invocation and its
+    /// trace, so every line logged about it carries them.
     pub(crate) async fn invoke(&self, call: &Call, input: Bytes, trigger: Trigger) -> Reply {
-        let started = Instant::now();
-        let reply = self.run(call, input).await;
-        self.metrics
-            .run(call.function_id, trigger, &reply, started.elapsed());
-        reply
+        let span = tracing::info_span!(
+            "invocation",
+            function = call.function_id,
+            invocation = %call.invocation.as_deref().unwrap_or_default(),
+            trace_id = %call.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
+        );
+        async {
+            let started = Instant::now();
+            let reply = self.run(call, input).await;
+            let elapsed = started.elapsed();
+            self.metrics.run(call.function_id, trigger, &reply, elapsed);
+            let (outcome, fuel) = nimbus_core::metrics::outcome_of(&reply);
+            tracing::debug!(
+                trigger = trigger.as_str(),
+                outcome = outcome.map_or("ok", |kind| kind.as_str()),
+                fuel = fuel.unwrap_or_default(),
+                micros = elapsed.as_micros() as u64,
+                "invocation finished"
+            );
+            reply
+        }
+        .instrument(span)
+        .await
     }
 
     async fn run(&self, call: &Call, input: Bytes) -> Reply {
@@ -179,6 +201,12 @@ impl Worker {
     async fn publish_logs(&self, call: &Call, logs: Bytes, truncated: bool) {
         let mut log_headers = HeaderMap::new();
         log_headers.insert(headers::CALLER, call.caller.as_str());
+        if let Some(id) = &call.invocation {
+            log_headers.insert(headers::INVOCATION, id.as_str());
+        }
+        if let Some(trace) = &call.trace {
+            log_headers.insert(headers::TRACEPARENT, trace.to_string().as_str());
+        }
         if truncated {
             log_headers.insert(headers::LOGS_TRUNCATED, "true");
         }

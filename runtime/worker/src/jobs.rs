@@ -205,7 +205,8 @@ impl Worker {
         };
         // Keep the job ours while it runs: JetStream restarts its ack timer
         // at every progress ack.
-        let (call, input) = job.request.into_call();
+        let (mut call, input) = job.request.into_call();
+        call.invocation = Some(record.id.clone());
         let reply = {
             let run = self.invoke(&call, input, Trigger::Job);
             let keep_alive = async {

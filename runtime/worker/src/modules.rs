@@ -136,10 +136,7 @@ impl Worker {
 
     /// Load `digest`: a shared artifact, else the stored module compiled;
     /// and which it was.
-    async fn load(
-        &self,
-        digest: &str,
-    ) -> Result<(Arc<CompiledModule>, ModuleSource), ModuleError> {
+    async fn load(&self, digest: &str) -> Result<(Arc<CompiledModule>, ModuleSource), ModuleError> {
         let engine_key = self.engine.artifact_key();
         if let Some(key) = &self.config.artifact_verifier
             && let Some(module) = self.shared_artifact(digest, &engine_key, key).await

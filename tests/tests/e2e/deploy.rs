@@ -304,6 +304,44 @@ fn deployment_files_are_consistent() {
     }
     assert!(deploy.join("../Dockerfile").exists());
 
+    // Prometheus scrapes every API server on its port and every worker on
+    // its metrics address, as compose runs them.
+    let prometheus = &yaml("prometheus/prometheus.yml")[0];
+    let targets = |job: &str| -> Vec<String> {
+        let config = prometheus["scrape_configs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["job_name"] == job)
+            .unwrap_or_else(|| panic!("no scrape job {job}"));
+        config["static_configs"][0]["targets"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let port_of = |service: &str, var: &str| {
+        let address = services[service]["environment"][var].as_str().unwrap();
+        address.rsplit_once(':').unwrap().1.to_owned()
+    };
+    let api_port = port_of("api-1", "NIMBUS_LISTEN");
+    let worker_port = port_of("worker-1", "NIMBUS_WORKER_METRICS_LISTEN");
+    assert_eq!(
+        targets("nimbus-api"),
+        [format!("api-1:{api_port}"), format!("api-2:{api_port}")]
+    );
+    assert_eq!(
+        targets("nimbus-worker"),
+        [
+            format!("worker-1:{worker_port}"),
+            format!("worker-2:{worker_port}")
+        ]
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("grafana/dashboards/nimbus.json")).unwrap();
+    assert!(!dashboard["panels"].as_array().unwrap().is_empty());
+
     // APISIX: the plugin is enabled and found under extra_lua_path as mounted.
     let apisix = &yaml("apisix/config.yaml")[0];
     let plugins: Vec<&str> = apisix["plugins"]

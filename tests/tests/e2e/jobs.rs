@@ -354,6 +354,7 @@ async fn a_job_delivered_again_after_its_result_is_recorded_is_not_run_again() {
             env: None,
             outbound: Vec::new(),
             kv: None,
+            trace: None,
         },
     };
     let client = platform.nats_client().await;

@@ -31,4 +31,5 @@ mod nats_permissions;
 mod outbound;
 mod quotas;
 mod seed;
+mod traces;
 mod urls;

@@ -31,7 +31,11 @@ struct Sample {
 /// parser (which refuses anything Prometheus would not scrape).
 fn parse(text: &str) -> Vec<Sample> {
     let path = std::env::var("NIMBUS_PROMETHEUS_CLIENT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/prometheus-client-0.26.0").into()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../.tools/prometheus-client-0.26.0"
+        )
+        .into()
     });
     assert!(
         std::path::Path::new(&path).exists(),
@@ -255,4 +259,49 @@ async fn api_and_worker_count_invocations_fuel_requests_and_jobs() {
         platform.setup.worker.concurrency as f64
     );
     assert_eq!(value(&worker, "nimbus_worker_queue_depth", &[]), 0.0);
+
+    // Every metric the Grafana dashboard (deploy/grafana) queries is one
+    // that API servers or workers export.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/dashboards/nimbus.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let exported: std::collections::HashSet<&str> =
+        api.iter().chain(&worker).map(|s| s.name.as_str()).collect();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr) {
+                queried += 1;
+                assert!(
+                    exported.contains(name),
+                    "the dashboard queries {name}, which nothing exports"
+                );
+            }
+        }
+    }
+    assert!(queried >= 10, "{queried}");
+}
+
+/// The metric names in a PromQL expression: identifiers of ours followed
+/// by a selector or a range.
+fn metric_names(expr: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = ["faas_", "nimbus_", "http_server_"]
+        .iter()
+        .filter_map(|prefix| rest.find(prefix))
+        .min()
+    {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names
 }

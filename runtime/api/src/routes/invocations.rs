@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
+use crate::invocation_context::InvocationContext;
 use crate::routes::functions::not_found;
 use crate::{ApiError, AppState};
 
@@ -80,6 +81,7 @@ pub async fn execute(
         .envs
         .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
         .await?;
+    let context = InvocationContext::from_headers(&headers);
     if run_async {
         let input = std::str::from_utf8(&input)
             .ok()
@@ -101,15 +103,20 @@ pub async fn execute(
                     &meta,
                     crate::kv_service::JOB_GRANT_TTL,
                 )?,
+                trace: Some(context.trace.to_string()),
             })
             .await?;
         let location = format!("/invocations/{}", record.id);
-        return Ok((
+        let accepted = InvocationContext {
+            id: record.id.clone(),
+            trace: context.trace,
+        };
+        return Ok(accepted.stamp(Ok((
             StatusCode::ACCEPTED,
             [(header::LOCATION, location)],
             Json(record),
         )
-            .into_response());
+            .into_response())));
     }
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let call = Call {
@@ -126,17 +133,21 @@ pub async fn execute(
             &meta,
             wait + crate::kv_service::CALL_GRANT_MARGIN,
         )?,
+        invocation: Some(context.id.clone()),
+        trace: Some(context.trace),
     };
-    match state.dispatch.call(call, input, wait).await? {
-        Reply::Ok(success) => Ok((
+    let answer = match state.dispatch.call(call, input, wait).await {
+        Ok(Reply::Ok(success)) => Ok((
             [(header::CONTENT_TYPE, "application/json")],
             Executed::body(&success.result, success.fuel_consumed, success.duration_us),
         )
             .into_response()),
-        Reply::FunctionError(error) => Err(ApiError::Function(error)),
-        Reply::PlatformError(message) => Err(ApiError::worker_failed(message)),
-        Reply::Overloaded(message) => Err(ApiError::overloaded(message)),
-    }
+        Ok(Reply::FunctionError(error)) => Err(ApiError::Function(error)),
+        Ok(Reply::PlatformError(message)) => Err(ApiError::worker_failed(message)),
+        Ok(Reply::Overloaded(message)) => Err(ApiError::overloaded(message)),
+        Err(e) => Err(e),
+    };
+    Ok(context.stamp(answer))
 }
 
 /// The input JSON: a slice of the body's own buffer (`null` when the body

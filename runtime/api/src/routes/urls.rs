@@ -8,7 +8,8 @@
 //! Any other function gets the body as its input (JSON; empty means `null`)
 //! and answers its result as `application/json`. Failures answer like
 //! `execute`. Every answer from a function carries `Nimbus-Fuel-Consumed`
-//! and `Nimbus-Duration-Us`.
+//! and `Nimbus-Duration-Us`, and every invocation's answer its
+//! `Nimbus-Invocation-Id` and `Nimbus-Trace-Id`.
 //!
 //! WAGI (CGI-style WASI commands reading the request from the environment)
 //! is deliberately not offered: `wasi:http` is the standard way for a guest
@@ -27,6 +28,7 @@ use nimbus_core::wire::{Call, HttpRequest, HttpResponse, Reply, RequestHead};
 use nimbus_core::{Access, FunctionError, FunctionErrorKind, FunctionMeta, Username, World};
 
 use crate::auth::{IDENTITY_HEADER, MaybeCaller};
+use crate::invocation_context::InvocationContext;
 use crate::{ApiError, AppState};
 
 /// Response header: fuel the call burned.
@@ -83,6 +85,7 @@ pub async fn call(
     let tenant = caller.clone().unwrap_or_else(|| owner.clone());
     state.tenant_rate.check(&tenant)?;
     let (parts, body) = request.into_parts();
+    let context = InvocationContext::from_headers(&parts.headers);
     let cap = usize::try_from(meta.limits.max_input_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, cap).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!(
@@ -108,6 +111,8 @@ pub async fn call(
             &meta,
             wait + crate::kv_service::CALL_GRANT_MARGIN,
         )?,
+        invocation: Some(context.id.clone()),
+        trace: Some(context.trace),
     };
     let payload = if meta.world == Some(World::HttpProxy) {
         let rest = params.get("rest").map(String::as_str).unwrap_or("");
@@ -147,8 +152,8 @@ pub async fn call(
     } else {
         json_input(body)?
     };
-    let reply = state.dispatch.call(call, payload, wait).await?;
-    answer(&meta, reply)
+    let reply = state.dispatch.call(call, payload, wait).await;
+    Ok(context.stamp(reply.and_then(|reply| answer(&meta, reply))))
 }
 
 /// The body of a call to a function that is not an HTTP handler: its input.

@@ -24,6 +24,7 @@
 
 use bytes::Bytes;
 
+use crate::trace::TraceParent;
 use crate::{FunctionError, FunctionErrorKind, FunctionId, Limits, Username};
 
 use super::fields::{Fields, Trailer};
@@ -50,6 +51,12 @@ pub mod headers {
     /// On a key-value operation a worker sends: the grant its call
     /// carried (`crate::kv::Grant`).
     pub const KV_GRANT: &str = "Nimbus-Kv-Grant";
+    /// On a call and on published log lines: the invocation's id
+    /// ([`super::Call::invocation`]). Also answered to HTTP clients.
+    pub const INVOCATION: &str = "Nimbus-Invocation-Id";
+    /// On a call and on published log lines: the W3C trace context
+    /// ([`crate::trace::TraceParent`]), under its standard name.
+    pub const TRACEPARENT: &str = crate::trace::TRACEPARENT;
 }
 
 /// An envelope this side cannot read.
@@ -108,9 +115,28 @@ pub struct Call {
     /// its function declared (` kv <token>` in the header); `None` when it
     /// declared none.
     pub kv: Option<String>,
+    /// This invocation's id (see [`crate::trace`]). It and [`Call::trace`]
+    /// travel in NATS headers of their own ([`headers::INVOCATION`],
+    /// [`headers::TRACEPARENT`]), not in [`headers::CALL`]: a worker of the
+    /// previous release ignores them instead of refusing the call.
+    pub invocation: Option<String>,
+    /// The trace the invocation belongs to, the API server's span as parent.
+    pub trace: Option<TraceParent>,
 }
 
 impl Call {
+    /// Take the invocation id and trace context from their headers' values
+    /// (ignored when malformed).
+    pub fn with_context(self, invocation: Option<&str>, traceparent: Option<&str>) -> Self {
+        Self {
+            invocation: invocation
+                .filter(|id| super::is_invocation_id(id))
+                .map(str::to_owned),
+            trace: traceparent.and_then(TraceParent::parse),
+            ..self
+        }
+    }
+
     /// The value of the [`headers::CALL`] header.
     pub fn header(&self) -> String {
         let l = &self.limits;
@@ -208,6 +234,8 @@ impl Call {
                 env: None,
                 outbound,
                 kv,
+                invocation: None,
+                trace: None,
             },
             env_len,
         })
@@ -339,6 +367,8 @@ mod tests {
             env: None,
             outbound: Vec::new(),
             kv: None,
+            invocation: None,
+            trace: None,
         }
     }
 
@@ -371,6 +401,18 @@ mod tests {
             Call::parse(Some(&header), payload),
             Ok((everything, Bytes::from_static(b"{}")))
         );
+    }
+
+    #[test]
+    fn the_invocation_id_and_trace_come_from_their_own_headers() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let id = "0123456789abcdef0123456789abcdef";
+        let call = call().with_context(Some(id), Some(traceparent));
+        assert_eq!(call.invocation.as_deref(), Some(id));
+        assert_eq!(call.trace.unwrap().to_string(), traceparent);
+        assert!(!call.header().contains(id), "not in Nimbus-Call");
+        let call = call.with_context(Some("not an id"), Some("00-zz"));
+        assert_eq!((call.invocation, call.trace), (None, None));
     }
 
     #[test]

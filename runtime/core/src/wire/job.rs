@@ -54,6 +54,10 @@ pub struct JobRequest {
     /// until the job's record expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<String>,
+    /// The trace it belongs to (a `traceparent` value, the API server's
+    /// span as parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl JobRequest {
@@ -79,7 +83,10 @@ impl JobRequest {
             env,
             outbound: self.outbound,
             kv: self.kv,
-        };
+            invocation: None,
+            trace: None,
+        }
+        .with_context(None, self.trace.as_deref());
         (call, input)
     }
 }
@@ -165,6 +172,10 @@ pub struct InvocationRecord {
     pub duration_us: Option<u64>,
     /// Attempts started so far.
     pub attempts: u64,
+    /// The trace it belongs to (32 hex digits), as the client's
+    /// `traceparent` named it or the API server started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// RFC 3339 time it was accepted.
     pub created: String,
     /// RFC 3339 time of the last change.
@@ -185,6 +196,7 @@ impl InvocationRecord {
             fuel_consumed: None,
             duration_us: None,
             attempts: 0,
+            trace_id: None,
             created: now.clone(),
             updated: now,
         }
@@ -216,8 +228,14 @@ mod tests {
             env: env.map(str::to_owned),
             outbound: Vec::new(),
             kv: None,
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let (call, _) = request(Some("c2VhbGVk")).into_call();
+        assert_eq!(
+            call.trace.map(|t| t.trace_id_hex()).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "the job's trace reaches its call"
+        );
         assert_eq!(call.env.as_deref(), Some(&b"sealed"[..]));
         let (call, _) = request(Some("not base64!")).into_call();
         assert_eq!(

@@ -1,0 +1,198 @@
+//! Traces: a client's W3C `traceparent` is continued by the API server,
+//! travels to the worker in NATS headers, and names the invocation in the
+//! worker's own log lines, the function's log entries, the answer's
+//! headers, and an asynchronous invocation's record. Without one, the API
+//! server starts a trace.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{ADD_WAT, Platform, eventually};
+
+/// Writes "hello from the guest" to stderr, answers 1.
+const LOGS_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "hello from the guest")
+  (data (i32.const 96) "1")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 20))
+    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 96))
+    (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+
+const TRACE_ID: &str = "5c1e2a7f9d3b4c6e8a0f1b2c3d4e5f60";
+
+/// What this test binary's workers log at debug level and above, as
+/// `nimbus worker` would print it (the fmt subscriber, span fields
+/// included).
+fn worker_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("nimbus_worker=debug"))
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .init();
+        log
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines of the worker's log that mention `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    let log = worker_log();
+    let log = log.lock().unwrap();
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn execute_traced(
+    platform: &Platform,
+    token: &str,
+    path: &str,
+    traceparent: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = platform
+        .http
+        .post(platform.url(path))
+        .bearer_auth(token)
+        .json(&json!({"input": 1}));
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap())
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_clients_trace_reaches_the_workers_log_the_functions_logs_and_records() {
+    let _ = worker_log();
+    let platform = Platform::start().await;
+    let token = platform.user("tracer").await;
+    let id = platform.upload(&token, LOGS_WAT, None).await;
+    let traceparent = format!("00-{TRACE_ID}-b7ad6b7169203331-01");
+
+    let (status, headers, body) = execute_traced(
+        &platform,
+        &token,
+        &format!("/functions/{id}/execute"),
+        Some(&traceparent),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(header(&headers, "nimbus-trace-id"), TRACE_ID);
+    let invocation = header(&headers, "nimbus-invocation-id").to_owned();
+    assert!(
+        nimbus_core::wire::is_invocation_id(&invocation),
+        "{invocation}"
+    );
+
+    // The worker logged the run inside a span naming both ids.
+    let lines = eventually("the worker logs the run", Duration::from_secs(10), || {
+        let lines = logged(&invocation);
+        async move { (!lines.is_empty()).then_some(lines) }
+    })
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("trace_id={TRACE_ID}"))
+                && l.contains("invocation finished")),
+        "{lines:#?}"
+    );
+
+    // The function's log entry names the invocation and its trace.
+    let (status, logs) = platform
+        .get(&format!("/functions/{id}/logs"), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{logs}");
+    let entry = &logs["logs"][0];
+    assert_eq!(entry["text"], "hello from the guest", "{logs}");
+    assert_eq!(entry["invocation_id"], invocation.as_str());
+    assert_eq!(entry["trace_id"], TRACE_ID);
+
+    // Without a traceparent (or with a broken one) the API starts a trace.
+    let (_, first, _) =
+        execute_traced(&platform, &token, &format!("/functions/{id}/execute"), None).await;
+    let (_, second, _) = execute_traced(
+        &platform,
+        &token,
+        &format!("/functions/{id}/execute"),
+        Some("00-not-a-trace"),
+    )
+    .await;
+    let (first, second) = (
+        header(&first, "nimbus-trace-id"),
+        header(&second, "nimbus-trace-id"),
+    );
+    assert_ne!(first, second);
+    assert!(nimbus_core::wire::is_invocation_id(first) && first != TRACE_ID);
+
+    // An asynchronous invocation keeps its trace in its record, and its id
+    // is the record's.
+    let add = platform.upload(&token, ADD_WAT, None).await;
+    let (status, headers, record) = execute_traced(
+        &platform,
+        &token,
+        &format!("/functions/{add}/execute?async=true"),
+        Some(&traceparent),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{record}");
+    assert_eq!(record["trace_id"], TRACE_ID);
+    let job = record["id"].as_str().unwrap().to_owned();
+    assert_eq!(header(&headers, "nimbus-invocation-id"), job);
+    let path = format!("/invocations/{job}");
+    let done = eventually("the job succeeds", Duration::from_secs(60), || async {
+        let (_, record) = platform.get(&path, Some(&token)).await;
+        (record["status"] == "succeeded").then_some(record)
+    })
+    .await;
+    assert_eq!(done["trace_id"], TRACE_ID);
+    let lines = eventually("the worker logs the job", Duration::from_secs(10), || {
+        let lines = logged(&job);
+        async move { (!lines.is_empty()).then_some(lines) }
+    })
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("trace_id={TRACE_ID}"))),
+        "{lines:#?}"
+    );
+}
