@@ -151,7 +151,7 @@ pub struct WorkerFlags {
         env = "NIMBUS_WORKER_METRICS_FUNCTIONS",
         default_value_t = WorkerConfig::default().metrics_function_series
     )]
-    metrics_functions: usize,
+    worker_metrics_functions: usize,
 }
 
 impl WorkerFlags {
@@ -176,7 +176,7 @@ impl WorkerFlags {
             max_outbound_requests: self.max_outbound_requests,
             max_kv_operations: self.max_kv_operations,
             metrics_listener,
-            metrics_function_series: self.metrics_functions,
+            metrics_function_series: self.worker_metrics_functions,
             ..WorkerConfig::default()
         })
     }
