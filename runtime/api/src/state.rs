@@ -47,6 +47,8 @@ pub struct AppState {
     pub(crate) tenant_rate: TenantRate,
     /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
     pub(crate) compile_turns: Arc<UserTurns>,
+    /// Each user's live log follows (`routes/live_logs.rs`).
+    pub(crate) log_follows: Arc<UserTurns>,
     /// One turn per user from the quota check to the function written
     /// (`quotas.rs`).
     pub(crate) quota_turns: Arc<UserTurns>,
@@ -116,6 +118,7 @@ impl AppState {
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
+            log_follows: UserTurns::new(crate::routes::live_logs::FOLLOWS_PER_USER),
             quota_turns: UserTurns::new(1),
             auth_limits: AuthLimits::new(config.auth_limits.clone()),
             tenant_rate: TenantRate::new(config.calls_per_second),

@@ -32,17 +32,36 @@ impl UserTurns {
 
     /// Wait for one of `user`'s turns.
     pub(crate) async fn take(self: &Arc<Self>, user: &str) -> Turn {
-        let semaphore = self
-            .users
+        let permit = self
+            .semaphore(user)
+            .acquire_owned()
+            .await
+            .expect("turn semaphores are never closed");
+        self.turn(user, permit)
+    }
+
+    /// One of `user`'s turns if one is free now.
+    pub(crate) fn try_take(self: &Arc<Self>, user: &str) -> Option<Turn> {
+        let permit = self.semaphore(user).try_acquire_owned();
+        // A refused attempt must not leave its semaphore behind.
+        let turn = Turn {
+            permit: permit.ok(),
+            user: user.to_owned(),
+            turns: self.clone(),
+        };
+        turn.permit.is_some().then_some(turn)
+    }
+
+    fn semaphore(&self, user: &str) -> Arc<Semaphore> {
+        self.users
             .lock()
             .expect("turns lock")
             .entry(user.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_user)))
-            .clone();
-        let permit = semaphore
-            .acquire_owned()
-            .await
-            .expect("turn semaphores are never closed");
+            .clone()
+    }
+
+    fn turn(self: &Arc<Self>, user: &str, permit: OwnedSemaphorePermit) -> Turn {
         Turn {
             permit: Some(permit),
             user: user.to_owned(),

@@ -446,6 +446,41 @@ impl Client {
         Ok(logs.logs)
     }
 
+    /// `GET /functions/{id}/logs?follow=true`: the most recent `limit`
+    /// entries, then each new one as it is written, handed to `each`; the
+    /// server's Server-Sent Events read with `eventsource-stream`. When the
+    /// server ends a stream (it does after an hour) this reconnects and
+    /// resumes after the last entry (`Last-Event-ID`). Returns on an error
+    /// only.
+    pub async fn follow_logs(
+        &self,
+        id: FunctionId,
+        limit: usize,
+        mut each: impl FnMut(LogEntry),
+    ) -> anyhow::Result<()> {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        let mut last_event: Option<String> = None;
+        loop {
+            let mut request = self
+                .authed(reqwest::Method::GET, &format!("/functions/{id}/logs"))?
+                .query(&[("follow", "true")])
+                .query(&[("limit", limit)]);
+            if let Some(last) = &last_event {
+                request = request.header("last-event-id", last);
+            }
+            let response = self.send(request).await?;
+            let mut events = response.bytes_stream().eventsource();
+            while let Some(event) = events.next().await {
+                let event = event.context("the log stream broke off")?;
+                if event.event == "log" {
+                    each(serde_json::from_str(&event.data).context("an unreadable log event")?);
+                    last_event = Some(event.id);
+                }
+            }
+        }
+    }
+
     /// A request for `bench`: the execute call, ready to clone.
     /// `POST <url>` with `body` (JSON): `url` absolute, or a path on this
     /// client's API; with the token when there is one.

@@ -37,7 +37,7 @@ pub struct LogEntry {
 impl LogEntry {
     /// The entry a message of the log stream holds, published at
     /// `published`.
-    fn of(message: &async_nats::Message, published: time::OffsetDateTime) -> Self {
+    pub(crate) fn of(message: &async_nats::Message, published: time::OffsetDateTime) -> Self {
         let header = |name: &str| {
             message
                 .headers

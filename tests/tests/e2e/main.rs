@@ -25,6 +25,7 @@ mod jobs;
 mod js;
 mod kv_guests;
 mod kv_http;
+mod live_logs;
 mod metrics;
 mod module_gc;
 mod nats_permissions;

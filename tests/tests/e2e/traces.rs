@@ -11,21 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{ADD_WAT, Platform, eventually};
-
-/// Writes "hello from the guest" to stderr, answers 1.
-const LOGS_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "hello from the guest")
-  (data (i32.const 96) "1")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 20))
-    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 0) (i32.const 96))
-    (i32.store (i32.const 4) (i32.const 1))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+use crate::harness::{ADD_WAT, HELLO_LOG_WAT, Platform, eventually};
 
 const TRACE_ID: &str = "5c1e2a7f9d3b4c6e8a0f1b2c3d4e5f60";
 
@@ -104,7 +90,7 @@ async fn a_clients_trace_reaches_the_workers_log_the_functions_logs_and_records(
     let _ = worker_log();
     let platform = Platform::start().await;
     let token = platform.user("tracer").await;
-    let id = platform.upload(&token, LOGS_WAT, None).await;
+    let id = platform.upload(&token, HELLO_LOG_WAT, None).await;
     let traceparent = format!("00-{TRACE_ID}-b7ad6b7169203331-01");
 
     let (status, headers, body) = execute_traced(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use nimbus_core::http::{Created, FunctionList};
 use nimbus_core::script::ScriptModule;
 use nimbus_core::{Access, FunctionId, FunctionMeta, Runtime, Username, World};
@@ -371,6 +372,8 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     limit: Option<usize>,
+    #[serde(default)]
+    follow: bool,
 }
 
 /// Entries `GET /functions/{id}/logs` answers by default, and at most.
@@ -378,13 +381,16 @@ const LOG_LIMIT: (usize, usize) = (100, 1000);
 /// Log text one answer carries at most; older entries are left out.
 const LOG_MAX_BYTES: usize = 4 << 20;
 
-/// `GET /functions/{id}/logs?limit=N`: the newest log entries, oldest first.
+/// `GET /functions/{id}/logs?limit=N`: the newest log entries, oldest
+/// first; with `follow=true`, those and then new ones as they are written,
+/// as Server-Sent Events (`live_logs.rs`).
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let query: LogsQuery = parse_query(query.as_deref())?;
     let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
     if state
@@ -395,6 +401,9 @@ pub async fn logs(
     {
         return Err(not_found(id));
     }
+    if query.follow {
+        return super::live_logs::follow(&state, &caller, id, limit, &headers).await;
+    }
     let logs = state.storage()?.logs(id, limit, LOG_MAX_BYTES).await?;
-    Ok(Json(json!({ "logs": logs })))
+    Ok(Json(json!({ "logs": logs })).into_response())
 }

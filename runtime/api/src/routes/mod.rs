@@ -6,4 +6,5 @@ pub mod function_config;
 pub mod functions;
 pub mod invocations;
 pub mod kv;
+pub(crate) mod live_logs;
 pub mod urls;

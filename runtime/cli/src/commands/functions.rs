@@ -126,6 +126,10 @@ pub struct LogsArgs {
     /// How many recent entries.
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Keep printing new entries as the function writes them (Ctrl-C to
+    /// stop).
+    #[arg(short, long)]
+    follow: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -133,12 +137,20 @@ pub struct LogsArgs {
 impl LogsArgs {
     /// Each line of each entry, prefixed with the entry's time.
     pub async fn run(self) -> anyhow::Result<()> {
-        for entry in self.client.client().logs(self.id, self.limit).await? {
-            let truncated = if entry.truncated { " [truncated]" } else { "" };
-            for line in entry.text.lines() {
-                println!("{} {line}{truncated}", entry.time);
-            }
+        let client = self.client.client();
+        if self.follow {
+            return client.follow_logs(self.id, self.limit, print_entry).await;
+        }
+        for entry in client.logs(self.id, self.limit).await? {
+            print_entry(entry);
         }
         Ok(())
+    }
+}
+
+fn print_entry(entry: nimbus_store::LogEntry) {
+    let truncated = if entry.truncated { " [truncated]" } else { "" };
+    for line in entry.text.lines() {
+        println!("{} {line}{truncated}", entry.time);
     }
 }
