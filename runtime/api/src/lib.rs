@@ -184,9 +184,14 @@ pub async fn serve(
             }
         });
     }
+    let stopping = state.stopping.clone();
     let app = routes(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // End the log follows: graceful shutdown waits for every answer.
+            stopping.send_replace(true);
+        })
         .await
 }
 

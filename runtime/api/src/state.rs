@@ -47,8 +47,13 @@ pub struct AppState {
     pub(crate) tenant_rate: TenantRate,
     /// Each user's turns at the compile pool (`ApiConfig::compiles_per_user`).
     pub(crate) compile_turns: Arc<UserTurns>,
-    /// Each user's live log follows (`routes/live_logs.rs`).
+    /// Each user's live log follows (`routes/live_logs.rs`), and all of
+    /// them.
     pub(crate) log_follows: Arc<UserTurns>,
+    pub(crate) all_log_follows: Arc<tokio::sync::Semaphore>,
+    /// Set when the server shuts down: long-lived answers (log follows)
+    /// end, so that shutting down does not wait for them.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// One turn per user from the quota check to the function written
     /// (`quotas.rs`).
     pub(crate) quota_turns: Arc<UserTurns>,
@@ -119,6 +124,10 @@ impl AppState {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
             log_follows: UserTurns::new(crate::routes::live_logs::FOLLOWS_PER_USER),
+            all_log_follows: Arc::new(tokio::sync::Semaphore::new(
+                crate::routes::live_logs::FOLLOWS_PER_SERVER,
+            )),
+            stopping: tokio::sync::watch::Sender::new(false),
             quota_turns: UserTurns::new(1),
             auth_limits: AuthLimits::new(config.auth_limits.clone()),
             tenant_rate: TenantRate::new(config.calls_per_second),

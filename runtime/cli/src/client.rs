@@ -12,6 +12,7 @@
 //! override what it holds.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 mod function_config;
 mod kv;
@@ -184,6 +185,9 @@ pub struct UrlAnswer {
 struct ExecuteRequest<'a> {
     input: &'a Value,
 }
+
+/// Reconnections in a row `follow_logs` tries before it gives up.
+pub const FOLLOW_RETRIES: u32 = 8;
 
 /// What `/functions/{id}/logs` answers.
 #[derive(Deserialize)]
@@ -448,10 +452,11 @@ impl Client {
 
     /// `GET /functions/{id}/logs?follow=true`: the most recent `limit`
     /// entries, then each new one as it is written, handed to `each`; the
-    /// server's Server-Sent Events read with `eventsource-stream`. When the
-    /// server ends a stream (it does after an hour) this reconnects and
-    /// resumes after the last entry (`Last-Event-ID`). Returns on an error
-    /// only.
+    /// server's Server-Sent Events read with `eventsource-stream`. When a
+    /// stream ends (the server ends them after an hour, or on shutdown) or
+    /// breaks off (the server restarts), this reconnects, with a growing
+    /// pause, and resumes after the last entry (`Last-Event-ID`). Returns on
+    /// an error answer, or after [`FOLLOW_RETRIES`] failed reconnections.
     pub async fn follow_logs(
         &self,
         id: FunctionId,
@@ -461,6 +466,7 @@ impl Client {
         use eventsource_stream::Eventsource;
         use futures::StreamExt;
         let mut last_event: Option<String> = None;
+        let mut failures = 0u32;
         loop {
             let mut request = self
                 .authed(reqwest::Method::GET, &format!("/functions/{id}/logs"))?
@@ -469,15 +475,44 @@ impl Client {
             if let Some(last) = &last_event {
                 request = request.header("last-event-id", last);
             }
-            let response = self.send(request).await?;
-            let mut events = response.bytes_stream().eventsource();
-            while let Some(event) = events.next().await {
-                let event = event.context("the log stream broke off")?;
-                if event.event == "log" {
-                    each(serde_json::from_str(&event.data).context("an unreadable log event")?);
-                    last_event = Some(event.id);
+            let broke = match request.send().await {
+                // An answer that is an error (401, 404...) is final.
+                Ok(response) => {
+                    let response = self.send_answered(response).await?;
+                    let mut events = response.bytes_stream().eventsource();
+                    let mut broke = None;
+                    while let Some(event) = events.next().await {
+                        match event {
+                            Ok(event) if event.event == "log" => {
+                                each(
+                                    serde_json::from_str(&event.data)
+                                        .context("an unreadable log event")?,
+                                );
+                                last_event = Some(event.id);
+                                failures = 0;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                broke = Some(anyhow::anyhow!("the log stream broke off: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                    broke
                 }
+                Err(e) => Some(
+                    anyhow::Error::new(e)
+                        .context(format!("cannot reach the Nimbus API at {}", self.url)),
+                ),
+            };
+            failures += 1;
+            if let Some(error) = broke
+                && failures > FOLLOW_RETRIES
+            {
+                return Err(error);
             }
+            let pause = Duration::from_millis(250 << failures.min(5));
+            tokio::time::sleep(pause).await;
         }
     }
 

@@ -223,7 +223,7 @@ impl InvocationMetrics {
             ),
             Keeper::Worker => (
                 "Runs on this worker, by function, trigger, outcome and error kind",
-                "Run time on the worker (module ready to result)",
+                "Time the worker spent on a run: its module loaded if need be, the run, its logs published",
             ),
         };
         registry.register(calls, what, metrics.invocations.clone());

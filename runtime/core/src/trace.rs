@@ -37,6 +37,10 @@ impl TraceParent {
     /// a wrong length are refused (`None`: start a new trace).
     pub fn parse(value: &str) -> Option<Self> {
         let value = value.trim();
+        // Slicing below counts bytes: anything but ASCII is refused first.
+        if !value.is_ascii() {
+            return None;
+        }
         let bytes = value.as_bytes();
         if bytes.len() < 55 || !lower_hex(&value[..2]) || &value[..2] == "ff" {
             return None;
@@ -157,6 +161,8 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-0",
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
         }

@@ -1,8 +1,6 @@
 //! Function metadata in the `functions` bucket, under `<owner>.<id>`, and
 //! the id counter that hands out function ids.
 
-use std::collections::HashSet;
-
 use async_nats::jetstream::{
     consumer::{DeliverPolicy, push::OrderedConfig},
     kv,
@@ -13,7 +11,7 @@ use nimbus_core::{FunctionId, FunctionMeta, Username};
 
 use crate::codec::{decode, encode, owner_key};
 use crate::failover::{NatsError, Retry};
-use crate::replica_lag::{check_listing, subjects_at_leader};
+use crate::replica_lag::{check_listing, last_sequence_at_leader};
 use crate::{Storage, StoreError};
 
 /// Key of the function id counter in the `functions` bucket.
@@ -148,7 +146,7 @@ impl Storage {
         &self,
         filter: &str,
     ) -> Result<Vec<(String, Bytes)>, NatsError> {
-        let at_leader = subjects_at_leader(&self.functions.stream, filter).await?;
+        let at_leader = last_sequence_at_leader(&self.functions.stream, filter).await?;
         let consumer = self
             .functions
             .stream
@@ -161,18 +159,19 @@ impl Storage {
             .await
             .map_err(NatsError::new)?;
         let mut stored = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = 0;
         if consumer.cached_info().num_pending > 0 {
             let mut messages = consumer.messages().await.map_err(NatsError::new)?;
             while let Some(message) = messages.next().await {
                 let message = message.map_err(NatsError::new)?;
-                let pending = message.info().map_err(NatsError::boxed)?.pending;
+                let info = message.info().map_err(NatsError::boxed)?;
+                let pending = info.pending;
+                seen = seen.max(info.stream_sequence);
                 let deleted = message
                     .headers
                     .as_ref()
                     .and_then(|h| h.get("KV-Operation"))
                     .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-                seen.insert(message.subject.to_string());
                 if !deleted {
                     stored.push((message.subject.to_string(), message.payload.clone()));
                 }
@@ -181,7 +180,7 @@ impl Storage {
                 }
             }
         }
-        check_listing(&at_leader, &seen)?;
+        check_listing(at_leader, seen)?;
         Ok(stored)
     }
 

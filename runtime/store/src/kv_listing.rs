@@ -3,7 +3,7 @@
 //! (hex), so any UTF-8 key is a valid token, and a prefix of a key escapes
 //! to a prefix of the escaped key.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -13,7 +13,7 @@ use nimbus_core::kv::{KvError, LIST_PAGE};
 use crate::Storage;
 use crate::failover::{NatsError, Retry};
 use crate::kv_state::unavailable;
-use crate::replica_lag::{check_listing, subjects_at_leader};
+use crate::replica_lag::{check_listing, last_sequence_at_leader};
 
 /// `key` escaped for a NATS KV key (see the module docs).
 pub fn escape_key(key: &str) -> String {
@@ -95,7 +95,7 @@ async fn list_subjects(
     strip: &str,
 ) -> Result<Vec<String>, NatsError> {
     use jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
-    let at_leader = subjects_at_leader(stream, filter).await?;
+    let at_leader = last_sequence_at_leader(stream, filter).await?;
     let consumer = stream
         .create_consumer(push::OrderedConfig {
             deliver_subject: inbox,
@@ -113,18 +113,19 @@ async fn list_subjects(
     // not at all).
     let snapshot = consumer.cached_info().num_pending;
     let mut keys = BTreeSet::new();
-    let mut seen = HashSet::new();
+    let mut seen = 0;
     if snapshot == 0 {
-        check_listing(&at_leader, &seen)?;
+        check_listing(at_leader, seen)?;
         return Ok(Vec::new());
     }
     let mut messages = consumer.messages().await.map_err(NatsError::new)?;
     let mut delivered = 0;
     while let Some(message) = messages.next().await {
         let message = message.map_err(NatsError::new)?;
-        let pending = message.info().map_err(NatsError::boxed)?.pending;
+        let info = message.info().map_err(NatsError::boxed)?;
+        let pending = info.pending;
+        seen = seen.max(info.stream_sequence);
         delivered += 1;
-        seen.insert(message.subject.to_string());
         let deleted = message
             .headers
             .as_ref()
@@ -141,7 +142,7 @@ async fn list_subjects(
             break;
         }
     }
-    check_listing(&at_leader, &seen)?;
+    check_listing(at_leader, seen)?;
     Ok(keys.into_iter().collect())
 }
 

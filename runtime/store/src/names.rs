@@ -78,9 +78,15 @@ impl Storage {
             return Ok(None);
         }
         let key = owner_key(owner, name);
-        let entry = self
-            .read_key(&self.names, "read a function name", &key)
+        // A plain direct get, not `read_key`: anybody can ask for any name
+        // on a function URL, and a miss must not cost a request to the
+        // stream's leader. A name claimed a moment ago on another API server
+        // may answer 404 for as long as a replica lags (milliseconds).
+        let value = self
+            .ride_out(Retry::Idempotent, "read a function name", || {
+                self.names.get(&key)
+            })
             .await?;
-        entry.map(|(v, _)| decode(&key, &v)).transpose()
+        value.map(|v| decode(&key, &v)).transpose()
     }
 }

@@ -8,12 +8,14 @@
 //! cluster died, a user's listing missed the function created just before
 //! (the one replica that had not received it yet was asked).
 //!
-//! The stream's leader holds every acknowledged write, and its stream info
-//! names every subject that has a message, deletion markers included. A
-//! listing is checked against that: one that did not see every subject the
-//! leader named before it started came from a replica that is behind, and is
-//! read again (see [`ReplicaBehind`]). Writes made after the leader answered
-//! may or may not be in the listing, as with any snapshot.
+//! The stream's leader holds every acknowledged write, and answers (alone)
+//! for the last message matching a filter. A listing reads the last message
+//! of each subject, so the highest stream sequence it saw is the last
+//! message matching its filter on the replica that answered: if that is
+//! below the leader's, the replica is behind (a key missing, a deleted one
+//! still there, an old value) and the listing is read again (see
+//! [`ReplicaBehind`]). Writes made after the leader answered may or may not
+//! be in the listing, as with any snapshot.
 //!
 //! Reads of one key are direct gets, which any replica answers too: one
 //! that is behind may not have a key created a moment ago (a function
@@ -21,82 +23,59 @@
 //! that finds nothing is asked again of the leader ([`last_at_leader`]);
 //! absence is rare on the paths that need it, so this costs little.
 
-use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::fmt;
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
-use futures::TryStreamExt;
 
 use crate::failover::{NatsError, Retry};
 use crate::{Storage, StoreError};
 
-/// A listing missed subjects the stream's leader has, or the stream had no
-/// leader to ask: a retry ([`crate::failover::ride_out`]) reads again.
+/// A listing came from a replica that is behind the stream's leader: a
+/// retry ([`crate::failover::ride_out`]) reads again.
 #[derive(Debug)]
 pub(crate) struct ReplicaBehind {
-    /// Subjects the leader named that the listing did not see.
-    pub(crate) missed: usize,
+    /// The highest stream sequence the listing saw.
+    seen: u64,
+    /// The leader's last message matching the filter.
+    leader: u64,
 }
 
 impl fmt::Display for ReplicaBehind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.missed == 0 {
-            write!(f, "the stream has no leader to check a listing against")
-        } else {
-            write!(
-                f,
-                "a replica that is behind answered a listing ({} subjects missed)",
-                self.missed
-            )
-        }
+        write!(
+            f,
+            "a replica that is behind answered a listing (it had up to message {}, the leader {})",
+            self.seen, self.leader
+        )
     }
 }
 
 impl StdError for ReplicaBehind {}
 
-/// The subjects matching `filter` that have a message at the stream's leader.
-///
-/// Only the leader answers a stream info request, except while the stream
-/// has none: then a replica does, naming no leader, and this is
-/// [`ReplicaBehind`] so that the caller asks again. A single server names no
-/// cluster at all and is its own leader.
-pub(crate) async fn subjects_at_leader(
+/// The stream sequence of the last message matching `filter` at the
+/// stream's leader (only the leader answers; without one the request fails
+/// as retryable); 0 when none matches.
+pub(crate) async fn last_sequence_at_leader(
     stream: &Stream,
     filter: &str,
-) -> Result<HashSet<String>, NatsError> {
-    let mut pages = stream
-        .info_with_subjects(filter)
-        .await
-        .map_err(NatsError::new)?;
-    let leaderless = pages
-        .info
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.leader.as_deref().unwrap_or_default().is_empty());
-    if leaderless {
-        return Err(NatsError::new(ReplicaBehind { missed: 0 }));
+) -> Result<u64, NatsError> {
+    match stream.get_last_raw_message_by_subject(filter).await {
+        Ok(message) => Ok(message.sequence),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+        Err(e) => Err(NatsError::new(e)),
     }
-    let mut subjects = HashSet::new();
-    while let Some((subject, _count)) = pages.try_next().await.map_err(NatsError::new)? {
-        subjects.insert(subject);
-    }
-    Ok(subjects)
 }
 
-/// `Err(ReplicaBehind)` unless a listing that `seen` these subjects saw
-/// every one of `at_leader`.
-pub(crate) fn check_listing(
-    at_leader: &HashSet<String>,
-    seen: &HashSet<String>,
-) -> Result<(), NatsError> {
-    let missed = at_leader.difference(seen).count();
-    if missed == 0 {
+/// `Err(ReplicaBehind)` unless a listing whose highest stream sequence was
+/// `seen` saw the leader's last message, `leader`.
+pub(crate) fn check_listing(leader: u64, seen: u64) -> Result<(), NatsError> {
+    if seen >= leader {
         Ok(())
     } else {
-        Err(NatsError::new(ReplicaBehind { missed }))
+        Err(NatsError::new(ReplicaBehind { seen, leader }))
     }
 }
 
@@ -147,15 +126,18 @@ mod tests {
     use crate::failover::{Transient, transient};
 
     #[test]
-    fn a_listing_must_see_what_the_leader_has() {
-        let leader: HashSet<String> = ["a.1", "a.2", "a.3"].map(String::from).into();
-        let mut seen: HashSet<String> = ["a.1", "a.2"].map(String::from).into();
-        let behind = check_listing(&leader, &seen).unwrap_err();
-        assert!(behind.to_string().contains("1 subjects missed"), "{behind}");
+    fn a_listing_must_reach_the_leaders_last_message() {
+        let behind = check_listing(12, 9).unwrap_err();
+        assert!(
+            behind
+                .to_string()
+                .contains("up to message 9, the leader 12"),
+            "{behind}"
+        );
         assert_eq!(transient(&behind), Some(Transient::Undelivered));
-        seen.insert("a.3".into());
-        // Newer subjects than the leader named are fine: written since.
-        seen.insert("a.4".into());
-        check_listing(&leader, &seen).unwrap();
+        check_listing(12, 12).unwrap();
+        // Written since the leader answered: fine.
+        check_listing(12, 15).unwrap();
+        check_listing(0, 0).unwrap();
     }
 }

@@ -15,7 +15,8 @@
 //! fill the queue against everybody else.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nimbus_core::round_robin::RoundRobin;
 use tokio::sync::Notify;
@@ -25,6 +26,8 @@ pub(crate) struct FairQueue<T> {
     changed: Notify,
     capacity: usize,
     per_tenant: usize,
+    /// How many calls wait, for the metrics (`metrics.rs`).
+    depth: Arc<AtomicUsize>,
 }
 
 struct State<T> {
@@ -34,7 +37,8 @@ struct State<T> {
 }
 
 impl<T> FairQueue<T> {
-    pub(crate) fn new(capacity: usize, per_tenant: usize) -> Self {
+    /// A queue that keeps `depth` at the number of calls waiting in it.
+    pub(crate) fn new(capacity: usize, per_tenant: usize, depth: Arc<AtomicUsize>) -> Self {
         Self {
             state: Mutex::new(State {
                 waiting: RoundRobin::default(),
@@ -44,6 +48,7 @@ impl<T> FairQueue<T> {
             changed: Notify::new(),
             capacity: capacity.max(1),
             per_tenant: per_tenant.max(1),
+            depth,
         }
     }
 
@@ -56,6 +61,7 @@ impl<T> FairQueue<T> {
             return Err(item);
         }
         state.waiting.push(tenant, item);
+        self.depth.store(state.waiting.len(), Ordering::Relaxed);
         drop(state);
         self.changed.notify_one();
         Ok(())
@@ -79,6 +85,7 @@ impl<T> FairQueue<T> {
                 let next = waiting
                     .pop_eligible(|tenant| running.get(tenant).copied().unwrap_or(0) < per_tenant);
                 if let Some((tenant, item)) = next {
+                    self.depth.store(waiting.len(), Ordering::Relaxed);
                     *running.entry(tenant.clone()).or_default() += 1;
                     return Some((tenant, item));
                 }

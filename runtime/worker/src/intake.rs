@@ -93,6 +93,7 @@ impl Intake {
         let queue = Arc::new(FairQueue::<Queued>::new(
             worker.config.queue_capacity,
             worker.config.tenant_concurrency(),
+            worker.metrics.queue_depth(),
         ));
         let (drain, draining) = watch::channel(false);
         let intakes = async {

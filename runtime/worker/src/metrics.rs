@@ -10,7 +10,8 @@
 //!   `nimbus_worker_module_load_duration_seconds{source}`: where each run's
 //!   module came from, `cache` (warm), `artifact` (a signed artifact loaded,
 //!   no compile) or `compile`; a cold start is a load that is not `cache`.
-//!   Modules warmed at start count as `warm`;
+//!   Modules warmed at start count as `warm`. A run that waited for another
+//!   run's load of the same module (single flight) counts no load;
 //! - `nimbus_worker_slots`, `nimbus_worker_slots_busy`,
 //!   `nimbus_worker_queue_depth` (read at each scrape) and
 //!   `nimbus_worker_shed_total`: capacity, and calls refused for want of it;
@@ -88,6 +89,8 @@ pub(crate) struct WorkerMetrics {
     shed: Counter,
     jobs_running: Gauge,
     job_attempts: Family<AttemptLabels, Counter>,
+    /// Calls in the queue (`fair_queue.rs` keeps it).
+    queue_depth: Arc<AtomicUsize>,
 }
 
 impl WorkerMetrics {
@@ -135,7 +138,13 @@ impl WorkerMetrics {
             shed,
             jobs_running,
             job_attempts,
+            queue_depth: Arc::default(),
         }
+    }
+
+    /// The count the call queue keeps of the calls waiting in it.
+    pub(crate) fn queue_depth(&self) -> Arc<AtomicUsize> {
+        self.queue_depth.clone()
     }
 
     /// Also report the slots and the queue, read at each scrape.
@@ -149,6 +158,7 @@ impl WorkerMetrics {
             slots,
             concurrency,
             waiting,
+            queued: self.queue_depth.clone(),
         }));
     }
 
@@ -211,7 +221,9 @@ impl WorkerMetrics {
 struct Capacity {
     slots: Arc<Semaphore>,
     concurrency: usize,
+    /// The call taken off the queue, waiting for a slot (0 or 1).
     waiting: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Collector for Capacity {
@@ -232,8 +244,8 @@ impl Collector for Capacity {
             ),
             (
                 "nimbus_worker_queue_depth",
-                "Synchronous calls waiting for a slot",
-                self.waiting.load(Ordering::Relaxed),
+                "Synchronous calls waiting for a slot (queued, or next in line)",
+                self.queued.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in gauges {

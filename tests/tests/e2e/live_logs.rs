@@ -105,7 +105,7 @@ async fn a_follower_gets_kept_entries_then_new_ones_as_they_are_written() {
 
 #[tokio::test]
 async fn follows_are_bounded_per_user_and_only_for_the_owner() {
-    let platform = Platform::start().await;
+    let mut platform = Platform::start().await;
     let token = platform.user("watcher").await;
     let other = platform.user("other").await;
     let id = platform.upload(&token, HELLO_LOG_WAT, None).await;
@@ -142,7 +142,7 @@ async fn follows_are_bounded_per_user_and_only_for_the_owner() {
     );
     // A closed follow gives its turn back (once the server notices).
     drop(open.pop());
-    crate::harness::eventually(
+    let reopened = crate::harness::eventually(
         "a follow's turn comes back",
         Duration::from_secs(30),
         || async {
@@ -151,4 +151,14 @@ async fn follows_are_bounded_per_user_and_only_for_the_owner() {
         },
     )
     .await;
+    open.push(reopened);
+
+    // Open follows do not hold up a shutdown: the server ends them.
+    tokio::time::timeout(Duration::from_secs(60), platform.stop_all())
+        .await
+        .expect("the API server stops with follows open");
+    for response in open {
+        let ended = tokio::time::timeout(Duration::from_secs(30), response.bytes()).await;
+        assert!(ended.is_ok(), "a follow still open after the shutdown");
+    }
 }

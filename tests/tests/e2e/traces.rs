@@ -15,16 +15,20 @@ use crate::harness::{ADD_WAT, HELLO_LOG_WAT, Platform, eventually};
 
 const TRACE_ID: &str = "5c1e2a7f9d3b4c6e8a0f1b2c3d4e5f60";
 
-/// What this test binary's workers log at debug level and above, as
-/// `nimbus worker` would print it (the fmt subscriber, span fields
-/// included).
+/// What this test binary's workers log about runs, at debug level and
+/// above, as `nimbus worker` would print it (the fmt subscriber, span
+/// fields included).
 fn worker_log() -> Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOG.get_or_init(|| {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("nimbus_worker=debug"))
+            // Only what the worker logs about runs: this collects lines of
+            // every test of the binary, for the whole run.
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "nimbus_worker::invoke=debug",
+            ))
             .with_ansi(false)
             .with_writer(move || Sink(sink.clone()))
             .init();
@@ -122,11 +126,19 @@ async fn a_clients_trace_reaches_the_workers_log_the_functions_logs_and_records(
         "{lines:#?}"
     );
 
-    // The function's log entry names the invocation and its trace.
-    let (status, logs) = platform
-        .get(&format!("/functions/{id}/logs"), Some(&token))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{logs}");
+    // The function's log entry names the invocation and its trace (once
+    // JetStream has stored what the worker published).
+    let path = format!("/functions/{id}/logs");
+    let logs = eventually(
+        "the log entry is stored",
+        Duration::from_secs(30),
+        || async {
+            let (status, logs) = platform.get(&path, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{logs}");
+            (!logs["logs"].as_array().unwrap().is_empty()).then_some(logs)
+        },
+    )
+    .await;
     let entry = &logs["logs"][0];
     assert_eq!(entry["text"], "hello from the guest", "{logs}");
     assert_eq!(entry["invocation_id"], invocation.as_str());
