@@ -157,10 +157,7 @@ fn routes(state: Arc<AppState>) -> Router {
             module: None,
         }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track_http,
-        ))
+        .layer(metrics::TrackHttp(state.metrics.clone()))
         .with_state(state)
 }
 

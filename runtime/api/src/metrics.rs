@@ -8,18 +8,18 @@
 //! - `nimbus_jobs_queued_total`: asynchronous invocations accepted;
 //! - `http_server_request_duration_seconds`: every HTTP request by method,
 //!   route (the route's template, `/functions/{id}`, never the path itself)
-//!   and status, by [`track_http`];
+//!   and status, by [`TrackHttp`];
 //! - `nimbus_nats_*`: the NATS connection's counters.
 //!
 //! `/metrics` needs no token: like `/healthz`, it is for the operator's
 //! network. The gateway does not route it (`deploy/apisix`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nimbus_core::metrics::{self, InvocationMetrics, Keeper};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,6 +45,9 @@ pub struct ApiMetrics {
     pub(crate) invocations: InvocationMetrics,
     pub(crate) jobs_queued: Counter,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// The family's histograms by route, then method and status: found
+    /// without building a label set (an allocation) on every request.
+    http_by_route: RwLock<HashMap<String, HashMap<(&'static str, u16), Histogram>>>,
 }
 
 impl ApiMetrics {
@@ -72,7 +75,33 @@ impl ApiMetrics {
             invocations,
             jobs_queued,
             http,
+            http_by_route: RwLock::default(),
         }
+    }
+
+    /// Count a request to `route` answered `status` after `elapsed`.
+    fn http_request(&self, method: &'static str, route: &str, status: u16, elapsed: f64) {
+        let known = self.http_by_route.read().expect("metrics lock");
+        if let Some(histogram) = known.get(route).and_then(|m| m.get(&(method, status))) {
+            histogram.observe(elapsed);
+            return;
+        }
+        drop(known);
+        let histogram = self
+            .http
+            .get_or_create(&HttpLabels {
+                method,
+                route: route.to_owned(),
+                status,
+            })
+            .clone();
+        histogram.observe(elapsed);
+        self.http_by_route
+            .write()
+            .expect("metrics lock")
+            .entry(route.to_owned())
+            .or_default()
+            .insert((method, status), histogram);
     }
 
     /// Also report `client`'s connection counters.
@@ -96,30 +125,60 @@ pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Middleware: time every request and count it by method, route and status.
-pub async fn track_http(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    state
-        .metrics
-        .http
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
+/// A layer timing every request and counting it by method, route and
+/// status (a tower layer of its own rather than `middleware::from_fn`,
+/// which clones the whole inner router for every request).
+#[derive(Clone)]
+pub struct TrackHttp(pub(crate) Arc<ApiMetrics>);
+
+impl<S> tower::Layer<S> for TrackHttp {
+    type Service = TrackedHttp<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackedHttp {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service [`TrackHttp`] makes.
+#[derive(Clone)]
+pub struct TrackedHttp<S> {
+    inner: S,
+    metrics: Arc<ApiMetrics>,
+}
+
+impl<S> tower::Service<Request> for TrackedHttp<S>
+where
+    S: tower::Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(request.method());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let metrics = self.metrics.clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics.http_request(method, route, response.status().as_u16(), elapsed);
+            Ok(response)
+        })
+    }
 }
 
 /// A bounded label for `method`: the standard ones, else `other`.

@@ -1,8 +1,8 @@
 //! The dispatcher as handlers use it: every invocation counted in this API
-//! server's metrics (`metrics.rs`) and run in a log span naming its
-//! function, invocation id and trace id, so that whatever is logged about it
-//! on this server (a worker's failure, a timeout) can be found with the ids
-//! its answer carried.
+//! server's metrics (`metrics.rs`) and run in a log span (at debug level)
+//! naming its function, invocation id and trace id, so that whatever is
+//! logged about it on this server can be found with the ids its answer
+//! carried.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,9 @@ impl Dispatch for ObservedDispatch {
         input: Bytes,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Reply, ApiError>> {
-        let span = tracing::info_span!(
+        // At debug level, as on workers (`invoke.rs`): a span costs on
+        // every call.
+        let span = tracing::debug_span!(
             "invocation",
             function = call.function_id,
             invocation = %call.invocation.as_deref().unwrap_or_default(),

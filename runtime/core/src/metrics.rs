@@ -15,7 +15,7 @@
 //! `nimbus api` and `nimbus worker`), and counts every other function under
 //! `function="other"`. Every other label takes a fixed set of values.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ pub fn outcome_of(reply: &Reply) -> (Outcome, Option<u64>) {
 }
 
 /// The `function` label of each function: its id for the first
-/// [`FunctionSeries::cap`] functions seen, `other` for the rest.
+/// [`FunctionSeries::cap`] functions seen, `other` for the rest (`None`).
 #[derive(Debug)]
 pub struct FunctionSeries {
     cap: usize,
@@ -122,20 +122,28 @@ impl FunctionSeries {
 
     /// `function`'s label value.
     pub fn label(&self, function: FunctionId) -> String {
+        match self.own(function) {
+            true => function.to_string(),
+            false => "other".into(),
+        }
+    }
+
+    /// Whether `function` has series of its own.
+    fn own(&self, function: FunctionId) -> bool {
         let known = self
             .labelled
             .read()
             .expect("function series lock")
             .contains(&function);
         if known {
-            return function.to_string();
+            return true;
         }
         let mut labelled = self.labelled.write().expect("function series lock");
         if labelled.contains(&function) || labelled.len() < self.cap {
             labelled.insert(function);
-            function.to_string()
+            true
         } else {
-            "other".into()
+            false
         }
     }
 }
@@ -180,6 +188,31 @@ pub struct InvocationMetrics {
     duration: HistogramFamily<TriggerLabels>,
     fuel: Family<FunctionLabels, Counter>,
     fuel_per_invocation: HistogramFamily<FunctionLabels>,
+    /// The series a success updates, by function and trigger, for the
+    /// functions with series of their own: a success (the common case)
+    /// costs one map lookup, no label to build.
+    successes: RwLock<HashMap<(FunctionId, Trigger), Success>>,
+}
+
+/// Handles on the series one function's successes (for one trigger)
+/// update; they share their counts with the families'.
+#[derive(Debug, Clone)]
+struct Success {
+    count: Counter,
+    duration: Histogram,
+    fuel: Counter,
+    fuel_per_invocation: Histogram,
+}
+
+impl Success {
+    fn observe(&self, duration: Duration, fuel: Option<u64>) {
+        self.count.inc();
+        self.duration.observe(duration.as_secs_f64());
+        if let Some(fuel) = fuel {
+            self.fuel.inc_by(fuel);
+            self.fuel_per_invocation.observe(fuel as f64);
+        }
+    }
 }
 
 /// Which process keeps [`InvocationMetrics`]: it names them.
@@ -201,6 +234,7 @@ impl InvocationMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(duration_buckets())),
             fuel: Family::default(),
             fuel_per_invocation: Family::new_with_constructor(|| Histogram::new(fuel_buckets())),
+            successes: RwLock::default(),
         };
         let (calls, duration, fuel, per_call) = match keeper {
             Keeper::Api => (
@@ -251,12 +285,20 @@ impl InvocationMetrics {
         duration: Duration,
         fuel: Option<u64>,
     ) {
+        if outcome.is_none() {
+            let successes = self.successes.read().expect("metrics lock");
+            if let Some(success) = successes.get(&(function, trigger)) {
+                success.observe(duration, fuel);
+                return;
+            }
+            drop(successes);
+            if let Some(success) = self.success(function, trigger) {
+                success.observe(duration, fuel);
+                return;
+            }
+        }
         let function = self.functions.label(function);
-        let (outcome, error_kind) = match outcome {
-            None => ("ok", "none"),
-            Some(kind @ ErrorKind::Function(_)) => ("function_error", kind.as_str()),
-            Some(kind @ ErrorKind::Platform(_)) => ("platform_error", kind.as_str()),
-        };
+        let (outcome, error_kind) = outcome_labels(outcome);
         let trigger = trigger.as_str();
         self.invocations
             .get_or_create(&InvocationLabels {
@@ -280,6 +322,59 @@ impl InvocationMetrics {
                 .observe(fuel as f64);
         }
     }
+
+    /// The success series of `function` invoked by `trigger`, made and
+    /// remembered, if it has series of its own.
+    fn success(&self, function: FunctionId, trigger: Trigger) -> Option<Success> {
+        let key = (function, trigger);
+        if !self.functions.own(function) {
+            return None;
+        }
+        let label = function.to_string();
+        let (outcome, error_kind) = outcome_labels(None);
+        let success = Success {
+            count: self
+                .invocations
+                .get_or_create(&InvocationLabels {
+                    function: label.clone(),
+                    trigger: trigger.as_str(),
+                    outcome,
+                    error_kind,
+                })
+                .clone(),
+            duration: self
+                .duration
+                .get_or_create(&TriggerLabels {
+                    function: label.clone(),
+                    trigger: trigger.as_str(),
+                })
+                .clone(),
+            fuel: self
+                .fuel
+                .get_or_create(&FunctionLabels {
+                    function: label.clone(),
+                })
+                .clone(),
+            fuel_per_invocation: self
+                .fuel_per_invocation
+                .get_or_create(&FunctionLabels { function: label })
+                .clone(),
+        };
+        self.successes
+            .write()
+            .expect("metrics lock")
+            .insert(key, success.clone());
+        Some(success)
+    }
+}
+
+/// The `outcome` and `error_kind` labels of `outcome`.
+fn outcome_labels(outcome: Outcome) -> (&'static str, &'static str) {
+    match outcome {
+        None => ("ok", "none"),
+        Some(kind @ ErrorKind::Function(_)) => ("function_error", kind.as_str()),
+        Some(kind @ ErrorKind::Platform(_)) => ("platform_error", kind.as_str()),
+    }
 }
 
 #[cfg(test)]
@@ -301,18 +396,20 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = InvocationMetrics::register(&mut registry, Keeper::Api, 1);
         let ms = Duration::from_millis;
-        metrics.record(1, Trigger::Execute, None, ms(3), Some(5_000));
+        // The first success makes the function's series, the second finds them.
+        metrics.record(1, Trigger::Execute, None, ms(3), Some(2_000));
+        metrics.record(1, Trigger::Execute, None, ms(3), Some(3_000));
         let fuel = Some(ErrorKind::Function(FunctionErrorKind::OutOfFuel));
         metrics.record(1, Trigger::Url, fuel, ms(9), Some(7_000));
         let none = Some(ErrorKind::Platform(PlatformErrorKind::NoWorker));
         metrics.record(2, Trigger::Execute, none, ms(1), None);
         let text = encode(&registry);
         for line in [
-            "faas_invocations_total{function=\"1\",trigger=\"execute\",outcome=\"ok\",error_kind=\"none\"} 1",
+            "faas_invocations_total{function=\"1\",trigger=\"execute\",outcome=\"ok\",error_kind=\"none\"} 2",
             "faas_invocations_total{function=\"1\",trigger=\"url\",outcome=\"function_error\",error_kind=\"out_of_fuel\"} 1",
             "faas_invocations_total{function=\"other\",trigger=\"execute\",outcome=\"platform_error\",error_kind=\"no_worker\"} 1",
             "nimbus_fuel_consumed_total{function=\"1\"} 12000",
-            "nimbus_invocation_fuel_count{function=\"1\"} 2",
+            "nimbus_invocation_fuel_count{function=\"1\"} 3",
             "faas_invoke_duration_seconds_count{function=\"1\",trigger=\"url\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

@@ -94,13 +94,12 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
-            self.flags
-        )
+        // On every call's path: written in place, no allocation.
+        let mut text = *b"00-................................-................-..";
+        hex_into(&self.trace_id, &mut text[3..35]);
+        hex_into(&self.parent_id, &mut text[36..52]);
+        hex_into(&[self.flags], &mut text[53..55]);
+        f.write_str(std::str::from_utf8(&text).expect("hex digits are ASCII"))
     }
 }
 
@@ -109,7 +108,18 @@ fn lower_hex(s: &str) -> bool {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut text);
+    String::from_utf8(text).expect("hex digits are ASCII")
+}
+
+/// `bytes` as lower-case hex into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
 }
 
 fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {

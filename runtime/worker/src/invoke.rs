@@ -34,9 +34,12 @@ impl Worker {
     /// count it.
     ///
     /// The run is a log span naming the function, the invocation and its
-    /// trace, so every line logged about it carries them.
+    /// trace, so every line logged about it carries them. At debug level
+    /// only: a span costs an allocation and its fields' formatting on every
+    /// call (measured: a few percent of throughput at info); the error
+    /// lines below name the invocation themselves.
     pub(crate) async fn invoke(&self, call: &Call, input: Bytes, trigger: Trigger) -> Reply {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "invocation",
             function = call.function_id,
             invocation = %call.invocation.as_deref().unwrap_or_default(),
@@ -77,14 +80,23 @@ impl Worker {
             Ok(module) => module,
             Err(error) => {
                 let message = nimbus_core::error::describe(&error);
-                tracing::error!(function = call.function_id, digest = %call.digest, %message);
+                tracing::error!(
+                    function = call.function_id,
+                    invocation = %call.invocation.as_deref().unwrap_or_default(),
+                    digest = %call.digest,
+                    %message
+                );
                 return Reply::PlatformError(message);
             }
         };
         let capabilities = match self.capabilities(call) {
             Ok(capabilities) => capabilities,
             Err(message) => {
-                tracing::error!(function = call.function_id, %message);
+                tracing::error!(
+                    function = call.function_id,
+                    invocation = %call.invocation.as_deref().unwrap_or_default(),
+                    %message
+                );
                 return Reply::PlatformError(message);
             }
         };
@@ -216,7 +228,12 @@ impl Worker {
             .publish_with_headers(subject, log_headers, logs)
             .await
         {
-            tracing::warn!(function = call.function_id, error = %e, "could not publish logs");
+            tracing::warn!(
+                function = call.function_id,
+                invocation = %call.invocation.as_deref().unwrap_or_default(),
+                error = %e,
+                "could not publish logs"
+            );
         }
     }
 }
