@@ -39,6 +39,9 @@ struct HttpLabels {
     status: u16,
 }
 
+/// One route's request histograms, by method and status.
+type ByMethodAndStatus = HashMap<(&'static str, u16), Histogram>;
+
 /// Every metric this API server keeps.
 pub struct ApiMetrics {
     registry: Registry,
@@ -47,7 +50,7 @@ pub struct ApiMetrics {
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// The family's histograms by route, then method and status: found
     /// without building a label set (an allocation) on every request.
-    http_by_route: RwLock<HashMap<String, HashMap<(&'static str, u16), Histogram>>>,
+    http_by_route: RwLock<HashMap<String, ByMethodAndStatus>>,
 }
 
 impl ApiMetrics {
