@@ -6,6 +6,7 @@
 #
 # Usage: scripts/install-componentize-py.sh [TOOLS_DIR]   (default: ./.tools)
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheel.sh"
 
 tools_dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.tools"}
 version=0.25.1
@@ -21,13 +22,7 @@ fi
 echo "installing componentize-py $version into $target_dir" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check "componentize-py==$version" \
-    --no-deps --only-binary=:all: -d "$work" >&2
-wheel=$(ls "$work"/*.whl)
-echo "$wheel_sha256  $wheel" | sha256sum --check --quiet - >&2 || {
-    echo "sha256 mismatch for $(basename "$wheel"); refusing to install" >&2
-    exit 1
-}
+wheel=$(download_pinned_wheel "componentize-py==$version" "$wheel_sha256" "$work")
 rm -rf "$target_dir"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --no-index \
     --target "$target_dir" "$wheel" >&2

