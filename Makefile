@@ -7,18 +7,22 @@ TOOLS := $(CURDIR)/.tools
 NATS_SERVER_PATH = $$(cat $(TOOLS)/nats-server-path)
 COMPONENTIZE_PY_PATH = $$(cat $(TOOLS)/componentize-py-path)
 PROMETHEUS_CLIENT_PATH = $$(cat $(TOOLS)/prometheus-client-path)
+SCHEMATHESIS_PATH = $$(cat $(TOOLS)/schemathesis-path)
+PLAYWRIGHT_PATH = $$(cat $(TOOLS)/playwright-path)
 
 .PHONY: up test lint bench setup
 
 # Debian packages: the C toolchain the QuickJS shim (runtime/js/shim) is
 # compiled with, and nginx + lua-nginx-module, which run the APISIX gateway
-# plugin in its tests (APISIX itself cannot be installed here).
+# plugin in its tests (APISIX itself cannot be installed here), and the
+# headless Chromium the web console's browser test drives.
 APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
-	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml
+	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml chromium
 
 ## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11)
-## componentize-py (Python components, for the tests) and prometheus_client (its OpenMetrics
-## parser checks /metrics in the tests) into .tools/
+## componentize-py (Python components, for the tests), prometheus_client (its OpenMetrics
+## parser checks /metrics in the tests), schemathesis (fuzzes the OpenAPI contract) and
+## playwright-core (drives Chromium through the web console) into .tools/
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -28,6 +32,8 @@ setup:
 	@NIMBUS_NATS_SERVER= scripts/install-nats-server.sh $(TOOLS) > $(TOOLS)/nats-server-path
 	@scripts/install-componentize-py.sh $(TOOLS) > $(TOOLS)/componentize-py-path
 	@scripts/install-prometheus-client.sh $(TOOLS) > $(TOOLS)/prometheus-client-path
+	@scripts/install-schemathesis.sh $(TOOLS) > $(TOOLS)/schemathesis-path
+	@scripts/install-playwright-core.sh $(TOOLS) > $(TOOLS)/playwright-path
 
 ## up: run nats-server, one API server and one worker on loopback
 up: setup
@@ -37,7 +43,8 @@ up: setup
 ## test: every test of the workspace, against a real nats-server
 test: setup
 	NIMBUS_NATS_SERVER=$(NATS_SERVER_PATH) NIMBUS_COMPONENTIZE_PY=$(COMPONENTIZE_PY_PATH) \
-		NIMBUS_PROMETHEUS_CLIENT=$(PROMETHEUS_CLIENT_PATH) $(CARGO) test --workspace
+		NIMBUS_PROMETHEUS_CLIENT=$(PROMETHEUS_CLIENT_PATH) NIMBUS_SCHEMATHESIS=$(SCHEMATHESIS_PATH) \
+		NIMBUS_PLAYWRIGHT=$(PLAYWRIGHT_PATH) $(CARGO) test --workspace
 
 ## lint: rustfmt and clippy, warnings are errors
 lint: setup

@@ -21,6 +21,8 @@
 //!   `kv_service`: workers' key-value operations, checked against the
 //!   grant each call carries.
 //! - `metrics`: `GET /metrics`, and HTTP requests timed.
+//! - `openapi`: the HTTP contract, generated from the handlers'
+//!   annotations and served at `GET /openapi.json`.
 //! - `error`: the one place errors become HTTP answers.
 //!
 //! [`app`] builds the router, so tests drive it without a socket
@@ -43,6 +45,7 @@ mod kv_service;
 mod metrics;
 mod module_gc;
 mod observed_dispatch;
+mod openapi;
 mod quotas;
 mod routes;
 mod state;
@@ -55,7 +58,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{any, get, post, put};
+use axum::routing::{MethodRouter, any, get};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
@@ -67,7 +70,12 @@ pub use function_cache::FunctionCache;
 pub use state::AppState;
 
 use body::BodyCap;
-use routes::{account, accounts, function_config, functions, invocations, kv, urls};
+use routes::{
+    account, accounts, console, function_config, functions, invocations, kv, logs, stats, urls,
+};
+use utoipa::{Modify as _, OpenApi as _};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use invocation_context::TRACE_ID_HEADER;
 pub use routes::urls::{DURATION_HEADER, FUEL_HEADER};
@@ -78,87 +86,97 @@ pub fn app(state: AppState) -> Router {
 }
 
 fn routes(state: Arc<AppState>) -> Router {
-    let max_body = state.config.max_body_bytes;
-    // An upload carries a module: as is, or in base64 inside JSON.
-    let max_upload = state.config.max_module_bytes.div_ceil(3) * 4 + (64 << 10);
-    let upload = post(functions::create)
-        .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
-        .layer::<_, Infallible>(Extension(BodyCap {
-            bytes: max_upload,
-            module: Some(state.config.max_module_bytes),
-        }));
-    let auth_cap = |route: axum::routing::MethodRouter<Arc<AppState>>| {
-        route
-            .layer::<_, Infallible>(DefaultBodyLimit::max(accounts::AUTH_BODY_BYTES))
-            .layer::<_, Infallible>(Extension(BodyCap {
-                bytes: accounts::AUTH_BODY_BYTES,
-                module: None,
-            }))
-    };
-    let capped = |bytes: usize, route: axum::routing::MethodRouter<Arc<AppState>>| {
-        route
-            .layer::<_, Infallible>(DefaultBodyLimit::max(bytes))
-            .layer::<_, Infallible>(Extension(BodyCap {
-                bytes,
-                module: None,
-            }))
-    };
-    // A function's whole environment is at most 64 KiB; JSON may escape it.
-    let config_cap = |route| capped(8 * nimbus_core::env::MAX_BYTES, route);
-    let kv_cap = |route| capped(nimbus_core::kv::MAX_VALUE_BYTES, route);
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics::serve))
-        .route("/auth/register", auth_cap(post(accounts::register)))
-        .route("/auth/login", auth_cap(post(accounts::login)))
-        .route("/account", get(account::account))
-        .route("/functions", upload.get(functions::list))
-        .route(
-            "/functions/{id}",
-            get(functions::get)
-                .patch(functions::change)
-                .delete(functions::delete),
-        )
-        .route(
-            "/functions/{id}/config",
-            config_cap(get(function_config::get_config).put(function_config::put_config)),
-        )
-        .route(
-            "/functions/{id}/secrets",
-            get(function_config::list_secrets),
-        )
-        .route(
-            "/functions/{id}/secrets/{name}",
-            config_cap(put(function_config::put_secret).delete(function_config::delete_secret)),
-        )
-        .route("/functions/{id}/execute", post(invocations::execute))
-        .route("/functions/{id}/logs", get(functions::logs))
-        .route("/invocations/{id}", get(invocations::invocation))
-        .route("/kv", get(kv::stores))
-        .route("/kv/{store}", get(kv::list))
-        .route(
-            "/kv/{store}/{*key}",
-            kv_cap(get(kv::get).put(kv::put).delete(kv::delete)),
-        )
-        // Each function caps its own request body (its max_input_bytes).
-        .route(
-            "/fn/{owner}/{name}",
-            any(urls::call).layer::<_, Infallible>(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/fn/{owner}/{name}/{*rest}",
-            any(urls::call).layer::<_, Infallible>(DefaultBodyLimit::disable()),
-        )
+    let (router, doc) = documented(&state.config);
+    router
+        .route("/openapi.json", get(openapi::serve))
+        .layer(Extension(openapi::Rendered::of(&doc)))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(Extension(BodyCap {
-            bytes: max_body,
+            bytes: state.config.max_body_bytes,
             module: None,
         }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(metrics::TrackHttp(state.metrics.clone()))
         .with_state(state)
+}
+
+/// The OpenAPI document of every route [`routes`] serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented(&ApiConfig::default()).1
+}
+
+fn documented(config: &ApiConfig) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = documented_routes(config).split_for_parts();
+    openapi::Contract.modify(&mut doc);
+    (router, doc)
+}
+
+/// Every route but `/openapi.json`, each with its OpenAPI description:
+/// `routes!` takes method and path from the handler's `#[utoipa::path]`.
+/// Routes axum must see in another form (wildcard tails) are registered
+/// with `route` and described in [`openapi::ApiDoc`]'s `paths`.
+fn documented_routes(config: &ApiConfig) -> OpenApiRouter<Arc<AppState>> {
+    // An upload carries a module: as is, or in base64 inside JSON.
+    let max_upload = config.max_module_bytes.div_ceil(3) * 4 + (64 << 10);
+    let capped = |bytes: usize, module: Option<usize>| {
+        move |route: UtoipaMethodRouter<Arc<AppState>>| {
+            route
+                .layer::<_, Infallible>(DefaultBodyLimit::max(bytes))
+                .layer::<_, Infallible>(Extension(BodyCap { bytes, module }))
+        }
+    };
+    let upload = capped(max_upload, Some(config.max_module_bytes));
+    let auth_cap = capped(accounts::AUTH_BODY_BYTES, None);
+    // A function's whole environment is at most 64 KiB; JSON may escape it.
+    let config_cap = capped(8 * nimbus_core::env::MAX_BYTES, None);
+    let kv_cap = nimbus_core::kv::MAX_VALUE_BYTES;
+    let kv_key = get(kv::get)
+        .put(kv::put)
+        .delete(kv::delete)
+        .layer::<_, Infallible>(DefaultBodyLimit::max(kv_cap))
+        .layer::<_, Infallible>(Extension(BodyCap {
+            bytes: kv_cap,
+            module: None,
+        }));
+    // Each function caps its own request body (its max_input_bytes).
+    let url = |route: MethodRouter<Arc<AppState>>| {
+        route.layer::<_, Infallible>(DefaultBodyLimit::disable())
+    };
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics::serve))
+        .routes(routes!(console::index))
+        .routes(routes!(console::asset))
+        .routes(auth_cap(routes!(accounts::register)))
+        .routes(auth_cap(routes!(accounts::login)))
+        .routes(routes!(account::account))
+        .routes(routes!(functions::list))
+        .routes(upload(routes!(functions::create)))
+        .routes(routes!(
+            functions::get,
+            functions::change,
+            functions::delete
+        ))
+        .routes(config_cap(routes!(
+            function_config::get_config,
+            function_config::put_config
+        )))
+        .routes(routes!(function_config::list_secrets))
+        .routes(config_cap(routes!(
+            function_config::put_secret,
+            function_config::delete_secret
+        )))
+        .routes(routes!(invocations::execute))
+        .routes(routes!(logs::logs))
+        .routes(routes!(stats::stats))
+        .routes(routes!(invocations::invocation))
+        .routes(routes!(kv::stores))
+        .routes(routes!(kv::list))
+        .route("/kv/{store}/{*key}", kv_key)
+        .route("/fn/{owner}/{name}", url(any(urls::call)))
+        .route("/fn/{owner}/{name}/{*rest}", url(any(urls::call_subpath)))
 }
 
 /// Serve `app(state)` on `listener` until `shutdown` resolves, then finish
@@ -192,6 +210,18 @@ pub async fn serve(
         .await
 }
 
+/// `GET /healthz`
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Connected to NATS", body = Object, example = json!({"status": "ok"})),
+        (status = 503, description = "Not connected to NATS", body = nimbus_core::http::ErrorBody),
+    ),
+)]
 async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let Some(nats) = &state.nats else {
         return Err(ApiError::unavailable("no NATS connection"));

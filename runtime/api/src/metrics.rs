@@ -120,6 +120,15 @@ impl ApiMetrics {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    security(()),
+    responses((status = 200, description = "This server's metrics (OpenMetrics text; for the operators' \
+        network: the gateway does not route it)", content_type = "application/openmetrics-text", body = String)),
+)]
 pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],

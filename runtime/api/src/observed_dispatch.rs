@@ -1,5 +1,6 @@
 //! The dispatcher as handlers use it: every invocation counted in this API
-//! server's metrics (`metrics.rs`) and run in a log span (at debug level)
+//! server's metrics (`metrics.rs`) and its last hour of calls (the
+//! console's charts, `nimbus_core::call_stats`), and run in a log span (at debug level)
 //! naming its function, invocation id and trace id, so that whatever is
 //! logged about it on this server can be found with the ids its answer
 //! carried.
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use nimbus_core::call_stats::CallStats;
 use nimbus_core::metrics::{self, Outcome, Trigger};
 use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
 use nimbus_core::{ErrorKind, FunctionErrorKind, PlatformErrorKind};
@@ -22,6 +24,7 @@ use crate::metrics::ApiMetrics;
 pub struct ObservedDispatch {
     pub(crate) inner: Arc<dyn Dispatch>,
     pub(crate) metrics: Arc<ApiMetrics>,
+    pub(crate) call_stats: Arc<CallStats>,
 }
 
 impl Dispatch for ObservedDispatch {
@@ -49,13 +52,12 @@ impl Dispatch for ObservedDispatch {
                 };
                 let reply = self.inner.call(call, input, wait).await;
                 let (outcome, fuel) = outcome_of(&reply);
-                self.metrics.invocations.record(
-                    function,
-                    trigger,
-                    outcome,
-                    started.elapsed(),
-                    fuel,
-                );
+                let took = started.elapsed();
+                self.metrics
+                    .invocations
+                    .record(function, trigger, outcome, took, fuel);
+                self.call_stats
+                    .record(function, outcome.is_some(), took, fuel);
                 reply
             }
             .instrument(span),

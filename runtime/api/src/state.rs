@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use nimbus_core::call_stats::CallStats;
 use nimbus_engine::Engine;
 use nimbus_store::Storage;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     /// The dispatcher, counted and traced (`observed_dispatch.rs`).
     pub(crate) dispatch: Arc<dyn Dispatch>,
     pub(crate) metrics: Arc<ApiMetrics>,
+    /// The last hour of calls by function, for the console's charts.
+    pub(crate) call_stats: Arc<CallStats>,
     pub(crate) engine: Engine,
     /// Built on the first JavaScript upload: it compiles the QuickJS shim.
     js: tokio::sync::OnceCell<Arc<nimbus_js::JsCompiler>>,
@@ -120,6 +123,7 @@ impl AppState {
             config.bcrypt_cost,
         )?;
         let metrics = Arc::new(metrics);
+        let call_stats = Arc::new(CallStats::default());
         Ok(Self {
             jwt: JwtKeys::new(jwt_secret, config.token_ttl),
             compile_turns: UserTurns::new(config.compiles_per_user),
@@ -139,8 +143,10 @@ impl AppState {
             dispatch: Arc::new(ObservedDispatch {
                 inner: dispatch,
                 metrics: metrics.clone(),
+                call_stats: call_stats.clone(),
             }),
             metrics,
+            call_stats,
             engine,
             js: tokio::sync::OnceCell::new(),
             cpu_slots: Arc::new(FairSlots::new(

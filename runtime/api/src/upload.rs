@@ -16,16 +16,25 @@ use crate::body::parse_json;
 use crate::{ApiError, AppState};
 
 /// JSON upload body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UploadRequest {
+pub(crate) struct UploadRequest {
+    /// WAT or JavaScript source, or a WebAssembly binary in base64.
     code: String,
+    /// What `code` is; guessed from it when absent.
     runtime: Option<Runtime>,
+    /// A name, unique among the caller's functions: it answers on
+    /// `/fn/<owner>/<name>`.
     name: Option<String>,
+    /// Who may call it on its URL (default `private`).
     access: Option<Access>,
+    /// Limits per invocation; absent ones take the platform's defaults.
     limits: Option<LimitsRequest>,
+    /// Hosts it may call over HTTP (`https://api.example.com`,
+    /// `https://*.example.org:8443`).
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    /// The caller's key-value stores it may open.
     #[serde(default)]
     key_value_stores: Vec<String>,
     /// The seed's clients send the owner; accepted only when it is the caller.
@@ -151,12 +160,25 @@ fn is_wasm(headers: &HeaderMap) -> bool {
         })
 }
 
-/// What a raw upload's query string says.
-struct UploadQuery {
+/// What a raw upload's query string says. (Its `IntoParams` documents the
+/// query as clients write it: lists comma-separated, limits by name.)
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UploadQuery {
+    /// (raw uploads) The function's name.
     name: Option<String>,
+    /// (raw uploads) `private` (default) or `public`.
+    #[param(value_type = Option<Access>)]
     access: Access,
+    /// (raw uploads) Hosts it may call over HTTP, comma-separated.
+    #[param(rename = "allowed_outbound_hosts", value_type = Option<String>)]
     hosts: Vec<String>,
+    /// (raw uploads) Key-value stores it may open, comma-separated.
+    #[param(rename = "key_value_stores", value_type = Option<String>)]
     stores: Vec<String>,
+    /// (raw uploads) Limits: `fuel`, `memory_bytes`, `timeout_ms`,
+    /// `max_input_bytes`, `max_output_bytes`, `max_log_bytes`.
+    #[param(inline, value_type = Option<LimitsRequest>, style = Form, explode)]
     limits: LimitsRequest,
 }
 

@@ -96,6 +96,7 @@ pub fn describe(error: &dyn std::error::Error) -> String {
 
 /// Whose fault a failed invocation was: the guest's, or the platform's.
 /// Stable strings on the wire, in records and in HTTP bodies (`"source"`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorSource {

@@ -12,6 +12,7 @@ use crate::{Access, FunctionId, FunctionMeta, Limits, Runtime, World};
 /// `POST /functions` answers 201 with this: the id first and, for text
 /// uploads, the code echoed back as the original design did (binaries are
 /// not echoed).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Created {
     /// The new function's id.
@@ -50,9 +51,11 @@ pub struct Created {
 }
 
 /// `POST /functions/{id}/execute` answers 200 with this.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Executed {
     /// The function's result, a JSON document.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub result: Box<RawValue>,
     /// Fuel the invocation burned.
     pub fuel_consumed: u64,
@@ -77,6 +80,7 @@ impl Executed {
 }
 
 /// `GET /functions` answers 200 with this.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionList {
     /// The caller's functions, by id.
@@ -84,6 +88,7 @@ pub struct FunctionList {
 }
 
 /// Every error answer: `{"error": {...}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -91,6 +96,7 @@ pub struct ErrorBody {
 }
 
 /// The inside of an error answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable snake_case kind (`not_found`, `out_of_fuel`, `worker_failed`...).

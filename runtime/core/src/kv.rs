@@ -29,6 +29,7 @@ pub const LIST_PAGE: usize = 1000;
 pub const MAX_DECLARED_STORES: usize = 16;
 
 /// Per-owner quota on key-value state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvQuota {
     /// Keys in all of the owner's stores.

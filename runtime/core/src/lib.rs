@@ -6,6 +6,7 @@
 //! once. Anything that needs a socket, a file or wasmtime lives elsewhere.
 #![deny(missing_docs)]
 
+pub mod call_stats;
 pub mod env;
 pub mod error;
 pub mod http;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The limits one invocation runs under. All sizes are in bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Fuel budget (wasmtime fuel units, roughly one per simple instruction).
@@ -70,6 +71,7 @@ impl Default for Limits {
 /// the JSON `limits` of an upload, the query string of a raw `.wasm` upload
 /// and, with the `clap` feature, the limit flags of `nimbus deploy`; so the
 /// doc of each field is also its flag's help.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]

@@ -11,6 +11,7 @@ pub type FunctionId = u64;
 
 /// What language the function was uploaded in. Everything runs as Wasm in the
 /// end; the runtime records how the module came to be.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
@@ -25,6 +26,7 @@ pub enum Runtime {
 }
 
 /// The WASI world a component implements: how the platform calls it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum World {
     /// Exports `wasi:http/incoming-handler`: a web handler.
@@ -36,6 +38,7 @@ pub enum World {
 }
 
 /// Who may call a function on its URL.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
@@ -101,11 +104,13 @@ impl Runtime {
 }
 
 /// Everything the platform knows about a function, stored in the `functions` bucket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionMeta {
     /// Platform-wide unique id.
     pub id: FunctionId,
     /// The user who uploaded it; only they may see or touch it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: Username,
     /// Optional name, unique among its owner's functions (a
     /// [`FunctionName`] for functions created since names became unique):

@@ -15,6 +15,7 @@ use crate::failover::{NatsError, Retry};
 use crate::{Storage, StoreError};
 
 /// One invocation's log output, as kept by the log stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// RFC 3339 time the worker published it.

@@ -13,21 +13,33 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use nimbus_core::Username;
 use nimbus_store::UserRecord;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::body::{Body, parse_json};
 use crate::client_addr::ClientAddr;
+use crate::routes::Message;
 use crate::{ApiError, AppState};
+use nimbus_core::http::ErrorBody;
 
 /// bcrypt only looks at the first 72 bytes; longer passwords are refused
 /// rather than silently truncated.
 const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=72;
 
-#[derive(Deserialize)]
-struct Credentials {
+/// The body of `/auth/register` and `/auth/login`.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Credentials {
+    /// 3 to 32 letters, digits, `_` or `-`.
     username: String,
+    /// 8 to 72 bytes (bcrypt reads no further).
     password: String,
+}
+
+/// `POST /auth/login` answers this.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Token {
+    /// A bearer token (JWT) for the `Authorization` header.
+    token: String,
 }
 
 /// Bytes of body `/auth/*` accepts: credentials are small, and nobody
@@ -55,11 +67,26 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /auth/register`
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "accounts",
+    operation_id = "register",
+    security(()),
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered", body = Message),
+        (status = 400, description = "Invalid username or password", body = ErrorBody),
+        (status = 409, description = "Username taken", body = ErrorBody),
+        (status = 413, description = "Body over 4 KiB", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this client", body = ErrorBody),
+    ),
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     ClientAddr(client): ClientAddr,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Message>), ApiError> {
     let credentials: Credentials = parse_json(&body)?;
     let username = validate(&credentials)?;
     state.auth_limits.registration(client)?;
@@ -92,16 +119,31 @@ pub async fn register(
     // The seed's exact message, kept for its curl session.
     Ok((
         StatusCode::CREATED,
-        Json(json!({"message": "Usuario registrado exitosamente"})),
+        Json(Message::new("Usuario registrado exitosamente")),
     ))
 }
 
 /// `POST /auth/login`
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "accounts",
+    operation_id = "login",
+    security(()),
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = Token),
+        (status = 400, description = "Malformed body, or a password bcrypt would truncate", body = ErrorBody),
+        (status = 401, description = "Bad credentials", body = ErrorBody),
+        (status = 413, description = "Body over 4 KiB", body = ErrorBody),
+        (status = 429, description = "Too many logins from this client, or this username is locked for a while", body = ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ClientAddr(client): ClientAddr,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Token>, ApiError> {
     let credentials: Credentials = parse_json(&body)?;
     check_password(&credentials.password)?;
     let limits = &state.auth_limits;
@@ -128,7 +170,9 @@ pub async fn login(
     match user {
         Some(user) if matches => {
             limits.succeeded(&credentials.username);
-            Ok(Json(json!({"token": state.jwt.issue(&user.username)})))
+            Ok(Json(Token {
+                token: state.jwt.issue(&user.username),
+            }))
         }
         _ => {
             // Names that cannot exist are not tracked: they lock nothing.

@@ -17,41 +17,90 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use nimbus_core::env::{self, EnvError};
+use nimbus_core::http::ErrorBody;
 use nimbus_core::{FunctionId, Username};
 use nimbus_store::{FunctionConfig, StoreError};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json};
 use crate::function_env::{no_key, seal_secret};
+use crate::routes::Message;
 use crate::routes::functions::not_found;
 use crate::{ApiError, AppState};
 
-/// The body of `PUT /functions/{id}/config`: the whole set of variables.
-#[derive(Deserialize)]
+/// A function's variables: the body of `PUT /functions/{id}/config` (the
+/// whole set) and the answer of both config routes.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Vars {
+pub struct Vars {
+    /// Names `[A-Z_][A-Z0-9_]*`; 64 variables and secrets, 64 KiB in all.
     vars: BTreeMap<String, String>,
 }
 
+/// One secret, without its value.
+#[derive(Serialize, ToSchema)]
+pub struct SecretInfo {
+    /// Its name.
+    name: String,
+    /// RFC 3339 time it was last set.
+    updated: String,
+}
+
+/// `GET /functions/{id}/secrets` answers this.
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    /// Names and update times, never values.
+    secrets: Vec<SecretInfo>,
+}
+
 /// `GET /functions/{id}/config`: the function's variables.
+#[utoipa::path(
+    get,
+    path = "/functions/{id}/config",
+    tag = "config",
+    operation_id = "get_config",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    responses(
+        (status = 200, description = "Its variables", body = Vars),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+    ),
+)]
 pub async fn get_config(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vars>, ApiError> {
     let config = owned_config(&state, &caller, id).await?;
-    Ok(Json(json!({ "vars": config.vars })))
+    Ok(Json(Vars { vars: config.vars }))
 }
 
 /// `PUT /functions/{id}/config`: replace the function's variables.
+#[utoipa::path(
+    put,
+    path = "/functions/{id}/config",
+    tag = "config",
+    operation_id = "put_config",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    request_body = Vars,
+    responses(
+        (status = 200, description = "Its variables, as set", body = Vars),
+        (status = 400, description = "Malformed, or past the limits", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+        (status = 409, description = "A secret has one of the names, or a concurrent change won", body = ErrorBody),
+    ),
+)]
 pub async fn put_config(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vars>, ApiError> {
     let Vars { vars } = parse_json(&body)?;
     for (name, value) in &vars {
         env::check_value(name, value).map_err(refused)?;
@@ -68,32 +117,68 @@ pub async fn put_config(
     })
     .await?;
     tracing::info!(id, owner = %caller, vars = config.vars.len(), "function variables set");
-    Ok(Json(json!({ "vars": config.vars })))
+    Ok(Json(Vars { vars: config.vars }))
 }
 
 /// `GET /functions/{id}/secrets`: names and update times, never values.
+#[utoipa::path(
+    get,
+    path = "/functions/{id}/secrets",
+    tag = "config",
+    operation_id = "list_secrets",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    responses(
+        (status = 200, description = "Its secrets' names", body = SecretList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+    ),
+)]
 pub async fn list_secrets(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretList>, ApiError> {
     let config = owned_config(&state, &caller, id).await?;
-    let secrets: Vec<Value> = config
+    let secrets = config
         .secrets
-        .iter()
-        .map(|(name, secret)| json!({"name": name, "updated": secret.updated}))
+        .into_iter()
+        .map(|(name, secret)| SecretInfo {
+            name,
+            updated: secret.updated,
+        })
         .collect();
-    Ok(Json(json!({ "secrets": secrets })))
+    Ok(Json(SecretList { secrets }))
 }
 
 /// `PUT /functions/{id}/secrets/{name}`: set a secret to the body (UTF-8
 /// text, taken as is). 201 when it is new, 200 when it replaced one.
+#[utoipa::path(
+    put,
+    path = "/functions/{id}/secrets/{name}",
+    tag = "config",
+    operation_id = "put_secret",
+    security(("bearer" = [])),
+    params(
+        ("id" = u64, Path, description = "A function id"),
+        ("name" = String, Path, description = "`[A-Z_][A-Z0-9_]*`"),
+    ),
+    request_body(content = String, content_type = "text/plain", description = "The value, UTF-8"),
+    responses(
+        (status = 201, description = "A new secret", body = SecretInfo),
+        (status = 200, description = "A secret replaced", body = SecretInfo),
+        (status = 400, description = "Not UTF-8, or past the limits", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+        (status = 409, description = "A variable has that name, or a concurrent change won", body = ErrorBody),
+    ),
+)]
 pub async fn put_secret(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     SecretPath(id, name): SecretPath,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SecretInfo>), ApiError> {
     let key = state.config.secrets_key.clone().ok_or_else(no_key)?;
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("a secret's value must be UTF-8 text".into()))?;
@@ -112,21 +197,39 @@ pub async fn put_secret(
     })
     .await?;
     tracing::info!(id, owner = %caller, secret = %name, "function secret set");
-    let updated = &config.secrets[&name].updated;
+    let updated = config.secrets[&name].updated.clone();
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({"name": name, "updated": updated}))))
+    Ok((status, Json(SecretInfo { name, updated })))
 }
 
 /// `DELETE /functions/{id}/secrets/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/functions/{id}/secrets/{name}",
+    tag = "config",
+    operation_id = "delete_secret",
+    security(("bearer" = [])),
+    params(
+        ("id" = u64, Path, description = "A function id"),
+        ("name" = String, Path, description = "`[A-Z_][A-Z0-9_]*`"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = Message),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's, or no such secret", body = ErrorBody),
+        (status = 409, description = "A concurrent change won", body = ErrorBody),
+    ),
+)]
 pub async fn delete_secret(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     SecretPath(id, name): SecretPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Message>, ApiError> {
     let mut found = false;
     change(&state, &caller, id, |config| {
         found = config.secrets.remove(&name).is_some();
@@ -139,7 +242,7 @@ pub async fn delete_secret(
         )));
     }
     tracing::info!(id, owner = %caller, secret = %name, "function secret deleted");
-    Ok(Json(json!({"message": format!("secret {name} deleted")})))
+    Ok(Json(Message::new(format!("secret {name} deleted"))))
 }
 
 /// A function id and a secret name from the path.

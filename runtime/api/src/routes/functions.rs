@@ -1,6 +1,7 @@
 //! Function routes: upload, list, read, change (`PATCH`: name, access,
 //! allowed outbound hosts),
-//! delete, logs. Variables and secrets are in `function_config.rs`.
+//! delete. Variables and secrets are in `function_config.rs`, logs in
+//! `logs.rs`.
 //!
 //! Upload validates and compiles the module with the engine before anything
 //! is stored, then writes the module (content addressed, so a re-upload of the
@@ -14,17 +15,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use nimbus_core::http::ErrorBody;
 use nimbus_core::http::{Created, FunctionList};
 use nimbus_core::script::ScriptModule;
 use nimbus_core::{Access, FunctionId, FunctionMeta, Runtime, Username, World};
 use nimbus_engine::{Abi, CompileError};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
+use crate::body::{Body, FunctionIdPath, parse_json};
 use crate::quotas::Usage;
+use crate::routes::Message;
 use crate::upload::Upload;
 use crate::{ApiError, AppState};
 
@@ -60,6 +62,31 @@ async fn is_script(state: &AppState, module: &[u8]) -> Result<bool, ApiError> {
 }
 
 /// `POST /functions`
+#[utoipa::path(
+    post,
+    path = "/functions",
+    tag = "functions",
+    operation_id = "create_function",
+    security(("bearer" = [])),
+    params(crate::upload::UploadQuery),
+    request_body(
+        description = "JSON with the source (WAT, JavaScript; or a module in base64), or a raw \
+            WebAssembly module or component (`application/wasm`) with its settings in the query",
+        content(
+            (crate::upload::UploadRequest = "application/json"),
+            (crate::openapi::Binary = "application/wasm"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored; it can be called", body = Created),
+        (status = 400, description = "Malformed request or limits above the maxima", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Past a quota, or in someone else's name", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 413, description = "Module over the cap", body = ErrorBody),
+        (status = 422, description = "The engine refused the module, the JavaScript does not load, or the compile went past its budget", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -226,6 +253,17 @@ pub async fn create(
 }
 
 /// `GET /functions`
+#[utoipa::path(
+    get,
+    path = "/functions",
+    tag = "functions",
+    operation_id = "list_functions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's functions", body = FunctionList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -235,6 +273,19 @@ pub async fn list(
 }
 
 /// `GET /functions/{id}`
+#[utoipa::path(
+    get,
+    path = "/functions/{id}",
+    tag = "functions",
+    operation_id = "get_function",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    responses(
+        (status = 200, description = "Its metadata", body = FunctionMeta),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -249,12 +300,14 @@ pub async fn get(
 }
 
 /// The body of `PATCH /functions/{id}`: what to change.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Change {
+pub(crate) struct Change {
+    /// Who may call it on its URL.
     access: Option<Access>,
     /// A new name; `null` takes the name (and the URL) away.
     #[serde(default, with = "serde_with_null")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     /// The hosts it may call over HTTP, replacing the list (`[]`: none).
     allowed_outbound_hosts: Option<Vec<String>>,
@@ -275,6 +328,22 @@ mod serde_with_null {
 
 /// `PATCH /functions/{id}`: change the function's access and/or name; the
 /// metadata as it now is.
+#[utoipa::path(
+    patch,
+    path = "/functions/{id}",
+    tag = "functions",
+    operation_id = "change_function",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    request_body = Change,
+    responses(
+        (status = 200, description = "Its metadata, as changed", body = FunctionMeta),
+        (status = 400, description = "Malformed, or an invalid name, host or store", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+        (status = 409, description = "Name taken, or a concurrent change won", body = ErrorBody),
+    ),
+)]
 pub async fn change(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -338,11 +407,24 @@ pub async fn change(
 }
 
 /// `DELETE /functions/{id}`
+#[utoipa::path(
+    delete,
+    path = "/functions/{id}",
+    tag = "functions",
+    operation_id = "delete_function",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "A function id")),
+    responses(
+        (status = 200, description = "Deleted, with its logs and configuration", body = Message),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Message>, ApiError> {
     let storage = state.storage()?;
     let Some(meta) = storage.delete_function(&caller, id).await? else {
         return Err(not_found(id));
@@ -363,47 +445,8 @@ pub async fn delete(
     }
     state.functions.remove(&caller, id);
     state.envs.forget(id);
+    state.call_stats.forget(id);
     tracing::info!(id, owner = %caller, "function deleted");
     // The seed's exact message, kept for its curl session.
-    Ok(Json(json!({"message": "Función eliminada"})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogsQuery {
-    limit: Option<usize>,
-    #[serde(default)]
-    follow: bool,
-}
-
-/// Entries `GET /functions/{id}/logs` answers by default, and at most.
-const LOG_LIMIT: (usize, usize) = (100, 1000);
-/// Log text one answer carries at most; older entries are left out.
-const LOG_MAX_BYTES: usize = 4 << 20;
-
-/// `GET /functions/{id}/logs?limit=N`: the newest log entries, oldest
-/// first; with `follow=true`, those and then new ones as they are written,
-/// as Server-Sent Events (`live_logs.rs`).
-pub async fn logs(
-    State(state): State<Arc<AppState>>,
-    Caller(caller): Caller,
-    FunctionIdPath(id): FunctionIdPath,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let query: LogsQuery = parse_query(query.as_deref())?;
-    let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
-    if state
-        .functions
-        .get(state.storage(), &caller, id)
-        .await?
-        .is_none()
-    {
-        return Err(not_found(id));
-    }
-    if query.follow {
-        return super::live_logs::follow(&state, &caller, id, limit, &headers).await;
-    }
-    let logs = state.storage()?.logs(id, limit, LOG_MAX_BYTES).await?;
-    Ok(Json(json!({ "logs": logs })).into_response())
+    Ok(Json(Message::new("Función eliminada")))
 }

@@ -17,11 +17,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use nimbus_core::http::Executed;
+use nimbus_core::http::{ErrorBody, Executed};
 use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
 use nimbus_core::{FunctionError, FunctionErrorKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
@@ -30,22 +31,58 @@ use crate::routes::functions::not_found;
 use crate::{ApiError, AppState};
 
 /// The execute body; `input` borrowed from the request's buffer.
-#[derive(Deserialize)]
-struct ExecuteRequest<'a> {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ExecuteRequest<'a> {
+    /// The function's input, any JSON (absent: `null`).
     #[serde(default, borrow)]
+    #[schema(value_type = Option<serde_json::Value>)]
     input: Option<&'a RawValue>,
 }
 
 /// Query string of `POST /functions/{id}/execute`. Other parameters are
 /// ignored, as they always were (cache busters and the like).
-#[derive(Deserialize)]
-struct ExecuteQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ExecuteQuery {
+    /// Queue the call and answer 202 at once (as `Prefer: respond-async`).
     #[serde(default, rename = "async")]
+    #[param(rename = "async")]
     run_async: Option<bool>,
 }
 
 /// `POST /functions/{id}/execute`. An empty body means `{"input": null}`.
 /// Synchronous unless `?async=true` or `Prefer: respond-async` asks otherwise.
+#[utoipa::path(
+    post,
+    path = "/functions/{id}/execute",
+    tag = "invocations",
+    operation_id = "execute",
+    security(("bearer" = [])),
+    params(
+        ("id" = u64, Path, description = "A function id"),
+        ExecuteQuery,
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: as `?async=true`"),
+        ("traceparent" = Option<String>, Header, description = "A W3C trace context the call joins"),
+    ),
+    request_body(content = ExecuteRequest, description = "An empty body means `{\"input\": null}`"),
+    responses(
+        (status = 200, description = "The function answered", body = Executed,
+            headers(
+                ("Nimbus-Invocation-Id" = String, description = "This invocation"),
+                ("Nimbus-Trace-Id" = String, description = "The trace it belongs to"),
+            )),
+        (status = 202, description = "Queued (asynchronous)", body = InvocationRecord,
+            headers(("Location" = String, description = "`/invocations/{invocation}`"))),
+        (status = 400, description = "Malformed body, or input the function cannot take", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such function of the caller's", body = ErrorBody),
+        (status = 422, description = "The function failed (`source: function`, with `fuel_consumed`)", body = ErrorBody),
+        (status = 429, description = "Too many calls or queued jobs", body = ErrorBody),
+        (status = 502, description = "A worker could not run it", body = ErrorBody),
+        (status = 503, description = "No worker, or overloaded", body = ErrorBody),
+        (status = 504, description = "No answer within the deadline", body = ErrorBody),
+    ),
+)]
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -176,6 +213,19 @@ fn prefers_async(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /invocations/{id}`: the caller's asynchronous invocation.
+#[utoipa::path(
+    get,
+    path = "/invocations/{id}",
+    tag = "invocations",
+    operation_id = "get_invocation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "An invocation id (32 hex digits)")),
+    responses(
+        (status = 200, description = "Where it stands", body = InvocationRecord),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such invocation of the caller's", body = ErrorBody),
+    ),
+)]
 pub async fn invocation(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,

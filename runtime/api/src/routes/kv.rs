@@ -20,67 +20,160 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_core::kv::{self, KvQuota};
+use nimbus_core::http::ErrorBody;
+use nimbus_core::kv;
 use nimbus_store::KvEntry;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::routes::account::KvQuotas;
 
 use crate::auth::Caller;
 use crate::body::Body;
 use crate::{ApiError, AppState};
 
+/// One of the caller's stores.
+#[derive(Serialize, ToSchema)]
+pub struct StoreUsage {
+    /// Its name.
+    name: String,
+    /// Keys it holds.
+    keys: u64,
+    /// Bytes of its keys and values.
+    bytes: u64,
+}
+
+/// `GET /kv` answers this.
+#[derive(Serialize, ToSchema)]
+pub struct StoreList {
+    /// The caller's stores that hold keys.
+    stores: Vec<StoreUsage>,
+    /// Their use against the caller's quota.
+    quota: KvQuotas,
+}
+
 /// `GET /kv`
+#[utoipa::path(
+    get,
+    path = "/kv",
+    tag = "kv",
+    operation_id = "list_stores",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's stores", body = StoreList),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 pub async fn stores(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoreList>, ApiError> {
     let (usage, _) = state.storage()?.kv_usage(&caller).await?;
-    let stores: Vec<Value> = usage
+    let stores = usage
         .stores
         .iter()
-        .map(|(name, s)| json!({"name": name, "keys": s.keys, "bytes": s.bytes}))
+        .map(|(name, s)| StoreUsage {
+            name: name.clone(),
+            keys: s.keys,
+            bytes: s.bytes,
+        })
         .collect();
-    Ok(Json(json!({
-        "stores": stores,
-        "quota": quota_json(&state.config.kv_quota, usage.keys(), usage.bytes(), usage.stores.len()),
-    })))
+    Ok(Json(StoreList {
+        stores,
+        quota: KvQuotas::new(
+            &state.config.kv_quota,
+            usage.keys(),
+            usage.bytes(),
+            usage.stores.len(),
+        ),
+    }))
 }
 
-/// The key-value part of `GET /account` and `GET /kv`.
-pub(crate) fn quota_json(quota: &KvQuota, keys: u64, bytes: u64, stores: usize) -> Value {
-    json!({
-        "keys": {"used": keys, "limit": quota.keys},
-        "bytes": {"used": bytes, "limit": quota.bytes},
-        "stores": {"used": stores, "limit": quota.stores},
-    })
+/// `GET /kv/{store}` answers this.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    /// The store.
+    store: String,
+    /// Up to 1000 keys, in byte order.
+    keys: Vec<String>,
+    /// The last key, to ask for the next page; `null` when none is left.
+    cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `PUT /kv/{store}/{key}` answers this.
+#[derive(Serialize, ToSchema)]
+pub struct Written {
+    /// The store.
+    store: String,
+    /// The key.
+    key: String,
+    /// The key's new revision (also the `ETag`).
+    revision: u64,
+}
+
+/// The query of `GET /kv/{store}`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only keys that start with this.
     #[serde(default)]
     prefix: String,
+    /// The `cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /kv/{store}`
+#[utoipa::path(
+    get,
+    path = "/kv/{store}",
+    tag = "kv",
+    operation_id = "list_keys",
+    security(("bearer" = [])),
+    params(("store" = String, Path, description = "A store name"), ListQuery),
+    responses(
+        (status = 200, description = "A page of keys", body = KeyList),
+        (status = 400, description = "Invalid store name or query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     StorePath(store): StorePath,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (keys, cursor) = state
         .storage()?
         .kv_list(&caller, &store, &query.prefix, query.cursor.as_deref())
         .await?;
-    Ok(Json(
-        json!({"store": store, "keys": keys, "cursor": cursor}),
-    ))
+    Ok(Json(KeyList {
+        store,
+        keys,
+        cursor,
+    }))
 }
 
 /// `GET /kv/{store}/{key}`
+#[utoipa::path(
+    get,
+    path = "/kv/{store}/{key}",
+    tag = "kv",
+    operation_id = "get_key",
+    security(("bearer" = [])),
+    params(
+        ("store" = String, Path, description = "A store name"),
+        ("key" = String, Path, description = "A key (may contain `/`)"),
+    ),
+    responses(
+        (status = 200, description = "The value, as stored", content_type = "application/octet-stream", body = crate::openapi::Binary,
+            headers(("ETag" = String, description = "The key's revision, quoted"))),
+        (status = 400, description = "Invalid store name or key", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -101,6 +194,29 @@ pub async fn get(
 }
 
 /// `PUT /kv/{store}/{key}`
+#[utoipa::path(
+    put,
+    path = "/kv/{store}/{key}",
+    tag = "kv",
+    operation_id = "put_key",
+    security(("bearer" = [])),
+    params(
+        ("store" = String, Path, description = "A store name"),
+        ("key" = String, Path, description = "A key (may contain `/`)"),
+        ("If-Match" = Option<String>, Header, description = "`\"<revision>\"`: write only if unchanged; `*`: only if it exists"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if absent"),
+    ),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream", description = "The value, up to 1 MiB"),
+    responses(
+        (status = 200, description = "Written", body = Written,
+            headers(("ETag" = String, description = "The new revision, quoted"))),
+        (status = 400, description = "Invalid store name, key or condition", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Past a key-value quota", body = ErrorBody),
+        (status = 412, description = "The condition does not hold", body = ErrorBody),
+        (status = 413, description = "Value over 1 MiB", body = ErrorBody),
+    ),
+)]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
@@ -118,12 +234,34 @@ pub async fn put(
     let revision = write(&state, &caller, &store, &key, &headers, Some(value)).await?;
     Ok((
         [(header::ETAG, etag(revision))],
-        Json(json!({"store": store, "key": key, "revision": revision})),
+        Json(Written {
+            store,
+            key,
+            revision,
+        }),
     )
         .into_response())
 }
 
 /// `DELETE /kv/{store}/{key}`
+#[utoipa::path(
+    delete,
+    path = "/kv/{store}/{key}",
+    tag = "kv",
+    operation_id = "delete_key",
+    security(("bearer" = [])),
+    params(
+        ("store" = String, Path, description = "A store name"),
+        ("key" = String, Path, description = "A key (may contain `/`)"),
+        ("If-Match" = Option<String>, Header, description = "`\"<revision>\"`: delete only if unchanged; `*`: only if it exists"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (also when it did not exist)"),
+        (status = 400, description = "Invalid store name, key or condition", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 412, description = "The condition does not hold", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,

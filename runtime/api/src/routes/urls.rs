@@ -24,12 +24,57 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use nimbus_core::http::ErrorBody;
 use nimbus_core::wire::{Call, HttpRequest, HttpResponse, Reply, RequestHead};
 use nimbus_core::{Access, FunctionError, FunctionErrorKind, FunctionMeta, Username, World};
 
 use crate::auth::{IDENTITY_HEADER, MaybeCaller};
 use crate::invocation_context::InvocationContext;
 use crate::{ApiError, AppState};
+
+/// `ANY /fn/{owner}/{name}/{*rest}`: as [`call`], the path below the URL
+/// passed on to a `wasi:http` component.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/fn/{owner}/{name}/{rest}",
+    tag = "invocations",
+    operation_id = "call_url_subpath",
+    security((), ("bearer" = [])),
+    params(
+        ("owner" = String, Path, description = "The function's owner"),
+        ("name" = String, Path, description = "The function's name"),
+        ("rest" = String, Path, description = "The path below the function's URL (may contain `/`)"),
+    ),
+    request_body(content = crate::openapi::Binary, content_type = "*/*", description = "As for `/fn/{owner}/{name}`"),
+    responses(
+        (status = 200, description = "What the function answered: its result as JSON, or (a `wasi:http` \
+            component) the response it wrote, any status it chose",
+            content(
+                (serde_json::Value = "application/json"),
+                (crate::openapi::Binary = "*/*"),
+            ),
+            headers(
+                ("Nimbus-Fuel-Consumed" = u64, description = "Fuel the call burned"),
+                ("Nimbus-Duration-Us" = u64, description = "Time in the engine, microseconds"),
+            )),
+        (status = 401, description = "A private function, called without a token", body = ErrorBody),
+        (status = 404, description = "No such function (or a private one of someone else's)", body = ErrorBody),
+        (status = 422, description = "The function failed", body = ErrorBody),
+    ),
+)]
+pub async fn call_subpath(
+    state: State<Arc<AppState>>,
+    caller: MaybeCaller,
+    params: UrlParams,
+    request: Request,
+) -> Result<Response, ApiError> {
+    call(state, caller, params, request).await
+}
+
+/// A function URL's path parameters (`owner`, `name`, and `rest` below it).
+/// (An alias: utoipa's axum support reads the parameters of a `Path<..>` it
+/// sees, and these are described in the annotations instead.)
+type UrlParams = Path<HashMap<String, String>>;
 
 /// Response header: fuel the call burned.
 pub const FUEL_HEADER: &str = "nimbus-fuel-consumed";
@@ -52,10 +97,37 @@ const NOT_FORWARDED: &[&str] = &[
 ];
 
 /// `ANY /fn/{owner}/{name}[/{*rest}]`
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/fn/{owner}/{name}",
+    tag = "invocations",
+    operation_id = "call_url",
+    security((), ("bearer" = [])),
+    params(
+        ("owner" = String, Path, description = "The function's owner"),
+        ("name" = String, Path, description = "The function's name"),
+    ),
+    request_body(content = crate::openapi::Binary, content_type = "*/*", description = "A `wasi:http` component gets the request as sent; any other function the body as its JSON input"),
+    responses(
+        (status = 200, description = "What the function answered: its result as JSON, or (a `wasi:http` \
+            component) the response it wrote, any status it chose",
+            content(
+                (serde_json::Value = "application/json"),
+                (crate::openapi::Binary = "*/*"),
+            ),
+            headers(
+                ("Nimbus-Fuel-Consumed" = u64, description = "Fuel the call burned"),
+                ("Nimbus-Duration-Us" = u64, description = "Time in the engine, microseconds"),
+            )),
+        (status = 401, description = "A private function, called without a token", body = ErrorBody),
+        (status = 404, description = "No such function (or a private one of someone else's)", body = ErrorBody),
+        (status = 422, description = "The function failed", body = ErrorBody),
+    ),
+)]
 pub async fn call(
     State(state): State<Arc<AppState>>,
     MaybeCaller(caller): MaybeCaller,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): UrlParams,
     request: Request,
 ) -> Result<Response, ApiError> {
     let no_such = || ApiError::NotFound("no such function".into());

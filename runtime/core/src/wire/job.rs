@@ -92,6 +92,7 @@ impl JobRequest {
 }
 
 /// Where an asynchronous invocation stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvocationStatus {
@@ -114,10 +115,12 @@ impl InvocationStatus {
 
 /// Why an asynchronous invocation failed: the same kinds and split between
 /// the function's fault and the platform's as a synchronous error answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedError {
     /// A function error kind (`timeout`, `trap`...) or a platform one
     /// (`worker_failed`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub kind: ErrorKind,
     /// Details.
     pub message: String,
@@ -148,6 +151,7 @@ impl RecordedError {
 /// The state of one asynchronous invocation, kept in the `invocations` bucket
 /// under `<owner>.<id>` (so only its owner can read it) and expiring with the
 /// bucket's TTL.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvocationRecord {
     /// Unguessable invocation id (32 hex digits).
@@ -155,11 +159,13 @@ pub struct InvocationRecord {
     /// The function invoked.
     pub function_id: FunctionId,
     /// Who invoked it; only they can read the record.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: Username,
     /// Where it stands.
     pub status: InvocationStatus,
     /// The output, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub result: Option<Box<RawValue>>,
     /// Why it failed (or, while queued again, why the last attempt failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,160 @@
+//! The HTTP contract as an OpenAPI 3.1 document, generated from the code
+//! and served at `GET /openapi.json`.
+//!
+//! Every handler carries a `#[utoipa::path]` naming its method, path,
+//! parameters, bodies and answers; the router (`lib.rs`) registers handlers
+//! through `utoipa_axum::routes!`, which takes method and path from that
+//! same annotation, so a route cannot be served without being described.
+//! The few routes axum needs in another form (wildcard tails such as
+//! `/kv/{store}/{*key}`) are registered by hand and listed in [`ApiDoc`]'s
+//! `paths`; a test compares the document with the README's table of routes
+//! and probes every path for methods the document does not name.
+//!
+//! [`Contract`] adds what every operation shares: the bearer scheme, and a
+//! `default` answer (any status not listed) in the error shape
+//! `{"error": {"kind", "message"}}`.
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use nimbus_core::http::{ErrorBody, ErrorDetail};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{console, kv, urls};
+
+/// Bytes, as they are (a key-value value, what a function URL answers).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub(crate) struct Binary(#[allow(dead_code)] Vec<u8>);
+
+/// The name of the bearer (JWT) security scheme in the document.
+pub(crate) const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Nimbus",
+        description = "A WebAssembly-first Function-as-a-Service platform: accounts, \
+            functions (WebAssembly modules and components, JavaScript), their \
+            invocations with the fuel each burned, configuration and secrets, \
+            key-value state, logs.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(ErrorBody, ErrorDetail, Binary)),
+    paths(
+        serve,
+        console::index,
+        console::asset,
+        kv::get,
+        kv::put,
+        kv::delete,
+        urls::call,
+        urls::call_subpath,
+    ),
+    tags(
+        (name = "accounts", description = "Registration, login and the caller's usage"),
+        (name = "functions", description = "Upload, list, change and delete functions"),
+        (name = "config", description = "A function's variables and secrets"),
+        (name = "invocations", description = "Calling functions and reading asynchronous calls"),
+        (name = "logs", description = "What functions wrote to stderr"),
+        (name = "kv", description = "The caller's key-value stores"),
+        (name = "operations", description = "Health, metrics, this document, the console"),
+    ),
+)]
+pub(crate) struct ApiDoc;
+
+/// What every operation shares (see the module doc): applied to the whole
+/// document once the router has added its routes.
+pub(crate) struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The token `POST /auth/login` answers"))
+                    .build(),
+            ),
+        );
+        let error = ResponseBuilder::new()
+            .description("An error: the status says which class, `error.kind` which error")
+            .content(
+                "application/json",
+                Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                )))),
+            )
+            .build();
+        for item in doc.paths.paths.values_mut() {
+            // One handler for several methods (a function URL) is one
+            // operation each: their ids get the method, to stay unique.
+            let ids: Vec<_> = [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+                .filter_map(|op| op.operation_id.as_deref())
+                .collect();
+            let shared = (1..ids.len()).any(|i| ids[..i].contains(&ids[i]));
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("options", &mut item.options),
+                ("head", &mut item.head),
+                ("patch", &mut item.patch),
+                ("trace", &mut item.trace),
+            ] {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                if shared && let Some(id) = &mut operation.operation_id {
+                    id.push('_');
+                    id.push_str(method);
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry("default".into())
+                    .or_insert_with(|| error.clone().into());
+            }
+        }
+    }
+}
+
+/// The document, rendered once per router.
+#[derive(Clone)]
+pub(crate) struct Rendered(Arc<String>);
+
+impl Rendered {
+    pub(crate) fn of(doc: &Document) -> Self {
+        Self(Arc::new(
+            doc.to_pretty_json()
+                .expect("the OpenAPI document serialises"),
+        ))
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)),
+)]
+pub(crate) async fn serve(axum::Extension(doc): axum::Extension<Rendered>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.0.as_str().to_owned(),
+    )
+        .into_response()
+}
