@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 mod function_config;
 mod kv;
 mod logs;
+mod upload_progress;
+
 pub use function_config::SecretInfo;
 pub use logs::FOLLOW_RETRIES;
+use upload_progress::UploadProgress;
 
 use anyhow::{Context, bail};
 use nimbus_core::http::{Created, ErrorBody, Executed, FunctionList};
@@ -316,12 +319,8 @@ impl Client {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let request = self.authed(reqwest::Method::POST, "/functions")?;
-        let request = if runtime == Runtime::Wasm {
-            let mut request = request
-                .query(&limits)
-                .query(&[("access", access.as_str())])
-                .header("content-type", "application/wasm")
-                .body(bytes);
+        let (request, body, content_type) = if runtime == Runtime::Wasm {
+            let mut request = request.query(&limits).query(&[("access", access.as_str())]);
             if let Some(name) = name {
                 request = request.query(&[("name", name)]);
             }
@@ -333,11 +332,11 @@ impl Client {
                 let stores = key_value_stores.join(",");
                 request = request.query(&[("key_value_stores", stores)]);
             }
-            request
+            (request, bytes, "application/wasm")
         } else {
             let code = String::from_utf8(bytes)
                 .with_context(|| format!("{} is not UTF-8 text", file.display()))?;
-            request.json(&SourceUpload {
+            let body = serde_json::to_vec(&SourceUpload {
                 code: &code,
                 runtime,
                 name,
@@ -345,9 +344,17 @@ impl Client {
                 limits: &limits,
                 allowed_outbound_hosts,
                 key_value_stores,
-            })
+            })?;
+            (request, body, "application/json")
         };
-        self.call(request).await
+        let progress = UploadProgress::new(body.len());
+        let request = request
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(progress.body(body));
+        let created = self.call(request).await;
+        progress.finish();
+        created
     }
 
     /// `POST /functions/{id}/execute`; the whole answer (result, fuel, duration).

@@ -2,7 +2,7 @@
 //! end-to-end tests (finding and running a nats-server, running the API and
 //! the worker against a NATS URL, starting and stopping them as
 //! components), the HTTP client behind the client commands, and the load
-//! generator behind `nimbus bench`. The commands themselves live in the
+//! generator behind `nimbus bench` and the arithmetic of `nimbus top`. The commands themselves live in the
 //! binary (`src/commands/`).
 
 pub mod bench;
@@ -10,3 +10,4 @@ pub mod client;
 pub mod component;
 pub mod nats_server;
 pub mod platform;
+pub mod top;

@@ -34,5 +34,6 @@ mod openapi;
 mod outbound;
 mod quotas;
 mod seed;
+mod top;
 mod traces;
 mod urls;

@@ -233,6 +233,8 @@ async fn schemathesis_finds_no_fault_in_any_operation() {
         let config = config.clone();
         move || {
             Command::new(&cli)
+                // It keeps a cache of what it found in its working directory.
+                .current_dir(&reports)
                 .arg("--config-file")
                 .arg(&config)
                 .arg("run")

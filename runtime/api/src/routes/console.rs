@@ -14,6 +14,7 @@ use crate::ApiError;
 
 const INDEX: &str = include_str!("../../ui/index.html");
 const SCRIPT: &str = include_str!("../../ui/console.js");
+const CHARTS: &str = include_str!("../../ui/charts.js");
 const STYLE: &str = include_str!("../../ui/console.css");
 
 const POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
@@ -52,14 +53,14 @@ pub async fn index() -> Response {
     page("text/html; charset=utf-8", INDEX)
 }
 
-/// `GET /ui/{asset}`: the console's script and style sheet.
+/// `GET /ui/{asset}`: the console's scripts and style sheet.
 #[utoipa::path(
     get,
     path = "/ui/{asset}",
     tag = "operations",
     operation_id = "console_asset",
     security(()),
-    params(("asset" = String, Path, description = "`console.js` or `console.css`")),
+    params(("asset" = String, Path, description = "`console.js`, `charts.js` or `console.css`")),
     responses(
         (status = 200, description = "The asset", content(
             (String = "text/javascript"),
@@ -71,6 +72,7 @@ pub async fn index() -> Response {
 pub async fn asset(Path(asset): Path<String>) -> Result<Response, ApiError> {
     match asset.as_str() {
         "console.js" => Ok(page("text/javascript; charset=utf-8", SCRIPT)),
+        "charts.js" => Ok(page("text/javascript; charset=utf-8", CHARTS)),
         "console.css" => Ok(page("text/css; charset=utf-8", STYLE)),
         _ => Err(ApiError::NotFound(format!("no console asset {asset:?}"))),
     }

@@ -7,7 +7,7 @@
 //! - `account.rs`: `register`, `login`;
 //! - `functions.rs`: `deploy`, `ls`, `rm`, `logs`;
 //! - `invoke.rs`: `invoke`, `invocation`;
-//! - `bench.rs`: `bench`;
+//! - `bench.rs`: `bench`; `top.rs`: `top`;
 //! - `args.rs`: what the client commands share (which API, JSON input).
 
 pub mod account;
@@ -20,6 +20,7 @@ pub mod invoke;
 pub mod keys;
 pub mod kv;
 pub mod serve;
+pub mod top;
 
 use clap::Subcommand;
 
@@ -75,6 +76,9 @@ pub enum Command {
     Kv(kv::KvArgs),
     /// Load-test a function over HTTP and report throughput, latency and fuel.
     Bench(bench::BenchArgs),
+    /// Live calls, errors, latency and fuel per function, from the API
+    /// servers' /metrics.
+    Top(top::TopArgs),
 }
 
 impl Command {
@@ -104,6 +108,7 @@ impl Command {
             Self::Secret(args) => args.run().await,
             Self::Kv(args) => args.run().await,
             Self::Bench(args) => args.run().await,
+            Self::Top(args) => args.run().await,
         }
     }
 }
