@@ -27,7 +27,10 @@ if [ "$(installed)" = "$version" ]; then
     exit 0
 fi
 
-command -v npm >/dev/null || { echo "npm is missing (Debian package: npm)" >&2; exit 1; }
+# Node.js and npm from Debian when the machine has neither (a machine with
+# NodeSource's nodejs has npm already; Debian's npm would conflict with it).
+command -v npm >/dev/null || "$(dirname "$0")/install-apt-packages.sh" nodejs npm
+command -v npm >/dev/null || { echo "npm is missing (Debian packages: nodejs npm)" >&2; exit 1; }
 echo "installing playwright-core $version into $prefix" >&2
 mkdir -p "$prefix"
 # --ignore-scripts: nothing runs at install (and no browser is downloaded);

@@ -10,17 +10,18 @@
 //! `paths`; a test compares the document with the README's table of routes
 //! and probes every path for methods the document does not name.
 //!
-//! [`Contract`] adds what every operation shares: the bearer scheme, and a
-//! `default` answer (any status not listed) in the error shape
-//! `{"error": {"kind", "message"}}`.
+//! [`Contract`] adds what every operation shares: the bearer scheme, and the
+//! error answers any operation can give (401 without a valid token where
+//! one is needed, 400 and 413 for a body, 500 and 503), all in the error
+//! shape `{"error": {"kind", "message"}}`.
 
 use std::sync::Arc;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use nimbus_core::http::{ErrorBody, ErrorDetail};
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::response::{Response as OpenApiResponse, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
@@ -84,15 +85,18 @@ impl Modify for Contract {
                     .build(),
             ),
         );
-        let error = ResponseBuilder::new()
-            .description("An error: the status says which class, `error.kind` which error")
-            .content(
-                "application/json",
-                Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    "ErrorBody",
-                )))),
-            )
-            .build();
+        let error = |description: &str| -> RefOr<OpenApiResponse> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    )))),
+                )
+                .build()
+                .into()
+        };
         for item in doc.paths.paths.values_mut() {
             // One handler for several methods (a function URL) is one
             // operation each: their ids get the method, to stay unique.
@@ -119,11 +123,31 @@ impl Modify for Contract {
                     id.push('_');
                     id.push_str(method);
                 }
-                operation
-                    .responses
-                    .responses
-                    .entry("default".into())
-                    .or_insert_with(|| error.clone().into());
+                // A token is required unless an alternative asks for none.
+                let authenticated = operation.security.as_ref().is_some_and(|alternatives| {
+                    !alternatives.is_empty()
+                        && alternatives
+                            .iter()
+                            .all(|a| a != &SecurityRequirement::default())
+                });
+                let mut shared_errors = vec![
+                    ("500", "An internal error (details are in the server's log)"),
+                    ("503", "JetStream unreachable, or no worker to run a call"),
+                ];
+                if authenticated {
+                    shared_errors.push(("401", "No valid bearer token"));
+                }
+                if operation.request_body.is_some() {
+                    shared_errors.push(("400", "A malformed request"));
+                    shared_errors.push(("413", "A body over the route's cap"));
+                }
+                for (status, description) in shared_errors {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.into())
+                        .or_insert_with(|| error(description));
+                }
             }
         }
     }

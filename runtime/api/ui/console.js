@@ -288,7 +288,8 @@
         if (state.fn !== fn) return;
         if (!res.ok) {
           const err = errorFrom(res, data);
-          const fuel = data && data.fuel_consumed != null ? ' (fuel consumed: ' + data.fuel_consumed + ')' : '';
+          const spent = data && data.error ? data.error.fuel_consumed : undefined;
+          const fuel = spent != null ? ' (fuel consumed: ' + spent + ')' : '';
           $('invoke-output').hidden = true;
           notice(out, err.kind + ': ' + err.message + fuel, 'error', true);
           return;
@@ -352,6 +353,7 @@
   async function followLoop(f) {
     const live = () => state.follow === f;
     while (live()) {
+      let why = '';
       try {
         const headers = f.lastId === null ? {} : { 'Last-Event-ID': f.lastId };
         const res = await api('/functions/' + f.id + '/logs?follow=true&limit=50',
@@ -370,10 +372,10 @@
         });
       } catch (e) {
         if (!live() || e.name === 'AbortError' || e.status === 401) return;
-        $('follow-state').textContent = e.message;
+        why = e.message;
       }
       if (!live()) return;
-      $('follow-state').textContent = 'Stream dropped: reconnecting in ' + f.delay / 1000 + ' s…';
+      $('follow-state').textContent = (why ? why + '. S' : 'S') + 'tream dropped, reconnecting in ' + f.delay / 1000 + ' s…';
       await sleep(f.delay, f.ctrl.signal);
       f.delay = Math.min(f.delay * 2, 30000);
     }

@@ -6,9 +6,11 @@
 //! in `deploy/`); this aggregate is what a console can draw without one.
 //! It is this API server's own: with several API servers behind the
 //! gateway, each one's charts show the calls it answered (the README says
-//! so). Memory is bounded: at most [`FUNCTIONS`] functions (the one
-//! recorded longest ago is dropped first), each with at most the 60 minutes
-//! that had calls.
+//! so). Memory is bounded: at most [`FUNCTIONS`] functions (those not
+//! called for an hour are dropped first, then the one called longest ago),
+//! each with at most the 60 minutes that had calls. Recording a call (on
+//! every invocation) takes one of 16 locks, by function, for a few
+//! additions.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -19,7 +21,9 @@ use serde::Serialize;
 use crate::FunctionId;
 
 /// Functions whose minutes are kept at once.
-const FUNCTIONS: usize = 2000;
+const FUNCTIONS: usize = 2048;
+/// Locks the functions are spread over, by id.
+const SHARDS: usize = 16;
 /// Minutes kept per function: the last hour.
 pub(crate) const MINUTES: u64 = 60;
 /// Latency buckets: bucket `i` holds calls that took under
@@ -89,7 +93,7 @@ struct Recent {
 
 /// The last hour of calls of recently called functions.
 pub struct CallStats {
-    functions: Mutex<HashMap<FunctionId, Recent>>,
+    shards: [Mutex<HashMap<FunctionId, Recent>>; SHARDS],
 }
 
 /// One minute as `GET /functions/{id}/stats` answers it.
@@ -135,7 +139,7 @@ fn now_minute() -> u64 {
 impl Default for CallStats {
     fn default() -> Self {
         Self {
-            functions: Mutex::new(HashMap::new()),
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
 }
@@ -146,6 +150,10 @@ impl CallStats {
         self.record_at(now_minute(), function, failed, latency, fuel);
     }
 
+    fn shard(&self, function: FunctionId) -> &Mutex<HashMap<FunctionId, Recent>> {
+        &self.shards[(function % SHARDS as u64) as usize]
+    }
+
     fn record_at(
         &self,
         minute: u64,
@@ -154,14 +162,20 @@ impl CallStats {
         latency: Duration,
         fuel: Option<u64>,
     ) {
-        let mut functions = self.functions.lock().expect("call stats lock");
-        if !functions.contains_key(&function) && functions.len() >= FUNCTIONS {
-            let oldest = functions
-                .iter()
-                .min_by_key(|(_, recent)| recent.touched)
-                .map(|(id, _)| *id);
-            if let Some(oldest) = oldest {
-                functions.remove(&oldest);
+        let bucket = bucket_of(latency);
+        let mut functions = self.shard(function).lock().expect("call stats lock");
+        if !functions.contains_key(&function) && functions.len() >= FUNCTIONS / SHARDS {
+            // Room for one more: the functions not called for an hour go,
+            // else the one called longest ago.
+            functions.retain(|_, recent| recent.touched + MINUTES > minute);
+            if functions.len() >= FUNCTIONS / SHARDS {
+                let oldest = functions
+                    .iter()
+                    .min_by_key(|(_, recent)| recent.touched)
+                    .map(|(id, _)| *id);
+                if let Some(oldest) = oldest {
+                    functions.remove(&oldest);
+                }
             }
         }
         let recent = functions.entry(function).or_insert_with(|| Recent {
@@ -185,7 +199,7 @@ impl CallStats {
         current.calls += 1;
         current.errors += u64::from(failed);
         current.fuel = current.fuel.saturating_add(fuel.unwrap_or(0));
-        current.latency[bucket_of(latency)] += 1;
+        current.latency[bucket] += 1;
     }
 
     /// `function`'s last hour, a bucket per minute.
@@ -194,13 +208,18 @@ impl CallStats {
     }
 
     fn of_at(&self, now: u64, function: FunctionId) -> FunctionStats {
-        let functions = self.functions.lock().expect("call stats lock");
-        let recent = functions.get(&function);
+        // Copied out, so that the lock is not held while the answer is made.
+        let kept: Vec<Minute> = self
+            .shard(function)
+            .lock()
+            .expect("call stats lock")
+            .get(&function)
+            .map(|recent| recent.minutes.iter().cloned().collect())
+            .unwrap_or_default();
         let buckets = (now + 1 - MINUTES..=now)
             .map(|minute| {
-                let kept = recent.and_then(|r| r.minutes.iter().find(|m| m.minute == minute));
                 let empty = Minute::new(minute);
-                let m = kept.unwrap_or(&empty);
+                let m = kept.iter().find(|m| m.minute == minute).unwrap_or(&empty);
                 MinuteStats {
                     start: minute_start(minute),
                     calls: m.calls,
@@ -220,7 +239,7 @@ impl CallStats {
 
     /// Forget a deleted function.
     pub fn forget(&self, function: FunctionId) {
-        self.functions
+        self.shard(function)
             .lock()
             .expect("call stats lock")
             .remove(&function);
@@ -270,7 +289,17 @@ mod tests {
         let calls: u64 = hour.buckets.iter().map(|b| b.calls).sum();
         assert_eq!(calls, 2);
         assert_eq!(hour.buckets[0].errors, 1);
-        assert_eq!(stats.functions.lock().unwrap()[&1].minutes.len(), 2);
+        assert_eq!(stats.shard(1).lock().unwrap()[&1].minutes.len(), 2);
+    }
+
+    fn kept(stats: &CallStats) -> Vec<FunctionId> {
+        let mut ids: Vec<_> = stats
+            .shards
+            .iter()
+            .flat_map(|s| s.lock().unwrap().keys().copied().collect::<Vec<_>>())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     #[test]
@@ -280,12 +309,26 @@ mod tests {
             let minute = if id == 1 { NOW - 2 } else { NOW - 1 };
             stats.record_at(minute, id, false, Duration::from_millis(1), None);
         }
-        stats.record_at(NOW, 0, false, Duration::from_millis(1), None);
-        stats.record_at(NOW, 99_999, false, Duration::from_millis(1), None);
-        let functions = stats.functions.lock().unwrap();
-        assert_eq!(functions.len(), FUNCTIONS);
-        assert!(functions.contains_key(&0) && functions.contains_key(&99_999));
-        assert!(!functions.contains_key(&1));
+        // A newcomer takes the place of the least recent of its shard.
+        let newcomer = 1 + SHARDS as u64 * 1000;
+        stats.record_at(NOW, newcomer, false, Duration::from_millis(1), None);
+        let ids = kept(&stats);
+        assert_eq!(ids.len(), FUNCTIONS);
+        assert!(ids.contains(&newcomer) && !ids.contains(&1));
+    }
+
+    #[test]
+    fn functions_idle_for_an_hour_make_room_first() {
+        let stats = CallStats::default();
+        for id in 0..FUNCTIONS as u64 {
+            let minute = if id % 2 == 0 { NOW - 61 } else { NOW - 1 };
+            stats.record_at(minute, id, false, Duration::from_millis(1), None);
+        }
+        stats.record_at(NOW, 100_000, false, Duration::from_millis(1), None);
+        let ids = kept(&stats);
+        // The idle ones of that shard went at once; nobody recent did.
+        assert!(ids.iter().filter(|id| *id % 2 == 1).count() == FUNCTIONS / 2);
+        assert!(ids.contains(&100_000));
     }
 
     #[test]

@@ -277,6 +277,12 @@ async fn the_gateway_plugin_checks_tokens_at_the_edge() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
+    // The console and the contract are public.
+    for path in ["/ui", "/ui/console.js", "/openapi.json"] {
+        let (status, _, _) = send(http.get(at(path))).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+
     // Routes outside apisix.yaml do not exist at the gateway.
     let (status, _, _) = send(http.get(at("/admin"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
