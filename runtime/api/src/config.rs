@@ -41,6 +41,9 @@ pub struct ApiConfig {
     /// Functions given series of their own in `/metrics`; the others are
     /// counted together as `function="other"` (`nimbus_core::metrics`).
     pub metrics_function_series: usize,
+    /// Export a span per invocation through the process's OpenTelemetry
+    /// tracer provider (`nimbus api --otlp-endpoint` installs one).
+    pub export_spans: bool,
     /// The platform's artifact key: with it, an upload also stores the
     /// native artifact it compiled, sealed, for workers to load instead of
     /// compiling again.
@@ -103,6 +106,7 @@ impl Default for ApiConfig {
             max_jobs_per_user: 1000,
             function_cache_entries: 100_000,
             metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
+            export_spans: false,
             artifact_key: None,
             warm_js: true,
             compiler: None,

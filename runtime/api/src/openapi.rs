@@ -25,7 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{console, kv, urls};
+use crate::routes::{kv, urls};
 
 /// Bytes, as they are (a key-value value, what a function URL answers).
 #[derive(utoipa::ToSchema)]
@@ -48,8 +48,6 @@ pub(crate) const BEARER: &str = "bearer";
     components(schemas(ErrorBody, ErrorDetail, Binary)),
     paths(
         serve,
-        console::index,
-        console::asset,
         kv::get,
         kv::put,
         kv::delete,

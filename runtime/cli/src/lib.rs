@@ -10,4 +10,5 @@ pub mod client;
 pub mod component;
 pub mod nats_server;
 pub mod platform;
+pub mod telemetry;
 pub mod top;

@@ -70,6 +70,10 @@ pub struct WorkerConfig {
     /// Functions given series of their own in the metrics; the others are
     /// counted together as `function="other"` (`nimbus_core::metrics`).
     pub metrics_function_series: usize,
+    /// Export a span per run through the process's OpenTelemetry tracer
+    /// provider (`nimbus worker --otlp-endpoint` installs one), child of
+    /// the span the call names.
+    pub export_spans: bool,
 }
 
 /// A bound socket for the worker's `/metrics`, bound before the worker
@@ -119,6 +123,7 @@ impl Default for WorkerConfig {
             warm_modules: 64,
             metrics_listener: None,
             metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
+            export_spans: false,
         }
     }
 }

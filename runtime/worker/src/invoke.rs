@@ -47,10 +47,17 @@ impl Worker {
         );
         async {
             let started = Instant::now();
+            let exported = self
+                .config
+                .export_spans
+                .then(|| crate::run_span::RunSpan::start(call, trigger));
             let reply = self.run(call, input).await;
             let elapsed = started.elapsed();
             self.metrics.run(call.function_id, trigger, &reply, elapsed);
             let (outcome, fuel) = nimbus_core::metrics::outcome_of(&reply);
+            if let Some(span) = exported {
+                span.end(outcome, fuel);
+            }
             tracing::debug!(
                 trigger = trigger.as_str(),
                 outcome = outcome.map_or("ok", |kind| kind.as_str()),

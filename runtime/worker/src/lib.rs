@@ -13,7 +13,8 @@
 //!   replies.
 //! - `jobs`: pulling jobs when a slot is free, attempts, records.
 //! - `invoke`: one run on the engine, its logs and error event.
-//! - `metrics`: what the worker counts, served on `--metrics-listen`.
+//! - `metrics`: what the worker counts, served on `--metrics-listen`;
+//!   `run_span`: a run as an OpenTelemetry span, when spans are exported.
 //! - `modules`: the compiled module for a digest (cache, shared artifact,
 //!   object store), and warming up at start with recent artifacts.
 //!
@@ -27,6 +28,7 @@ mod jobs;
 mod kv_client;
 mod metrics;
 mod modules;
+mod run_span;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ mod metrics;
 mod module_gc;
 mod nats_permissions;
 mod openapi;
+mod otlp;
 mod outbound;
 mod quotas;
 mod seed;

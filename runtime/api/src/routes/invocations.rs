@@ -118,7 +118,7 @@ pub async fn execute(
         .envs
         .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
         .await?;
-    let context = InvocationContext::from_headers(&headers);
+    let context = InvocationContext::from_headers(&headers, id, state.config.export_spans);
     if run_async {
         let input = std::str::from_utf8(&input)
             .ok()
@@ -147,6 +147,7 @@ pub async fn execute(
         let accepted = InvocationContext {
             id: record.id.clone(),
             trace: context.trace,
+            span: context.span,
         };
         return Ok(accepted.stamp(Ok((
             StatusCode::ACCEPTED,

@@ -157,7 +157,8 @@ pub async fn call(
     let tenant = caller.clone().unwrap_or_else(|| owner.clone());
     state.tenant_rate.check(&tenant)?;
     let (parts, body) = request.into_parts();
-    let context = InvocationContext::from_headers(&parts.headers);
+    let context =
+        InvocationContext::from_headers(&parts.headers, meta.id, state.config.export_spans);
     let cap = usize::try_from(meta.limits.max_input_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, cap).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!(

@@ -16,6 +16,7 @@ use nimbus_cli::component::{Component, Shutdown};
 use nimbus_cli::nats_server::{self, NatsServer};
 use nimbus_cli::platform;
 use nimbus_cli::platform::Role;
+use nimbus_cli::telemetry::{self, Telemetry};
 use nimbus_store::StoreConfig;
 use nimbus_worker::{MetricsListener, WorkerConfig};
 
@@ -182,6 +183,37 @@ impl WorkerFlags {
     }
 }
 
+/// Span export.
+#[derive(Args)]
+struct TelemetryFlags {
+    /// Export a span per invocation (API server) and per run (worker) over
+    /// OTLP/HTTP to this collector (base URL: spans go to
+    /// <URL>/v1/traces). Off by default.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl TelemetryFlags {
+    /// The exporter, installed, if asked for.
+    fn start(&self, service: &str) -> anyhow::Result<Option<Telemetry>> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(|endpoint| {
+                tracing::info!(endpoint, "exporting spans over OTLP");
+                telemetry::install(endpoint, service)
+            })
+            .transpose()
+    }
+}
+
+/// Stop exporting, with the last spans sent, once `stopped` is known.
+fn finish<T>(telemetry: Option<Telemetry>, stopped: T) -> T {
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    stopped
+}
+
 #[derive(Args)]
 pub struct UpArgs {
     /// Directory for nats-server's store, its config and the generated JWT secret.
@@ -206,6 +238,8 @@ pub struct UpArgs {
     secrets: SecretsFlags,
     #[command(flatten)]
     store: StoreFlags,
+    #[command(flatten)]
+    telemetry: TelemetryFlags,
 }
 
 impl UpArgs {
@@ -231,6 +265,8 @@ impl UpArgs {
             }
         };
         let listener = self.api.bind().await?;
+        let telemetry = self.telemetry.start("nimbus")?;
+        let export_spans = telemetry.is_some();
         // From here on a signal stops nats-server too, even mid-start.
         let shutdown = Shutdown::on_terminate()?;
         let starting = platform::Components::start(platform::ComponentSettings {
@@ -241,12 +277,14 @@ impl UpArgs {
             api: ApiConfig {
                 artifact_key: Some(artifact_key.clone()),
                 secrets_key: Some(secrets_key.clone()),
+                export_spans,
                 ..self.api.config()?
             },
             jwt_secret: secret.into_bytes(),
             worker: WorkerConfig {
                 artifact_verifier: Some(artifact_key.verifier()),
                 env_key: Some(secrets_key.env_key().clone()),
+                export_spans,
                 ..self.worker.config()?
             },
         });
@@ -268,7 +306,7 @@ impl UpArgs {
         if let Some(server) = nats {
             server.stop();
         }
-        stopped
+        finish(telemetry, stopped)
     }
 }
 
@@ -285,6 +323,8 @@ pub struct ApiArgs {
     secrets: SecretsFlags,
     #[command(flatten)]
     store: StoreFlags,
+    #[command(flatten)]
+    telemetry: TelemetryFlags,
 }
 
 impl ApiArgs {
@@ -301,9 +341,11 @@ impl ApiArgs {
         )
         .await?;
         let listener = self.api.bind().await?;
+        let telemetry = self.telemetry.start("nimbus-api")?;
         let config = ApiConfig {
             artifact_key: self.artifacts.key()?,
             secrets_key: self.secrets.key()?,
+            export_spans: telemetry.is_some(),
             ..self.api.config()?
         };
         if config.artifact_key.is_none() {
@@ -313,7 +355,7 @@ impl ApiArgs {
             tracing::warn!("no NIMBUS_SECRETS_KEY: functions can have no variables or secrets");
         }
         let shutdown = Shutdown::on_terminate()?;
-        Component::spawn("API server", move |stop| {
+        let stopped = Component::spawn("API server", move |stop| {
             platform::run_api(
                 client,
                 store,
@@ -324,7 +366,8 @@ impl ApiArgs {
             )
         })
         .run_until(shutdown)
-        .await
+        .await;
+        finish(telemetry, stopped)
     }
 }
 
@@ -341,6 +384,8 @@ pub struct WorkerArgs {
     secrets: SecretsFlags,
     #[command(flatten)]
     store: StoreFlags,
+    #[command(flatten)]
+    telemetry: TelemetryFlags,
 }
 
 impl WorkerArgs {
@@ -353,9 +398,11 @@ impl WorkerArgs {
             Role::Worker,
         )
         .await?;
+        let telemetry = self.telemetry.start("nimbus-worker")?;
         let config = WorkerConfig {
             artifact_verifier: self.artifacts.verifier()?,
             env_key: self.secrets.env_key()?,
+            export_spans: telemetry.is_some(),
             ..self.worker.config()?
         };
         if config.env_key.is_none() {
@@ -369,10 +416,11 @@ impl WorkerArgs {
             );
         }
         let shutdown = Shutdown::on_terminate()?;
-        Component::spawn("worker", move |stop| {
+        let stopped = Component::spawn("worker", move |stop| {
             platform::run_worker(client, store, config, stop.requested())
         })
         .run_until(shutdown)
-        .await
+        .await;
+        finish(telemetry, stopped)
     }
 }
