@@ -35,20 +35,10 @@ const WHOLE_RUN = 240_000; // the whole script
 
 // The scalar `handle` fixture: its input is one number, its result that + 1.
 const ADD_WAT = fs.readFileSync(path.join(__dirname, '../../runtime/engine/fixtures/add.wat'), 'utf8');
-// tests/tests/e2e/harness.rs HELLO_LOG_WAT: writes "hello from the guest"
-// to stderr (its log) and answers 1.
-const HELLO_LOG_WAT = `(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "hello from the guest")
-  (data (i32.const 96) "1")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 20))
-    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 0) (i32.const 96))
-    (i32.store (i32.const 4) (i32.const 1))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))`;
+// Writes "hello from the guest" to stderr (its log) and answers 1: the
+// fixture the Rust tests use too.
+const HELLO_LOG_WAT = fs.readFileSync(
+  path.join(__dirname, '../../runtime/engine/fixtures/hello_log.wat'), 'utf8');
 const LOG_LINE = 'hello from the guest';
 
 let currentStep = 'start';

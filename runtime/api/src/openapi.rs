@@ -15,15 +15,17 @@
 //! one is needed, 400 and 413 for a body, 500 and 503), all in the error
 //! shape `{"error": {"kind", "message"}}`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use nimbus_core::http::{ErrorBody, ErrorDetail};
+use serde_json::Value;
 use utoipa::openapi::response::{Response as OpenApiResponse, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, RefOr};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::routes::{kv, urls};
 
@@ -31,6 +33,64 @@ use crate::routes::{kv, urls};
 #[derive(utoipa::ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub(crate) struct Binary(#[allow(dead_code)] Vec<u8>);
+
+/// What a function URL answers, for both its paths.
+pub(crate) struct UrlAnswers;
+
+impl utoipa::IntoResponses for UrlAnswers {
+    fn responses() -> BTreeMap<String, RefOr<OpenApiResponse>> {
+        let answered = ResponseBuilder::new()
+            .description(
+                "What the function answered: its result as JSON or, from a `wasi:http` \
+                 component, the response it wrote (any status it chose)",
+            )
+            .content("application/json", Content::new(Some(Value::schema())))
+            .content("*/*", Content::new(Some(Binary::schema())))
+            .header(
+                "Nimbus-Fuel-Consumed",
+                number_header("Fuel the call burned"),
+            )
+            .header(
+                "Nimbus-Duration-Us",
+                number_header("Time in the engine, microseconds"),
+            )
+            .build();
+        let mut responses = BTreeMap::from([("200".to_owned(), answered.into())]);
+        for (status, description) in [
+            ("401", "A private function, called without a token"),
+            (
+                "404",
+                "No such function (or a private one of someone else's)",
+            ),
+            ("422", "The function failed"),
+        ] {
+            responses.insert(status.to_owned(), error_response(description));
+        }
+        responses
+    }
+}
+
+/// A numeric response header.
+fn number_header(description: &str) -> utoipa::openapi::Header {
+    utoipa::openapi::HeaderBuilder::new()
+        .schema(u64::schema())
+        .description(Some(description))
+        .build()
+}
+
+/// An answer in the error shape.
+fn error_response(description: &str) -> RefOr<OpenApiResponse> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "ErrorBody",
+            )))),
+        )
+        .build()
+        .into()
+}
 
 /// The name of the bearer (JWT) security scheme in the document.
 pub(crate) const BEARER: &str = "bearer";
@@ -83,18 +143,6 @@ impl Modify for Contract {
                     .build(),
             ),
         );
-        let error = |description: &str| -> RefOr<OpenApiResponse> {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                        "ErrorBody",
-                    )))),
-                )
-                .build()
-                .into()
-        };
         for item in doc.paths.paths.values_mut() {
             // One handler for several methods (a function URL) is one
             // operation each: their ids get the method, to stay unique.
@@ -144,7 +192,7 @@ impl Modify for Contract {
                         .responses
                         .responses
                         .entry(status.into())
-                        .or_insert_with(|| error(description));
+                        .or_insert_with(|| error_response(description));
                 }
             }
         }

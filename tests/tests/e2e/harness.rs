@@ -26,18 +26,7 @@ pub const JWT_SECRET: &str = "nimbus-test-secret-0123456789abcdef0123456789";
 pub const ADD_WAT: &str = include_str!("../../../runtime/engine/fixtures/add.wat");
 
 /// Writes "hello from the guest" to stderr, answers 1.
-pub const HELLO_LOG_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "hello from the guest")
-  (data (i32.const 96) "1")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const 20))
-    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 0) (i32.const 96))
-    (i32.store (i32.const 4) (i32.const 1))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#;
+pub const HELLO_LOG_WAT: &str = include_str!("../../../runtime/engine/fixtures/hello_log.wat");
 
 /// A running worker and its NATS connection, kept to read how many
 /// messages it has received and to close it in a simulated crash.

@@ -215,6 +215,17 @@ async fn schemathesis_finds_no_fault_in_any_operation() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_u64().unwrap();
+    // A JavaScript upload first: it prepares the server's interpreter (a
+    // compile of tens of seconds in a debug build, once), which the
+    // generated uploads would otherwise wait for.
+    let (status, body) = platform
+        .post_json(
+            "/functions",
+            Some(&token),
+            &json!({"code": "return input;", "runtime": "js"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = platform
         .send(
             Method::PUT,
@@ -260,7 +271,7 @@ async fn schemathesis_finds_no_fault_in_any_operation() {
         ])
         .args(["--max-examples", "25", "--seed", "20261202"])
         .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--workers", "1", "--request-timeout", "30"])
+        .args(["--workers", "1", "--request-timeout", "120"])
         .args(["--generation-database", "none", "--no-color"])
         .arg("--report-junit-path")
         .arg(&junit)

@@ -24,7 +24,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use nimbus_core::http::ErrorBody;
 use nimbus_core::wire::{Call, HttpRequest, HttpResponse, Reply, RequestHead};
 use nimbus_core::{Access, FunctionError, FunctionErrorKind, FunctionMeta, Username, World};
 
@@ -46,21 +45,7 @@ use crate::{ApiError, AppState};
         ("rest" = String, Path, description = "The path below the function's URL (may contain `/`)"),
     ),
     request_body(content = crate::openapi::Binary, content_type = "*/*", description = "As for `/fn/{owner}/{name}`"),
-    responses(
-        (status = 200, description = "What the function answered: its result as JSON, or (a `wasi:http` \
-            component) the response it wrote, any status it chose",
-            content(
-                (serde_json::Value = "application/json"),
-                (crate::openapi::Binary = "*/*"),
-            ),
-            headers(
-                ("Nimbus-Fuel-Consumed" = u64, description = "Fuel the call burned"),
-                ("Nimbus-Duration-Us" = u64, description = "Time in the engine, microseconds"),
-            )),
-        (status = 401, description = "A private function, called without a token", body = ErrorBody),
-        (status = 404, description = "No such function (or a private one of someone else's)", body = ErrorBody),
-        (status = 422, description = "The function failed", body = ErrorBody),
-    ),
+    responses(crate::openapi::UrlAnswers),
 )]
 pub async fn call_subpath(
     state: State<Arc<AppState>>,
@@ -108,21 +93,7 @@ const NOT_FORWARDED: &[&str] = &[
         ("name" = String, Path, description = "The function's name"),
     ),
     request_body(content = crate::openapi::Binary, content_type = "*/*", description = "A `wasi:http` component gets the request as sent; any other function the body as its JSON input"),
-    responses(
-        (status = 200, description = "What the function answered: its result as JSON, or (a `wasi:http` \
-            component) the response it wrote, any status it chose",
-            content(
-                (serde_json::Value = "application/json"),
-                (crate::openapi::Binary = "*/*"),
-            ),
-            headers(
-                ("Nimbus-Fuel-Consumed" = u64, description = "Fuel the call burned"),
-                ("Nimbus-Duration-Us" = u64, description = "Time in the engine, microseconds"),
-            )),
-        (status = 401, description = "A private function, called without a token", body = ErrorBody),
-        (status = 404, description = "No such function (or a private one of someone else's)", body = ErrorBody),
-        (status = 422, description = "The function failed", body = ErrorBody),
-    ),
+    responses(crate::openapi::UrlAnswers),
 )]
 pub async fn call(
     State(state): State<Arc<AppState>>,
