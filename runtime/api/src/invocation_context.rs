@@ -41,18 +41,23 @@ impl InvocationContext {
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
         if export {
-            let span = exported_span(caller, function, &id);
+            let span = exported_span(caller, function);
             let context = span.span_context();
-            let trace = TraceParent {
-                trace_id: context.trace_id().to_bytes(),
-                parent_id: context.span_id().to_bytes(),
-                flags: context.trace_flags().to_u8(),
-            };
-            return Self {
-                id,
-                trace,
-                span: Some(span),
-            };
+            // (A tracer that makes no spans, such as the no-op one when no
+            // provider is installed, gives an invalid context: the ids are
+            // then made here, as without export.)
+            if context.is_valid() {
+                let trace = TraceParent {
+                    trace_id: context.trace_id().to_bytes(),
+                    parent_id: context.span_id().to_bytes(),
+                    flags: context.trace_flags().to_u8(),
+                };
+                return Self {
+                    id,
+                    trace,
+                    span: Some(span),
+                };
+            }
         }
         let span = rand::random();
         let trace = caller.map_or_else(
@@ -71,6 +76,8 @@ impl InvocationContext {
     pub(crate) fn stamp(mut self, answer: Result<Response, ApiError>) -> Response {
         let mut response = answer.unwrap_or_else(IntoResponse::into_response);
         if let Some(mut span) = self.span.take() {
+            // The id the answer names (an asynchronous call's is its record's).
+            span.set_attribute(KeyValue::new("faas.invocation_id", self.id.clone()));
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(response.status().as_u16()),
@@ -98,7 +105,7 @@ impl InvocationContext {
 /// The API server's span of an invocation: a child of the client's span
 /// when it sent a `traceparent`, else the root of a new trace. Its name and
 /// attributes follow OpenTelemetry's FaaS conventions.
-fn exported_span(caller: Option<TraceParent>, function: FunctionId, id: &str) -> BoxedSpan {
+fn exported_span(caller: Option<TraceParent>, function: FunctionId) -> BoxedSpan {
     use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId};
     let parent = match caller {
         Some(caller) => opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
@@ -116,7 +123,6 @@ fn exported_span(caller: Option<TraceParent>, function: FunctionId, id: &str) ->
             .span_builder("invoke")
             .with_kind(SpanKind::Server)
             .with_attributes([
-                KeyValue::new("faas.invocation_id", id.to_owned()),
                 KeyValue::new("faas.name", function.to_string()),
                 KeyValue::new("faas.trigger", "http"),
             ]),

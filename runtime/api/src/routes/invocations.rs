@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use nimbus_core::http::{ErrorBody, Executed};
 use nimbus_core::wire::{Call, InvocationRecord, JobRequest, Reply};
-use nimbus_core::{FunctionError, FunctionErrorKind};
+use nimbus_core::{FunctionError, FunctionErrorKind, FunctionMeta, Username};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -118,47 +118,72 @@ pub async fn execute(
         .envs
         .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
         .await?;
-    let context = InvocationContext::from_headers(&headers, id, state.config.export_spans);
-    if run_async {
-        let input = std::str::from_utf8(&input)
-            .ok()
-            .and_then(|text| RawValue::from_string(text.to_owned()).ok())
-            .ok_or_else(|| ApiError::BadRequest("input is not JSON".into()))?;
-        let record = state
-            .dispatch
-            .enqueue(JobRequest {
-                function_id: id,
-                digest: meta.digest.clone(),
-                limits: meta.limits,
-                caller,
-                input,
-                wait_ms: 0,
-                env: env.map(|env| BASE64.encode(env)),
-                outbound: meta.allowed_outbound_hosts.clone(),
-                kv: crate::kv_service::grant(
-                    state.config.secrets_key.as_ref(),
-                    &meta,
-                    crate::kv_service::JOB_GRANT_TTL,
-                )?,
-                trace: Some(context.trace.to_string()),
-            })
-            .await?;
-        let location = format!("/invocations/{}", record.id);
-        let accepted = InvocationContext {
-            id: record.id.clone(),
-            trace: context.trace,
-            span: context.span,
-        };
-        return Ok(accepted.stamp(Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, location)],
-            Json(record),
-        )
-            .into_response())));
-    }
+    // From here on every answer, failures included, goes through `stamp`,
+    // which ends the invocation's span with it.
+    let mut context = InvocationContext::from_headers(&headers, id, state.config.export_spans);
+    let answer = if run_async {
+        enqueue(&state, &meta, caller, &input, env, &mut context).await
+    } else {
+        call(&state, &meta, caller, input, env, &context).await
+    };
+    Ok(context.stamp(answer))
+}
+
+/// Queue the invocation: 202 with its record; the context takes the
+/// record's id.
+async fn enqueue(
+    state: &AppState,
+    meta: &FunctionMeta,
+    caller: Username,
+    input: &Bytes,
+    env: Option<Bytes>,
+    context: &mut InvocationContext,
+) -> Result<Response, ApiError> {
+    let input = std::str::from_utf8(input)
+        .ok()
+        .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+        .ok_or_else(|| ApiError::BadRequest("input is not JSON".into()))?;
+    let record = state
+        .dispatch
+        .enqueue(JobRequest {
+            function_id: meta.id,
+            digest: meta.digest.clone(),
+            limits: meta.limits,
+            caller,
+            input,
+            wait_ms: 0,
+            env: env.map(|env| BASE64.encode(env)),
+            outbound: meta.allowed_outbound_hosts.clone(),
+            kv: crate::kv_service::grant(
+                state.config.secrets_key.as_ref(),
+                meta,
+                crate::kv_service::JOB_GRANT_TTL,
+            )?,
+            trace: Some(context.trace.to_string()),
+        })
+        .await?;
+    context.id = record.id.clone();
+    let location = format!("/invocations/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(record),
+    )
+        .into_response())
+}
+
+/// Run the invocation on a worker and answer what it answered.
+async fn call(
+    state: &AppState,
+    meta: &FunctionMeta,
+    caller: Username,
+    input: Bytes,
+    env: Option<Bytes>,
+    context: &InvocationContext,
+) -> Result<Response, ApiError> {
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let call = Call {
-        function_id: id,
+        function_id: meta.id,
         digest: meta.digest.clone(),
         limits: meta.limits,
         caller,
@@ -168,24 +193,22 @@ pub async fn execute(
         outbound: meta.allowed_outbound_hosts.clone(),
         kv: crate::kv_service::grant(
             state.config.secrets_key.as_ref(),
-            &meta,
+            meta,
             wait + crate::kv_service::CALL_GRANT_MARGIN,
         )?,
         invocation: Some(context.id.clone()),
         trace: Some(context.trace),
     };
-    let answer = match state.dispatch.call(call, input, wait).await {
-        Ok(Reply::Ok(success)) => Ok((
+    match state.dispatch.call(call, input, wait).await? {
+        Reply::Ok(success) => Ok((
             [(header::CONTENT_TYPE, "application/json")],
             Executed::body(&success.result, success.fuel_consumed, success.duration_us),
         )
             .into_response()),
-        Ok(Reply::FunctionError(error)) => Err(ApiError::Function(error)),
-        Ok(Reply::PlatformError(message)) => Err(ApiError::worker_failed(message)),
-        Ok(Reply::Overloaded(message)) => Err(ApiError::overloaded(message)),
-        Err(e) => Err(e),
-    };
-    Ok(context.stamp(answer))
+        Reply::FunctionError(error) => Err(ApiError::Function(error)),
+        Reply::PlatformError(message) => Err(ApiError::worker_failed(message)),
+        Reply::Overloaded(message) => Err(ApiError::overloaded(message)),
+    }
 }
 
 /// The input JSON: a slice of the body's own buffer (`null` when the body

@@ -128,8 +128,24 @@ pub async fn call(
     let tenant = caller.clone().unwrap_or_else(|| owner.clone());
     state.tenant_rate.check(&tenant)?;
     let (parts, body) = request.into_parts();
+    // From here on every answer, failures included, goes through `stamp`,
+    // which ends the invocation's span with it.
     let context =
         InvocationContext::from_headers(&parts.headers, meta.id, state.config.export_spans);
+    let answered = run(&state, &meta, &caller, &params, parts, body, &context).await;
+    Ok(context.stamp(answered))
+}
+
+/// Read the request, run it on a worker, and answer what the function did.
+async fn run(
+    state: &AppState,
+    meta: &FunctionMeta,
+    caller: &Option<Username>,
+    params: &HashMap<String, String>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    context: &InvocationContext,
+) -> Result<Response, ApiError> {
     let cap = usize::try_from(meta.limits.max_input_bytes).unwrap_or(usize::MAX);
     let body = axum::body::to_bytes(body, cap).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!(
@@ -145,7 +161,7 @@ pub async fn call(
         function_id: meta.id,
         digest: meta.digest.clone(),
         limits: meta.limits,
-        caller: tenant,
+        caller: caller.clone().unwrap_or_else(|| meta.owner.clone()),
         wait_ms: wait.as_millis() as u64,
         http: None,
         env,
@@ -196,8 +212,8 @@ pub async fn call(
     } else {
         json_input(body)?
     };
-    let reply = state.dispatch.call(call, payload, wait).await;
-    Ok(context.stamp(reply.and_then(|reply| answer(&meta, reply))))
+    let reply = state.dispatch.call(call, payload, wait).await?;
+    answer(meta, reply)
 }
 
 /// The body of a call to a function that is not an HTTP handler: its input.
