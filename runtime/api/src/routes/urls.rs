@@ -155,7 +155,7 @@ async fn run(
     let wait = Duration::from_millis(meta.limits.timeout_ms) + state.config.dispatch_grace;
     let env = state
         .envs
-        .sealed(state.storage(), state.config.secrets_key.as_ref(), &meta)
+        .sealed(state.storage(), state.config.secrets_key.as_ref(), meta)
         .await?;
     let mut call = Call {
         function_id: meta.id,
@@ -168,7 +168,7 @@ async fn run(
         outbound: meta.allowed_outbound_hosts.clone(),
         kv: crate::kv_service::grant(
             state.config.secrets_key.as_ref(),
-            &meta,
+            meta,
             wait + crate::kv_service::CALL_GRANT_MARGIN,
         )?,
         invocation: Some(context.id.clone()),
