@@ -87,9 +87,13 @@ pub fn app(state: AppState) -> Router {
 
 fn routes(state: Arc<AppState>) -> Router {
     let (router, doc) = documented(&state.config);
+    // The document goes to its one route, not into every request.
+    let rendered = openapi::Rendered::of(&doc);
     router
-        .route("/openapi.json", get(openapi::serve))
-        .layer(Extension(openapi::Rendered::of(&doc)))
+        .route(
+            "/openapi.json",
+            get(move || openapi::serve(rendered.clone())),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -27,7 +27,7 @@ use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json};
 use crate::function_env::{no_key, seal_secret};
 use crate::routes::Message;
-use crate::routes::functions::not_found;
+use crate::routes::functions::{not_found, owned};
 use crate::{ApiError, AppState};
 
 /// A function's variables: the body of `PUT /functions/{id}/config` (the
@@ -261,16 +261,6 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretPath {
         env::check_name(&name).map_err(refused)?;
         Ok(Self(id, name))
     }
-}
-
-/// 404 unless `caller` owns function `id`.
-async fn owned(state: &AppState, caller: &Username, id: FunctionId) -> Result<(), ApiError> {
-    state
-        .functions
-        .get(state.storage(), caller, id)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| not_found(id))
 }
 
 /// `caller`'s function `id`'s configuration (404 if not theirs).

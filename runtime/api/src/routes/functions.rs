@@ -34,6 +34,20 @@ pub(crate) fn not_found(id: FunctionId) -> ApiError {
     ApiError::NotFound(format!("no function with id {id}"))
 }
 
+/// `caller`'s function `id` (from the function cache); 404 if it is not
+/// theirs.
+pub(crate) async fn owned(
+    state: &AppState,
+    caller: &Username,
+    id: FunctionId,
+) -> Result<Arc<FunctionMeta>, ApiError> {
+    state
+        .functions
+        .get(state.storage(), caller, id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
 fn name_taken(name: &str) -> ApiError {
     ApiError::Conflict(format!("you already have a function named `{name}`"))
 }
@@ -291,11 +305,7 @@ pub async fn get(
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<FunctionMeta>, ApiError> {
-    let meta = state
-        .functions
-        .get(state.storage(), &caller, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let meta = owned(&state, &caller, id).await?;
     Ok(Json(FunctionMeta::clone(&meta)))
 }
 

@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::body::{Body, FunctionIdPath, parse_json, parse_query};
 use crate::invocation_context::InvocationContext;
-use crate::routes::functions::not_found;
+use crate::routes::functions::owned;
 use crate::{ApiError, AppState};
 
 /// The execute body; `input` borrowed from the request's buffer.
@@ -99,11 +99,7 @@ pub async fn execute(
     };
     let input = input_of(&body)?;
     state.tenant_rate.check(&caller)?;
-    let meta = state
-        .functions
-        .get(state.storage(), &caller, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let meta = owned(&state, &caller, id).await?;
     if input.len() as u64 > meta.limits.max_input_bytes {
         return Err(ApiError::Function(FunctionError::new(
             FunctionErrorKind::InvalidInput,

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::body::{FunctionIdPath, parse_query};
-use crate::routes::functions::not_found;
+use crate::routes::functions::owned;
 use crate::{ApiError, AppState};
 
 /// The query of `GET /functions/{id}/logs`.
@@ -79,14 +79,7 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let query: LogsQuery = parse_query(query.as_deref())?;
     let limit = query.limit.unwrap_or(LOG_LIMIT.0).min(LOG_LIMIT.1);
-    if state
-        .functions
-        .get(state.storage(), &caller, id)
-        .await?
-        .is_none()
-    {
-        return Err(not_found(id));
-    }
+    owned(&state, &caller, id).await?;
     if query.follow {
         return super::live_logs::follow(&state, &caller, id, limit, &headers).await;
     }

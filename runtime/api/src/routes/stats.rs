@@ -11,7 +11,7 @@ use nimbus_core::http::ErrorBody;
 
 use crate::auth::Caller;
 use crate::body::FunctionIdPath;
-use crate::routes::functions::not_found;
+use crate::routes::functions::owned;
 use crate::{ApiError, AppState};
 
 /// `GET /functions/{id}/stats`
@@ -33,10 +33,6 @@ pub async fn stats(
     Caller(caller): Caller,
     FunctionIdPath(id): FunctionIdPath,
 ) -> Result<Json<FunctionStats>, ApiError> {
-    state
-        .functions
-        .get(state.storage(), &caller, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    owned(&state, &caller, id).await?;
     Ok(Json(state.call_stats.of(id)))
 }
