@@ -25,13 +25,24 @@ pub const LOGS_ALL: &str = "functions.logs.*";
 pub const JOBS_STREAM: &str = "FUNCTION_JOBS";
 /// Wildcard covering every job: `functions.jobs.<owner>.<id>`.
 pub const JOBS_ALL: &str = "functions.jobs.*.*";
+/// Wildcard covering every job, legacy ones ([`JOBS_LEGACY`]) included.
+pub const JOBS_EVERY: &str = "functions.jobs.>";
 /// Jobs as versions before the per-user quota queued them,
 /// `functions.jobs.<id>`: the stream keeps taking them (workers run them
 /// alike, uncounted) so that API servers of both versions work during a
 /// rolling upgrade. Drop once no older API server is left.
 pub const JOBS_LEGACY: &str = "functions.jobs.*";
-/// The durable pull consumer all workers share to take jobs.
-pub const JOBS_CONSUMER: &str = "workers";
+/// The durable pull consumer all workers share to take legacy jobs
+/// ([`JOBS_LEGACY`]; before per-tenant consumers it took every job).
+pub const JOBS_LEGACY_CONSUMER: &str = "workers";
+
+/// The durable pull consumer of `owner`'s jobs. Each tenant has its own so
+/// that workers can take jobs one tenant at a time, whatever the order they
+/// were queued in (a work-queue stream lets consumers share it as long as
+/// their filters do not overlap).
+pub fn jobs_consumer(owner: &str) -> String {
+    format!("jobs-{owner}")
+}
 /// KV bucket of asynchronous invocation records (with a TTL).
 pub const INVOCATIONS_BUCKET: &str = "invocations";
 

@@ -67,6 +67,7 @@ pub use error::StoreError;
 pub use function_config::{FunctionConfig, StoredSecret};
 pub use function_watch::FunctionChange;
 pub use functions::ID_COUNTER_KEY;
+pub use jobs::JobQueue;
 pub use kv_listing::{escape_key, unescape_key};
 pub use kv_state::{KvEntry, KvUsage, StoreUsage};
 pub use log_follow::{FollowFrom, LogFollow};

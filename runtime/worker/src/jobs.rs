@@ -1,5 +1,6 @@
 //! Asynchronous invocations: jobs pulled from the `FUNCTION_JOBS` work-queue
-//! stream through one durable pull consumer that all workers share.
+//! stream, tenants in turn (`job_turns.rs`), through durable pull consumers
+//! that all workers share (one per tenant).
 //!
 //! A worker pulls a job only when it has a free slot (the same slots as
 //! synchronous calls), so jobs go to workers with capacity: real
@@ -20,15 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
 use nimbus_core::PlatformErrorKind;
 use nimbus_core::metrics::Trigger;
 use nimbus_core::subjects;
 use nimbus_core::wire::{InvocationRecord, InvocationStatus, Job, RecordedError, Reply};
-use nimbus_store::now_rfc3339;
+use nimbus_store::{JobQueue, now_rfc3339};
 use tokio::sync::{Semaphore, watch};
 
 use crate::Worker;
+use crate::job_turns::JobTurns;
 use crate::metrics::Attempt;
 
 /// Backoff after a JetStream error, and the first retry delay of a job.
@@ -36,40 +37,41 @@ const JOB_POLL: Duration = Duration::from_secs(1);
 /// How often an idle worker looks for a job: the longest a queued job waits
 /// for an idle worker.
 const JOB_IDLE_POLL: Duration = Duration::from_millis(200);
-/// Longest wait for the answer to a job fetch (normally immediate).
-const JOB_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the jobs loop steps back when synchronous calls wait for a slot.
 const JOB_YIELD: Duration = Duration::from_millis(5);
 
-/// Pull jobs, one per free slot, until `stop` turns true.
+/// Pull jobs, one per free slot, tenants in turn ([`JobTurns`]), until
+/// `stop` turns true.
 ///
-/// A slot is taken first and held only for a no-wait fetch (one round
-/// trip): a job is pulled only when this worker can start it at once, so
-/// queued jobs go to workers with capacity, and an idle poll never holds a
-/// slot that a synchronous call needs. Synchronous calls come first: while
-/// any wait for a slot, no job is pulled.
+/// A slot is taken first and held only while looking for a job (no-wait
+/// fetches): a job is pulled only when this worker can start it at once,
+/// so queued jobs go to workers with capacity, and an idle poll never holds
+/// a slot for long. Synchronous calls come first: while any wait for a
+/// slot, no job is pulled.
 pub(crate) async fn take_jobs(
     worker: Arc<Worker>,
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut consumer = None;
+    // The consumer of the previous release's jobs, bound first: it also
+    // narrows a consumer left by a release that took every job through it,
+    // which would otherwise overlap every tenant's.
     while !*stop.borrow() {
-        let Some(jobs) = &consumer else {
-            match worker
-                .storage
-                .jobs_consumer(worker.config.job_ack_wait)
-                .await
-            {
-                Ok(bound) => consumer = Some(bound),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot bind the jobs consumer; retrying");
-                    pause(&mut stop, JOB_POLL).await;
-                }
+        match worker
+            .storage
+            .jobs_consumer(&JobQueue::Legacy, worker.config.job_ack_wait)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot bind the jobs consumer; retrying");
+                pause(&mut stop, JOB_POLL).await;
             }
-            continue;
-        };
+        }
+    }
+    let mut turns = JobTurns::new(worker.storage.clone(), worker.config.job_ack_wait);
+    while !*stop.borrow() {
         let permit = tokio::select! {
             _ = stop.changed() => continue,
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
@@ -79,39 +81,22 @@ pub(crate) async fn take_jobs(
             pause(&mut stop, JOB_YIELD).await;
             continue;
         }
-        // A no-wait fetch answers at once; the timeout covers a reply lost
-        // with the connection (the slot must not stay held, nor shutdown wait).
-        let fetch = async {
-            match jobs.fetch().max_messages(1).messages().await {
-                Ok(mut batch) => batch.next().await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot pull jobs");
-                    None
-                }
-            }
-        };
-        let job = tokio::time::timeout(JOB_FETCH_TIMEOUT, fetch)
-            .await
-            .unwrap_or_else(|_| {
-                tracing::warn!("a job fetch went unanswered");
-                None
-            });
-        match job {
-            Some(Ok(message)) => {
+        match turns.next().await {
+            Ok(Some(message)) => {
                 let worker = worker.clone();
                 tokio::spawn(async move {
                     worker.run_job(message).await;
                     drop(permit);
                 });
             }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "cannot pull jobs");
-                drop(permit);
-                pause(&mut stop, JOB_POLL).await;
-            }
-            None => {
+            Ok(None) => {
                 drop(permit);
                 pause(&mut stop, JOB_IDLE_POLL).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for jobs");
+                drop(permit);
+                pause(&mut stop, JOB_POLL).await;
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod config;
 mod fair_queue;
 mod intake;
 mod invoke;
+mod job_turns;
 mod jobs;
 mod kv_client;
 mod metrics;

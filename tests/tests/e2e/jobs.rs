@@ -12,7 +12,7 @@ use crate::harness::{ADD_WAT, Platform, Setup, assert_error};
 const FAILS_LOUDLY: &str = include_str!("../../../runtime/engine/fixtures/exit_3.wat");
 
 /// Queue an invocation with `?async=true`; returns the 202 body.
-async fn submit(platform: &Platform, token: &str, id: u64, input: Value) -> Value {
+pub(crate) async fn submit(platform: &Platform, token: &str, id: u64, input: Value) -> Value {
     let response = platform
         .http
         .post(platform.url(&format!("/functions/{id}/execute?async=true")))
@@ -182,6 +182,21 @@ async fn jobs_wait_for_a_worker_instead_of_failing_even_across_a_restart() {
     }
     platform.stop_all().await;
     platform.restart_all().await;
+
+    // Upgraded from a release whose workers took every job through one
+    // consumer: the new worker narrows it to the legacy subjects, or no
+    // tenant's consumer could be made beside it.
+    let js = async_nats::jetstream::new(platform.nats_client().await);
+    js.create_consumer_on_stream(
+        async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("workers".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        },
+        "FUNCTION_JOBS",
+    )
+    .await
+    .unwrap();
 
     platform.add_worker().await;
     for (i, job) in queued.iter().enumerate() {

@@ -98,6 +98,24 @@ impl Probes {
             "{body}"
         );
 
+        // An asynchronous call: the worker takes it through its tenant's
+        // jobs consumer, which it creates.
+        let (status, queued) = self
+            .call(
+                &format!("{path}?async=true"),
+                Some(&token),
+                json!({"input": 2}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        let record = self
+            .settled(
+                &format!("/invocations/{}", queued["id"].as_str().unwrap()),
+                &token,
+            )
+            .await;
+        assert_eq!(record["result"], 7, "{record}");
+
         // A worker may not make an API server answer where it says: the
         // API writes to buckets, and answers only workers' inboxes (checked
         // below, once a later operation has been served).
@@ -194,6 +212,18 @@ impl Probes {
         assert!(worker_js.delete_stream("OBJ_modules").await.is_err());
         let modules = worker_js.get_stream("OBJ_modules").await.unwrap();
         assert!(modules.purge().await.is_err());
+        // Jobs are taken through consumers of one tenant each (or the
+        // legacy subjects'), never one over every job.
+        let every_job = jetstream::consumer::pull::Config {
+            durable_name: Some("every-job".into()),
+            ..Default::default()
+        };
+        assert!(
+            worker_js
+                .create_consumer_on_stream(every_job, subjects::JOBS_STREAM)
+                .await
+                .is_err()
+        );
         // The API provisions, but deletes nothing; it purges the chunks of
         // unused modules (module GC), and nothing else.
         let api_js = context(&as_api);
@@ -224,6 +254,11 @@ impl Probes {
             ("Publish", "worker", "$JS.API.STREAM.DELETE.KV_users"),
             ("Publish", "worker", "$JS.API.STREAM.PURGE.OBJ_modules"),
             ("Publish", "worker", "$O.modules.M.probe"),
+            (
+                "Publish",
+                "worker",
+                "$JS.API.CONSUMER.CREATE.FUNCTION_JOBS.every-job",
+            ),
             (
                 "Publish",
                 "worker",
@@ -272,6 +307,25 @@ impl Probes {
         }
         let response = request.send().await.unwrap();
         (response.status(), response.json().await.unwrap())
+    }
+
+    /// Poll an invocation record at `path` until it is final.
+    async fn settled(&self, path: &str, token: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = reqwest::Client::new()
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let record: Value = response.json().await.unwrap();
+            if record["status"] == "succeeded" || record["status"] == "failed" {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "never final: {record}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Wait for the server's log to name `kind` violation by `user` on
