@@ -13,6 +13,8 @@ pub struct RoundRobin<K, V> {
     /// Keys with something waiting, in the order they get their turns.
     order: VecDeque<K>,
     queues: HashMap<K, VecDeque<V>>,
+    /// Values waiting, all keys together.
+    len: usize,
 }
 
 impl<K, V> Default for RoundRobin<K, V> {
@@ -20,6 +22,7 @@ impl<K, V> Default for RoundRobin<K, V> {
         Self {
             order: VecDeque::new(),
             queues: HashMap::new(),
+            len: 0,
         }
     }
 }
@@ -28,6 +31,7 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
     /// Queue `value` for `key`; a key new to the queue takes its turn after
     /// every key already waiting.
     pub fn push(&mut self, key: K, value: V) {
+        self.len += 1;
         match self.queues.get_mut(&key) {
             Some(queue) => queue.push_back(value),
             None => {
@@ -54,6 +58,7 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
             .get_mut(&key)
             .expect("every ordered key has a queue");
         let value = queue.pop_front().expect("queues are never left empty");
+        self.len -= 1;
         if queue.is_empty() {
             self.queues.remove(&key);
         } else {
@@ -69,7 +74,7 @@ impl<K: Hash + Eq + Clone, V> RoundRobin<K, V> {
 
     /// Values waiting.
     pub fn len(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum()
+        self.len
     }
 
     /// Whether nothing waits.

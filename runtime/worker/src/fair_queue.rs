@@ -100,14 +100,20 @@ impl<T> FairQueue<T> {
     /// A call of `tenant` finished.
     pub(crate) fn done(&self, tenant: &str) {
         let mut state = self.state.lock().expect("queue lock");
-        if let Some(count) = state.running.get_mut(tenant) {
-            *count -= 1;
-            if *count == 0 {
-                state.running.remove(tenant);
-            }
+        let Some(count) = state.running.get_mut(tenant) else {
+            return;
+        };
+        // Only a tenant that was at its share had calls held back: wake
+        // the executor for those, not after every call.
+        let held_back = *count >= self.per_tenant;
+        *count -= 1;
+        if *count == 0 {
+            state.running.remove(tenant);
         }
         drop(state);
-        self.changed.notify_one();
+        if held_back {
+            self.changed.notify_one();
+        }
     }
 
     /// No more calls will be pushed: [`FairQueue::next`] ends once the
@@ -116,5 +122,70 @@ impl<T> FairQueue<T> {
         self.state.lock().expect("queue lock").closed = true;
         self.changed.notify_waiters();
         self.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn queue(capacity: usize, per_tenant: usize) -> FairQueue<u32> {
+        FairQueue::new(capacity, per_tenant, Arc::default())
+    }
+
+    #[tokio::test]
+    async fn tenants_take_turns_within_their_share() {
+        let queue = queue(16, 2);
+        for n in 0..3 {
+            queue.push("hog".into(), n).unwrap();
+        }
+        queue.push("victim".into(), 10).unwrap();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.push(queue.next().await.unwrap());
+        }
+        assert_eq!(
+            order,
+            [("hog".into(), 0), ("victim".into(), 10), ("hog".into(), 1)]
+        );
+        // The hog is at its share: its third call waits for one to finish.
+        let held = tokio::time::timeout(Duration::from_millis(50), queue.next()).await;
+        assert!(held.is_err(), "a call past the share ran: {held:?}");
+        queue.done("victim");
+        let held = tokio::time::timeout(Duration::from_millis(50), queue.next()).await;
+        assert!(held.is_err(), "another tenant's call freed the hog's share");
+        queue.done("hog");
+        let next = tokio::time::timeout(Duration::from_secs(10), queue.next()).await;
+        assert_eq!(next.unwrap(), Some(("hog".into(), 2)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_executor_wakes_when_a_share_frees() {
+        let queue = Arc::new(queue(16, 1));
+        queue.push("hog".into(), 0).unwrap();
+        queue.push("hog".into(), 1).unwrap();
+        assert_eq!(queue.next().await, Some(("hog".into(), 0)));
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.next().await }
+        });
+        tokio::task::yield_now().await;
+        queue.done("hog");
+        let next = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert_eq!(next.unwrap().unwrap(), Some(("hog".into(), 1)));
+    }
+
+    #[test]
+    fn a_full_queue_or_a_tenant_past_a_quarter_is_refused() {
+        let queue = queue(8, 4);
+        assert!(queue.push("hog".into(), 0).is_ok());
+        assert!(queue.push("hog".into(), 1).is_ok());
+        assert_eq!(queue.push("hog".into(), 2), Err(2));
+        for n in 0..6 {
+            assert!(queue.push(format!("t{n}"), n).is_ok());
+        }
+        assert_eq!(queue.push("late".into(), 9), Err(9));
     }
 }
