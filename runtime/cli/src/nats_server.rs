@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// Oldest nats-server Nimbus works with: 2.11 brought per-message TTLs, and
-/// older servers' account info breaks async-nats 0.51's KV bucket creation.
-pub const MIN_VERSION: (u32, u32) = (2, 11);
+/// older servers' account info breaks async-nats 0.51's KV bucket creation;
+/// 2.11.7 keeps an idle pull consumer while a delivered message waits for
+/// its ack (before, a tenant's jobs consumer could expire under a running
+/// job, and the job's attempts would count again from one).
+pub const MIN_VERSION: (u32, u32, u32) = (2, 11, 7);
 
 /// [`locate`] with `NIMBUS_NATS_SERVER` as the explicit choice, if set (what
 /// tests and `make test` use).
@@ -47,10 +50,11 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "no nats-server >= {}.{} found{}. Install one with `make setup` (or \
+        "no nats-server >= {}.{}.{} found{}. Install one with `make setup` (or \
          scripts/install-nats-server.sh), or point --nats-server / NIMBUS_NATS_SERVER at it",
         MIN_VERSION.0,
         MIN_VERSION.1,
+        MIN_VERSION.2,
         if rejected.is_empty() {
             String::new()
         } else {
@@ -70,12 +74,17 @@ fn check_version(path: &Path) -> anyhow::Result<()> {
         .find(|part| part.matches('.').count() >= 1 && !part.starts_with('.'))
         .with_context(|| format!("unrecognised version output {text:?}"))?;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let found = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
     if found < MIN_VERSION {
         bail!(
-            "version {version} is older than {}.{}",
+            "version {version} is older than {}.{}.{}",
             MIN_VERSION.0,
-            MIN_VERSION.1
+            MIN_VERSION.1,
+            MIN_VERSION.2
         );
     }
     Ok(())

@@ -60,6 +60,32 @@ pub async fn connect(urls: &str, name: &str, role: Role) -> anyhow::Result<async
         .with_context(|| format!("cannot connect to NATS at {}", redact(urls)))
 }
 
+/// The addresses of the NATS servers `urls` names (as for [`connect`]), to
+/// keep guests away from them; a server that cannot be resolved now is left
+/// out (connecting to it fails the same way).
+pub async fn nats_endpoints(urls: &str) -> Vec<std::net::SocketAddr> {
+    let mut endpoints = Vec::new();
+    for server in urls
+        .split(',')
+        .filter_map(|url| url.trim().parse::<async_nats::ServerAddr>().ok())
+    {
+        if let Ok(addresses) = server.socket_addrs().await {
+            endpoints.extend(addresses);
+        }
+    }
+    endpoints
+}
+
+/// The addresses of `endpoint` (`host:port`), one of the platform's own
+/// that guests never reach (`--outbound-deny`).
+pub fn resolve_endpoint(endpoint: &str) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs as _;
+    Ok(endpoint
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {endpoint:?} (host:port expected)"))?
+        .collect())
+}
+
 /// `urls` with passwords replaced, for messages and logs.
 fn redact(urls: &str) -> String {
     urls.split(',')
@@ -177,7 +203,7 @@ pub struct Components {
 
 impl Components {
     /// Connect both, open the buckets and start serving.
-    pub async fn start(settings: ComponentSettings) -> anyhow::Result<Self> {
+    pub async fn start(mut settings: ComponentSettings) -> anyhow::Result<Self> {
         let (api_client, api_store) = open_store(
             &settings.api_nats_url,
             "nimbus-api",
@@ -193,6 +219,10 @@ impl Components {
         )
         .await?;
         let api_addr = settings.listener.local_addr()?;
+        // Guests never reach the platform itself.
+        let platform = &mut settings.worker.outbound_reach.platform;
+        platform.extend(nats_endpoints(&settings.worker_nats_url).await);
+        platform.push(api_addr);
         let api = Component::spawn("API server", move |shutdown| {
             run_api(
                 api_client,

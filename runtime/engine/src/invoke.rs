@@ -297,6 +297,12 @@ impl Engine {
         })
     }
 
+    /// Guests this engine has started running: invocations of every kind,
+    /// and on an API server the evaluations of JavaScript at upload.
+    pub fn runs(&self) -> u64 {
+        self.inner.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Run `run` on a fresh store holding `host`, under `limits`: fuel,
     /// memory and tables (through `limiter`), and the deadline, enforced by
     /// epoch checks and, for a guest parked in a host call, an outer timeout.
@@ -313,6 +319,9 @@ impl Engine {
             .acquire()
             .await
             .expect("semaphore never closed");
+        self.inner
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(&self.inner.wasmtime, host);
         store.limiter(move |host| limiter(host));
         // Guests yield to the scheduler at every epoch tick, so neither a

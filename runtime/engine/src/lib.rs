@@ -60,7 +60,7 @@ pub use error::CompileError;
 pub use invoke::{Host, Outcome};
 pub use kv::{KeyValue, KvAccess};
 pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
-pub use outbound::Outbound;
+pub use outbound::{Outbound, Reach};
 
 use module_cache::ModuleCache;
 use ticker::Ticker;
@@ -94,6 +94,8 @@ struct Inner {
     compiled: std::sync::atomic::AtomicU64,
     loaded: std::sync::atomic::AtomicU64,
     mapped: std::sync::atomic::AtomicU64,
+    /// Guests run, counted as each starts (`Engine::runs`).
+    runs: std::sync::atomic::AtomicU64,
     config: EngineConfig,
     _ticker: Ticker,
 }
@@ -152,6 +154,7 @@ impl Engine {
                 compiled: Default::default(),
                 loaded: Default::default(),
                 mapped: Default::default(),
+                runs: Default::default(),
                 config,
                 _ticker: ticker,
             }),

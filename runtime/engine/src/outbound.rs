@@ -2,7 +2,8 @@
 //! `nimbus_http` import of `http_import.rs`), deny by default: a request
 //! goes out only to a host the function's `allowed_outbound_hosts` names,
 //! and only to a public address that is not this host's own, unless the
-//! operator allows private ones. The address check is made on the
+//! operator allows private ones ([`Reach`]); never to the platform's own
+//! NATS and API endpoints. The address check is made on the
 //! addresses the name resolved to, and the connection is made to a checked
 //! address (never by name again), so DNS rebinding cannot get around it.
 //! Redirects are the guest's own new requests and are checked the same way.
@@ -34,12 +35,52 @@ use wasmtime_wasi_http::{DEFAULT_FORBIDDEN_HEADERS, Error, WasiBody};
 pub struct Outbound {
     /// The function's `allowed_outbound_hosts`, parsed.
     pub allowed: Vec<AllowedHost>,
-    /// Whether private, loopback, link-local and this host's own addresses
-    /// may be reached (the operator's `--outbound-allow-private`, for tests
-    /// and development).
-    pub allow_private: bool,
+    /// The operator's rules on addresses, the same for every function.
+    pub reach: Arc<Reach>,
     /// Requests one invocation may attempt.
     pub max_requests: u32,
+}
+
+/// The addresses guests may connect to, whatever their functions declare:
+/// public ones that are not this host's own, plus what the operator
+/// allows, minus the platform's own endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// Private, loopback, link-local, reserved and this host's own
+    /// addresses allowed (`--outbound-allow-private`: tests and
+    /// development).
+    pub private: bool,
+    /// Networks reachable although private (`--outbound-allow-net`: a
+    /// service on the operator's own network, allowed by name).
+    pub networks: Vec<ipnet::IpNet>,
+    /// The platform's own endpoints (its NATS servers and API servers):
+    /// refused even where private addresses are allowed. One on this host
+    /// (loopback, unspecified or an address of its interfaces) is refused
+    /// on every address of the host, at its port.
+    pub platform: Vec<SocketAddr>,
+}
+
+impl Reach {
+    /// Whether a guest may connect to `address`.
+    pub fn allows(&self, address: SocketAddr) -> bool {
+        let ip = address.ip().to_canonical();
+        if self.is_platform(ip, address.port()) {
+            return false;
+        }
+        self.private
+            || self.networks.iter().any(|network| network.contains(&ip))
+            || (is_public(ip) && !LOCAL_ADDRESSES.contains(&ip))
+    }
+
+    fn is_platform(&self, ip: IpAddr, port: u16) -> bool {
+        let on_this_host =
+            |ip: IpAddr| ip.is_loopback() || ip.is_unspecified() || LOCAL_ADDRESSES.contains(&ip);
+        self.platform.iter().any(|endpoint| {
+            let endpoint_ip = endpoint.ip().to_canonical();
+            endpoint.port() == port
+                && (endpoint_ip == ip || (on_this_host(endpoint_ip) && on_this_host(ip)))
+        })
+    }
 }
 
 impl Outbound {
@@ -53,7 +94,7 @@ impl Default for Outbound {
     fn default() -> Self {
         Self {
             allowed: Vec::new(),
-            allow_private: false,
+            reach: Arc::default(),
             max_requests: Self::DEFAULT_MAX_REQUESTS,
         }
     }
@@ -140,7 +181,7 @@ impl OutboundCalls {
         request: http::Request<WasiBody>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let checked = self.check(&request);
-        let allow_private = self.policy.allow_private;
+        let reach = self.policy.reach.clone();
         let (request_cap, response_cap) = (self.max_request_bytes, self.max_response_bytes);
         let connections = self.connections.get_or_insert_default().clone();
         Box::new(async move {
@@ -156,7 +197,7 @@ impl OutboundCalls {
                 })
                 .boxed_unsync();
             let request = http::Request::from_parts(parts, body);
-            let response = send_to(destination, allow_private, request, &connections).await?;
+            let response = send_to(destination, &reach, request, &connections).await?;
             let cap = usize::try_from(response_cap).unwrap_or(usize::MAX);
             let response = response.map(|body| {
                 Limited::new(body, cap)
@@ -239,16 +280,11 @@ async fn resolve(host: String, port: u16) -> Result<Vec<SocketAddr>, Error> {
     }
 }
 
-/// Whether a guest may connect to `ip`.
-fn reachable(ip: IpAddr, allow_private: bool) -> bool {
-    allow_private || (is_public(ip) && !LOCAL_ADDRESSES.contains(&ip))
-}
-
 /// Resolve, keep the addresses the policy allows, connect to one of them,
 /// and send `request` over that connection.
 async fn send_to(
     destination: Destination,
-    allow_private: bool,
+    reach: &Reach,
     mut request: http::Request<WasiBody>,
     connections: &Mutex<Vec<AbortHandle>>,
 ) -> Result<http::Response<hyper::body::Incoming>, Error> {
@@ -257,7 +293,7 @@ async fn send_to(
     let addresses: Vec<SocketAddr> = resolved
         .iter()
         .copied()
-        .filter(|a| reachable(a.ip(), allow_private))
+        .filter(|address| reach.allows(*address))
         .collect();
     if addresses.is_empty() {
         return Err(if resolved.is_empty() {
@@ -386,6 +422,49 @@ fn local_addresses() -> Vec<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn address(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn private_addresses_are_refused_unless_allowed_the_platforms_always() {
+        let strict = Reach::default();
+        assert!(strict.allows(address("93.184.215.14:443")));
+        assert!(!strict.allows(address("127.0.0.1:8080")));
+        assert!(!strict.allows(address("10.1.2.3:80")));
+        assert!(!strict.allows(address("[::ffff:10.1.2.3]:80")));
+
+        let platform = vec![address("0.0.0.0:4222"), address("10.1.2.3:8080")];
+        let open = Reach {
+            private: true,
+            platform: platform.clone(),
+            ..Reach::default()
+        };
+        assert!(open.allows(address("127.0.0.1:8080")));
+        assert!(open.allows(address("10.1.2.3:80")));
+        // A platform endpoint listening on every address of this host is
+        // refused on any of them, at its port only.
+        assert!(!open.allows(address("127.0.0.1:4222")));
+        assert!(!open.allows(address("[::1]:4222")));
+        assert!(open.allows(address("10.9.9.9:4222")));
+        // Another host's endpoint: at that address and port only.
+        assert!(!open.allows(address("10.1.2.3:8080")));
+        assert!(!open.allows(address("[::ffff:10.1.2.3]:8080")));
+
+        let network = Reach {
+            networks: vec!["10.1.0.0/16".parse().unwrap()],
+            platform,
+            ..Reach::default()
+        };
+        assert!(network.allows(address("10.1.200.7:80")));
+        assert!(!network.allows(address("10.2.0.1:80")));
+        assert!(!network.allows(address("127.0.0.1:80")));
+        assert!(!network.allows(address("10.1.2.3:8080")));
+        assert!(network.allows(address("93.184.215.14:443")));
+    }
+
     #[test]
     fn this_hosts_addresses_are_found() {
         let local = super::local_addresses();

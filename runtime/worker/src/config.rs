@@ -35,10 +35,10 @@ pub struct WorkerConfig {
     /// which workers do not hold). Without it, functions that have an
     /// environment fail with a platform error.
     pub env_key: Option<EnvKey>,
-    /// Let guests reach loopback, private and link-local addresses (for
-    /// tests and development; never where the platform's own NATS, API or
-    /// a cloud metadata service could be reached).
-    pub outbound_allow_private: bool,
+    /// Which addresses guests may connect to (`nimbus_engine::Reach`):
+    /// private ones only as the operator allows, never the platform's own
+    /// endpoints (the worker adds the NATS servers it learns of at start).
+    pub outbound_reach: nimbus_engine::Reach,
     /// Outbound HTTP requests one invocation may make.
     pub max_outbound_requests: u32,
     /// Key-value operations one invocation may make.
@@ -113,7 +113,7 @@ impl Default for WorkerConfig {
             policy: LimitPolicy::default(),
             artifact_verifier: None,
             env_key: None,
-            outbound_allow_private: false,
+            outbound_reach: nimbus_engine::Reach::default(),
             max_outbound_requests: nimbus_engine::Outbound::DEFAULT_MAX_REQUESTS,
             max_kv_operations: nimbus_engine::KvAccess::DEFAULT_MAX_OPERATIONS,
             benchmark_floor: false,

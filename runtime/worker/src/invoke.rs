@@ -177,7 +177,7 @@ impl Worker {
             env: self.open_env(call)?,
             outbound: Outbound {
                 allowed,
-                allow_private: self.config.outbound_allow_private,
+                reach: self.reach.clone(),
                 max_requests: self.config.max_outbound_requests,
             },
             kv: self.kv_access(call)?,

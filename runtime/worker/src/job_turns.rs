@@ -11,11 +11,15 @@
 //!
 //! A turn over N tenants costs one STREAM.INFO request plus one no-wait
 //! fetch per tenant; consumers are created on a tenant's first turn on this
-//! worker and kept (dropped on an error: e.g. JetStream removed an idle
-//! tenant's consumer, see [`nimbus_store::Storage::jobs_consumer`]).
+//! worker and kept while the tenant has jobs (dropped on an error: e.g.
+//! JetStream removed an idle tenant's consumer, see
+//! [`nimbus_store::Storage::jobs_consumer`]). A tenant whose queue cannot be
+//! read (its consumer cannot be made, a fetch goes unanswered) is passed
+//! over for [`QUEUE_REST`], so one broken queue costs the others one wait
+//! of at most [`BIND_TIMEOUT`] now and then, not one per turn.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
@@ -24,10 +28,19 @@ use nimbus_store::{JobQueue, Storage, StoreError};
 /// Longest wait for the answer to a job fetch (normally immediate).
 const JOB_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for a consumer's creation (normally a few milliseconds; it
+/// rides out a JetStream leader election for a while).
+const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a queue that could not be read is passed over.
+const QUEUE_REST: Duration = Duration::from_secs(30);
+
 pub(crate) struct JobTurns {
     storage: Storage,
     ack_wait: Duration,
     consumers: HashMap<JobQueue, PullConsumer>,
+    /// Queues passed over until the given time.
+    resting: HashMap<JobQueue, Instant>,
     /// Queues left in this turn.
     turn: VecDeque<JobQueue>,
     /// The queue served last: the next turn starts after it.
@@ -40,15 +53,25 @@ impl JobTurns {
             storage,
             ack_wait,
             consumers: HashMap::new(),
+            resting: HashMap::new(),
             turn: VecDeque::new(),
             last: None,
         }
     }
 
-    /// The next job in turn, or `None` when no tenant has one waiting.
-    pub(crate) async fn next(&mut self) -> Result<Option<jetstream::Message>, StoreError> {
+    /// The next job in turn, or `None` when no tenant has one waiting or
+    /// when `give_way` says to stop looking (asked before each tenant's
+    /// fetch: synchronous calls are waiting for the slot this search holds;
+    /// the turn goes on where it stopped).
+    pub(crate) async fn next(
+        &mut self,
+        give_way: impl Fn() -> bool,
+    ) -> Result<Option<jetstream::Message>, StoreError> {
         let mut asked = false;
         loop {
+            if give_way() {
+                return Ok(None);
+            }
             let Some(queue) = self.turn.pop_front() else {
                 // A turn asked the stream already and found nothing left.
                 if asked {
@@ -56,6 +79,15 @@ impl JobTurns {
                 }
                 asked = true;
                 let queues = self.storage.job_queues().await?;
+                // Consumers of tenants with no job left are forgotten (the
+                // server removes them once idle).
+                self.consumers.retain(|queue, _| queues.contains(queue));
+                let now = Instant::now();
+                self.resting.retain(|_, until| *until > now);
+                let queues = queues
+                    .into_iter()
+                    .filter(|queue| !self.resting.contains_key(queue))
+                    .collect();
                 self.turn = starting_after(queues, self.last.as_ref());
                 continue;
             };
@@ -72,13 +104,10 @@ impl JobTurns {
     async fn fetch(&mut self, queue: &JobQueue) -> Option<jetstream::Message> {
         let consumer = match self.consumers.get(queue) {
             Some(consumer) => consumer.clone(),
-            None => match self.storage.jobs_consumer(queue, self.ack_wait).await {
-                Ok(consumer) => {
-                    self.consumers.insert(queue.clone(), consumer.clone());
-                    consumer
-                }
-                Err(e) => {
-                    tracing::warn!(queue = ?queue, error = %e, "cannot bind a jobs consumer");
+            None => match self.bind(queue).await {
+                Some(consumer) => consumer,
+                None => {
+                    self.rest(queue);
                     return None;
                 }
             },
@@ -95,17 +124,51 @@ impl JobTurns {
         match tokio::time::timeout(JOB_FETCH_TIMEOUT, fetch).await {
             Ok(Ok(job)) => job,
             Ok(Err(e)) => {
-                // Maybe the consumer is gone (idle too long): made again
-                // on this queue's next turn.
-                tracing::warn!(queue = ?queue, error = %e, "cannot pull jobs");
+                // Most likely the consumer is gone (JetStream removes an
+                // idle tenant's): made again on this queue's next turn.
+                tracing::debug!(queue = ?queue, error = %e, "cannot pull jobs");
                 self.consumers.remove(queue);
                 None
             }
             Err(_) => {
                 tracing::warn!(queue = ?queue, "a job fetch went unanswered");
+                self.rest(queue);
                 None
             }
         }
+    }
+
+    /// The consumer of `queue`, created (or updated) now.
+    async fn bind(&mut self, queue: &JobQueue) -> Option<PullConsumer> {
+        let create = self.storage.jobs_consumer(queue, self.ack_wait);
+        let error = match tokio::time::timeout(BIND_TIMEOUT, create).await {
+            Ok(Ok(consumer)) => {
+                self.consumers.insert(queue.clone(), consumer.clone());
+                return Some(consumer);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        tracing::warn!(queue = ?queue, error = %error, "cannot bind a jobs consumer");
+        // A consumer over every job (the previous release's, made again by
+        // an older worker) keeps tenants' consumers from being made on a
+        // work-queue stream: narrow it again (meanwhile, not on this slot).
+        if *queue != JobQueue::Legacy {
+            let (storage, ack_wait) = (self.storage.clone(), self.ack_wait);
+            tokio::spawn(async move {
+                let narrow = storage.jobs_consumer(&JobQueue::Legacy, ack_wait);
+                if let Ok(Err(e)) = tokio::time::timeout(BIND_TIMEOUT, narrow).await {
+                    tracing::debug!(error = %e, "cannot narrow the legacy jobs consumer");
+                }
+            });
+        }
+        None
+    }
+
+    /// Pass `queue` over for a while.
+    fn rest(&mut self, queue: &JobQueue) {
+        self.resting
+            .insert(queue.clone(), Instant::now() + QUEUE_REST);
     }
 }
 

@@ -34,9 +34,13 @@ use crate::metrics::Attempt;
 
 /// Backoff after a JetStream error, and the first retry delay of a job.
 const JOB_POLL: Duration = Duration::from_secs(1);
-/// How often an idle worker looks for a job: the longest a queued job waits
-/// for an idle worker.
+/// How often an idle worker looks for a job, at first: each empty look
+/// doubles the pause up to [`JOB_IDLE_POLL_MAX`], and a job found starts
+/// over. A look costs the server one STREAM.INFO request plus a fetch per
+/// tenant with jobs (`job_turns.rs`).
 const JOB_IDLE_POLL: Duration = Duration::from_millis(200);
+/// The longest a queued job waits for an idle worker to look.
+const JOB_IDLE_POLL_MAX: Duration = Duration::from_secs(1);
 /// How long the jobs loop steps back when synchronous calls wait for a slot.
 const JOB_YIELD: Duration = Duration::from_millis(5);
 
@@ -47,7 +51,7 @@ const JOB_YIELD: Duration = Duration::from_millis(5);
 /// fetches): a job is pulled only when this worker can start it at once,
 /// so queued jobs go to workers with capacity, and an idle poll never holds
 /// a slot for long. Synchronous calls come first: while any wait for a
-/// slot, no job is pulled.
+/// slot, no job is pulled (checked before each tenant's fetch).
 pub(crate) async fn take_jobs(
     worker: Arc<Worker>,
     slots: Arc<Semaphore>,
@@ -71,27 +75,30 @@ pub(crate) async fn take_jobs(
         }
     }
     let mut turns = JobTurns::new(worker.storage.clone(), worker.config.job_ack_wait);
+    let mut idle_poll = JOB_IDLE_POLL;
+    let calls_wait = || waiting.load(Ordering::SeqCst) > 0;
     while !*stop.borrow() {
         let permit = tokio::select! {
             _ = stop.changed() => continue,
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
-        if waiting.load(Ordering::SeqCst) > 0 {
-            drop(permit);
-            pause(&mut stop, JOB_YIELD).await;
-            continue;
-        }
-        match turns.next().await {
+        match turns.next(calls_wait).await {
             Ok(Some(message)) => {
+                idle_poll = JOB_IDLE_POLL;
                 let worker = worker.clone();
                 tokio::spawn(async move {
                     worker.run_job(message).await;
                     drop(permit);
                 });
             }
+            Ok(None) if calls_wait() => {
+                drop(permit);
+                pause(&mut stop, JOB_YIELD).await;
+            }
             Ok(None) => {
                 drop(permit);
-                pause(&mut stop, JOB_IDLE_POLL).await;
+                pause(&mut stop, idle_poll).await;
+                idle_poll = (idle_poll * 2).min(JOB_IDLE_POLL_MAX);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for jobs");

@@ -29,6 +29,7 @@ mod jobs;
 mod kv_client;
 mod metrics;
 mod modules;
+mod reach;
 mod run_span;
 
 use std::future::Future;
@@ -46,6 +47,9 @@ use metrics::WorkerMetrics;
 
 /// A running worker's shared parts.
 struct Worker {
+    /// Where guests may connect ([`WorkerConfig::outbound_reach`] and the
+    /// NATS servers).
+    reach: Arc<nimbus_engine::Reach>,
     client: Client,
     storage: Storage,
     engine: Engine,
@@ -78,7 +82,9 @@ pub async fn run(
         })?),
         None => None,
     };
+    let reach = Arc::new(reach::outbound_reach(&config, &client.server_info()));
     let worker = Arc::new(Worker {
+        reach,
         client,
         storage,
         engine,

@@ -266,6 +266,15 @@ impl Platform {
     }
 
     /// Messages worker `i` has received from NATS so far.
+    /// Guests worker `i` has run.
+    pub fn worker_runs(&self, i: usize) -> u64 {
+        self.workers[i]
+            .as_ref()
+            .expect("worker running")
+            .engine
+            .runs()
+    }
+
     pub fn worker_messages(&self, i: usize) -> u64 {
         let worker = self.workers[i].as_ref().expect("worker running");
         worker

@@ -1,6 +1,7 @@
 //! Outbound HTTP from components: only to the hosts a function is allowed,
 //! only to public addresses unless the operator allows private ones (the
-//! check is on the resolved address), redirects checked like any request,
+//! check is on the resolved address), never to the platform's NATS,
+//! redirects checked like any request,
 //! a bounded number of requests and bytes per invocation, and the network
 //! wait inside the deadline. The servers called are real, on loopback.
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use nimbus_engine::Reach;
 use nimbus_worker::WorkerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -18,17 +20,24 @@ use crate::examples::rust_example;
 use crate::harness::{Platform, Setup, assert_error};
 
 /// A small HTTP/1.1 server on loopback: `/hello` answers `hello from
-/// <port>`, `/headers` the request's header lines, `/redirect?to=<url>` a
-/// 302 there, `/big?bytes=<n>` n bytes, `/hang` never. Counts the requests
-/// it got.
+/// <port>`, `/headers` the request's header lines, `/echo` the method and
+/// body (`content-length` bodies), `/redirect?to=<url>` a 302 there,
+/// `/big?bytes=<n>` n bytes, `/hang` never. Counts the requests it got.
 struct Server {
+    ip: &'static str,
     port: u16,
     hits: Arc<AtomicUsize>,
 }
 
 impl Server {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// The server on another loopback address (`127.0.0.2`: all of
+    /// 127.0.0.0/8 is loopback on Linux).
+    async fn start_on(ip: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
         let counted = hits.clone();
@@ -47,7 +56,23 @@ impl Server {
                     counted.fetch_add(1, Ordering::SeqCst);
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
-                    let (status, extra, body) = if target == "/hello" {
+                    let (status, extra, body) = if target == "/echo" {
+                        let length = head
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        let mut body = vec![0; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let method = head.split(' ').next().unwrap_or_default();
+                        let body = String::from_utf8_lossy(&body);
+                        ("200 OK", String::new(), format!("{method} {body}"))
+                    } else if target == "/hello" {
                         ("200 OK", String::new(), format!("hello from {port}"))
                     } else if target == "/headers" {
                         // The request's header lines, as received.
@@ -72,11 +97,11 @@ impl Server {
                 });
             }
         });
-        Self { port, hits }
+        Self { ip, port, hits }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.ip, self.port)
     }
 
     fn hits(&self) -> usize {
@@ -118,14 +143,28 @@ async fn fetch(platform: &Platform, token: &str, name: &str, n: u32, url: &str) 
 }
 
 fn outbound_platform(allow_private: bool) -> Setup {
+    outbound_platform_reaching(Reach {
+        private: allow_private,
+        ..Reach::default()
+    })
+}
+
+fn outbound_platform_reaching(reach: Reach) -> Setup {
     Setup {
         worker: WorkerConfig {
-            outbound_allow_private: allow_private,
+            outbound_reach: reach,
             max_outbound_requests: 3,
             ..Setup::default().worker
         },
         ..Setup::default()
     }
+}
+
+/// The platform's NATS server, as a function would name it.
+fn nats_host(platform: &Platform) -> String {
+    let url = platform.nats_url();
+    let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+    format!("http://127.0.0.1:{port}")
 }
 
 #[tokio::test]
@@ -209,6 +248,12 @@ async fn only_allowed_hosts_are_reached_within_the_request_cap() {
     )
     .await;
     assert_eq!(reached[0]["body"], format!("hello from {}", b.port));
+    // Every port of loopback allowed, private addresses too: the platform's
+    // NATS server is still refused.
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &nats_host(&platform)).await,
+        json!([{"error": "ErrorCode::DestinationIpProhibited"}])
+    );
 
     assert_error(
         deploy(&platform, &ada, "bad", &["ftp://example.com".into()], "").await,
@@ -240,7 +285,69 @@ async fn private_addresses_are_refused_unless_the_operator_allows_them() {
             "{url}"
         );
     }
+    // JavaScript's fetch goes through the same check.
+    let (status, js) = platform
+        .post_json(
+            "/functions",
+            Some(&ada),
+            &json!({"code": FETCH_JS, "allowed_outbound_hosts": hosts}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{js}");
+    let (status, body) = platform
+        .execute(
+            &ada,
+            js["id"].as_u64().unwrap(),
+            json!({ "url": server.url("/hello") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["result"],
+        json!({"error": "TypeError: fetch failed: DestinationIpProhibited"})
+    );
     assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_allowed_private_network_opens_only_itself_redirects_and_nats_included() {
+    let reach = Reach {
+        networks: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Reach::default()
+    };
+    let platform = Platform::start_with(outbound_platform_reaching(reach)).await;
+    let ada = platform.user("ada").await;
+    let (inside, outside) = (
+        Server::start_on("127.0.0.1").await,
+        Server::start_on("127.0.0.2").await,
+    );
+    // The function may call both; the operator's network holds one.
+    let hosts = [
+        "http://127.0.0.1:*".to_owned(),
+        "http://127.0.0.2:*".to_owned(),
+    ];
+    let (status, body) = deploy(&platform, &ada, "probe", &hosts, "").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &inside.url("/hello")).await,
+        json!([{"status": 200, "body": format!("hello from {}", inside.port), "redirects": 0}])
+    );
+    let refused = json!([{"error": "ErrorCode::DestinationIpProhibited"}]);
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &outside.url("/hello")).await,
+        refused
+    );
+    // A redirect from the allowed network to a private address outside it
+    // is refused like a request made there directly.
+    let redirect = inside.url(&format!("/redirect?to={}", outside.url("/hello")));
+    assert_eq!(fetch(&platform, &ada, "probe", 1, &redirect).await, refused);
+    assert_eq!(inside.hits(), 2, "the redirect itself was served");
+    assert_eq!(outside.hits(), 0, "nothing reached the address outside");
+    // NATS listens inside the allowed network: still refused.
+    assert_eq!(
+        fetch(&platform, &ada, "probe", 1, &nats_host(&platform)).await,
+        refused
+    );
 }
 
 #[tokio::test]
@@ -345,6 +452,51 @@ async fn javascript_and_rust_sdk_functions_call_out_through_the_same_checks() {
     );
     assert!(seen.contains("x-from: js"), "{seen}");
     assert!(!seen.contains("evil.example"), "{seen}");
+
+    // A Request object, with a method and a body, under the function's
+    // output cap (1000 bytes here) for what it sends.
+    let request_js = r#"async function handler(input) {
+        const request = new Request(input.url, { method: 'PUT', body: 'x'.repeat(input.bytes) });
+        try {
+            const response = await fetch(request);
+            return { status: response.status, body: await response.text() };
+        } catch (e) { return { error: `${e.name}: ${e.message}` }; }
+    }"#;
+    let (status, sender) = platform
+        .post_json(
+            "/functions",
+            Some(&ada),
+            &json!({"code": request_js, "allowed_outbound_hosts": allowed,
+                    "limits": {"max_output_bytes": 1000}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sender}");
+    let sender = sender["id"].as_u64().unwrap();
+    let send = |bytes: usize| {
+        let platform = &platform;
+        let ada = &ada;
+        let url = a.url("/echo");
+        async move {
+            let (status, body) = platform
+                .execute(ada, sender, json!({ "url": url, "bytes": bytes }))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["result"].clone()
+        }
+    };
+    assert_eq!(
+        send(10).await,
+        json!({"status": 200, "body": format!("PUT {}", "x".repeat(10))})
+    );
+    let hits = a.hits();
+    let too_big = send(5000).await;
+    assert!(
+        too_big["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HttpRequestBodySize")),
+        "{too_big}"
+    );
+    assert_eq!(a.hits(), hits, "a body over the cap is not sent");
 
     // Refused attempts count against the cap (3 here) like sent ones.
     let loop_js = r#"async function handler(input) {

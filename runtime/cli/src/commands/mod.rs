@@ -27,7 +27,7 @@ use clap::Subcommand;
 #[derive(Subcommand)]
 pub enum Command {
     /// Run everything locally: nats-server, one API server and one worker.
-    Up(serve::UpArgs),
+    Up(Box<serve::UpArgs>),
     /// Run an API server against an existing NATS.
     Api(serve::ApiArgs),
     /// Run a worker against an existing NATS.
@@ -90,7 +90,7 @@ impl Command {
 
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Self::Up(args) => args.run().await,
+            Self::Up(args) => (*args).run().await,
             Self::Api(args) => args.run().await,
             Self::Worker(args) => args.run().await,
             Self::ArtifactPublicKey(args) => args.run(),

@@ -124,9 +124,28 @@ pub struct WorkerFlags {
     warm_modules: usize,
     /// Let functions reach loopback, private and link-local addresses over
     /// HTTP (tests, development). Off, a function reaches only public
-    /// addresses, whatever hosts it is allowed.
+    /// addresses and --outbound-allow-net, whatever hosts it is allowed.
     #[arg(long, env = "NIMBUS_OUTBOUND_ALLOW_PRIVATE")]
     outbound_allow_private: bool,
+    /// Private networks functions may reach all the same (CIDR, e.g.
+    /// 10.20.0.0/16: a service of yours on your network), comma-separated
+    /// or repeated.
+    #[arg(
+        long = "outbound-allow-net",
+        env = "NIMBUS_OUTBOUND_ALLOW_NETS",
+        value_delimiter = ','
+    )]
+    outbound_allow_nets: Vec<ipnet::IpNet>,
+    /// The platform's own endpoints that functions never reach, whatever
+    /// else is allowed (host:port, comma-separated or repeated): API
+    /// servers, the gateway. The worker adds its NATS servers by itself,
+    /// and `nimbus up` its API.
+    #[arg(
+        long = "outbound-deny",
+        env = "NIMBUS_OUTBOUND_DENY",
+        value_delimiter = ','
+    )]
+    outbound_deny: Vec<String>,
     /// Outbound HTTP requests one invocation may make.
     #[arg(
         long,
@@ -173,7 +192,16 @@ impl WorkerFlags {
             job_attempts: self.job_attempts,
             job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
             warm_modules: self.warm_modules,
-            outbound_allow_private: self.outbound_allow_private,
+            outbound_reach: nimbus_engine::Reach {
+                private: self.outbound_allow_private,
+                networks: self.outbound_allow_nets.clone(),
+                platform: self
+                    .outbound_deny
+                    .iter()
+                    .map(|endpoint| platform::resolve_endpoint(endpoint))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+                    .concat(),
+            },
             max_outbound_requests: self.max_outbound_requests,
             max_kv_operations: self.max_kv_operations,
             metrics_listener,
@@ -399,12 +427,14 @@ impl WorkerArgs {
         )
         .await?;
         let telemetry = self.telemetry.start("nimbus-worker")?;
-        let config = WorkerConfig {
+        let mut config = WorkerConfig {
             artifact_verifier: self.artifacts.verifier()?,
             env_key: self.secrets.env_key()?,
             export_spans: telemetry.is_some(),
             ..self.worker.config()?
         };
+        let nats_servers = platform::nats_endpoints(&self.nats_url).await;
+        config.outbound_reach.platform.extend(nats_servers);
         if config.env_key.is_none() {
             tracing::warn!(
                 "no NIMBUS_ENV_KEY: functions with variables or secrets fail on this worker"

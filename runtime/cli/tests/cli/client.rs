@@ -233,6 +233,44 @@ async fn every_client_command_works_against_nimbus_up() {
         cli.fails(&["deploy", &format!("{EXAMPLES}/Cargo.toml")])
             .contains(".wasm, .wat or .js")
     );
+
+    // Key-value state: the owner's commands and a function granted the
+    // store see the same keys.
+    let visits = data.path().join("visits.js");
+    std::fs::write(
+        &visits,
+        "const kv = Nimbus.kv.open();\n\
+         return { greeting: kv.get('greeting'), visits: kv.increment('visits') };\n",
+    )
+    .unwrap();
+    let visits = cli.ok(&["deploy", visits.to_str().unwrap(), "--kv-store", "default"]);
+    let visits = visits.trim();
+    cli.ok(&["kv", "put", "default", "greeting", "hello"]);
+    assert_eq!(
+        cli.ok(&["invoke", visits, "null"]).trim(),
+        r#"{"greeting":"hello","visits":1}"#
+    );
+    assert_eq!(
+        cli.ok(&["invoke", visits, "null"]).trim(),
+        r#"{"greeting":"hello","visits":2}"#
+    );
+    assert_eq!(cli.ok(&["kv", "get", "default", "visits"]), "2");
+    assert_eq!(cli.ok(&["kv", "ls", "default"]), "greeting\nvisits\n");
+    assert_eq!(
+        cli.ok(&["kv", "ls", "default", "--prefix", "vis"]),
+        "visits\n"
+    );
+    let stores = cli.ok(&["kv", "stores"]);
+    assert!(stores.starts_with("default\t2 keys\t"), "{stores}");
+    cli.ok(&["kv", "rm", "default", "greeting"]);
+    assert!(
+        cli.fails(&["kv", "get", "default", "greeting"])
+            .contains("not_found")
+    );
+    assert_eq!(
+        cli.ok(&["invoke", visits, "null"]).trim(),
+        r#"{"greeting":null,"visits":3}"#
+    );
     up.terminate();
     // Nothing the platform wrote (its debug log, nats-server's store, the
     // keys it kept) holds the secret's value in clear; the variables are
