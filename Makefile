@@ -19,7 +19,7 @@ PLAYWRIGHT_PATH = $$(cat $(TOOLS)/playwright-path)
 APT_PACKAGES := clang-19 llvm-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 \
 	nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-yaml chromium
 
-## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.11.7)
+## setup: the wasm32-wasip1 and wasm32-wasip2 targets, the shim's C toolchain, nats-server (>= 2.12)
 ## componentize-py (Python components, for the tests), prometheus_client (its OpenMetrics
 ## parser checks /metrics in the tests), schemathesis (fuzzes the OpenAPI contract) and
 ## playwright-core (drives Chromium through the web console) into .tools/

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a suitable nats-server (>= 2.11.7: Nimbus needs per-message TTLs,
+# Make sure a suitable nats-server (>= 2.12: Nimbus needs per-message TTLs,
 # the KV/JetStream API async-nats 0.51 speaks, and pull consumers kept while a
 # delivered message waits for its ack) is available, and print its path.
 #
@@ -22,9 +22,9 @@ suitable() {
     local v
     v=$("$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1) || return 1
     [ -n "$v" ] || return 1
-    local major minor patch
-    IFS=. read -r major minor patch <<<"$v"
-    [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && { [ "$minor" -gt 11 ] || { [ "$minor" -eq 11 ] && [ "$patch" -ge 7 ]; }; }; }
+    local major minor
+    IFS=. read -r major minor _ <<<"$v"
+    [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 12 ]; }
 }
 
 for candidate in "${NIMBUS_NATS_SERVER:-}" "$target" "$(command -v nats-server || true)"; do

@@ -14,10 +14,11 @@ use anyhow::{Context, bail};
 
 /// Oldest nats-server Nimbus works with: 2.11 brought per-message TTLs, and
 /// older servers' account info breaks async-nats 0.51's KV bucket creation;
-/// 2.11.7 keeps an idle pull consumer while a delivered message waits for
-/// its ack (before, a tenant's jobs consumer could expire under a running
-/// job, and the job's attempts would count again from one).
-pub const MIN_VERSION: (u32, u32, u32) = (2, 11, 7);
+/// 2.12 keeps an idle pull consumer while a delivered message waits for its
+/// ack (nats-server #7052 and #7107, mid-2025; before, a tenant's jobs
+/// consumer could expire under a running job, and the job's attempts would
+/// count again from one).
+pub const MIN_VERSION: (u32, u32, u32) = (2, 12, 0);
 
 /// [`locate`] with `NIMBUS_NATS_SERVER` as the explicit choice, if set (what
 /// tests and `make test` use).

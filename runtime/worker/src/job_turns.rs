@@ -19,6 +19,8 @@
 //! of at most [`BIND_TIMEOUT`] now and then, not one per turn.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
@@ -35,6 +37,15 @@ const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a queue that could not be read is passed over.
 const QUEUE_REST: Duration = Duration::from_secs(30);
 
+/// What looking for the next job found.
+pub(crate) enum Next {
+    Job(Box<jetstream::Message>),
+    /// No tenant has a job waiting that is not running already.
+    Idle,
+    /// The search stopped because `give_way` said so.
+    GaveWay,
+}
+
 pub(crate) struct JobTurns {
     storage: Storage,
     ack_wait: Duration,
@@ -45,6 +56,8 @@ pub(crate) struct JobTurns {
     turn: VecDeque<JobQueue>,
     /// The queue served last: the next turn starts after it.
     last: Option<JobQueue>,
+    /// Whether the legacy consumer is being narrowed again (once at a time).
+    narrowing: Arc<AtomicBool>,
 }
 
 impl JobTurns {
@@ -56,32 +69,32 @@ impl JobTurns {
             resting: HashMap::new(),
             turn: VecDeque::new(),
             last: None,
+            narrowing: Arc::default(),
         }
     }
 
-    /// The next job in turn, or `None` when no tenant has one waiting or
-    /// when `give_way` says to stop looking (asked before each tenant's
-    /// fetch: synchronous calls are waiting for the slot this search holds;
-    /// the turn goes on where it stopped).
-    pub(crate) async fn next(
-        &mut self,
-        give_way: impl Fn() -> bool,
-    ) -> Result<Option<jetstream::Message>, StoreError> {
+    /// The next job in turn, unless no tenant has one waiting or
+    /// `give_way` says to stop looking (asked before each tenant's fetch:
+    /// synchronous calls are waiting for the slot this search holds, or the
+    /// worker stops; the turn goes on where it stopped).
+    pub(crate) async fn next(&mut self, give_way: impl Fn() -> bool) -> Result<Next, StoreError> {
         let mut asked = false;
         loop {
             if give_way() {
-                return Ok(None);
+                return Ok(Next::GaveWay);
             }
             let Some(queue) = self.turn.pop_front() else {
                 // A turn asked the stream already and found nothing left.
                 if asked {
-                    return Ok(None);
+                    return Ok(Next::Idle);
                 }
                 asked = true;
                 let queues = self.storage.job_queues().await?;
                 // Consumers of tenants with no job left are forgotten (the
                 // server removes them once idle).
-                self.consumers.retain(|queue, _| queues.contains(queue));
+                // (`queues` is sorted.)
+                self.consumers
+                    .retain(|queue, _| queues.binary_search(queue).is_ok());
                 let now = Instant::now();
                 self.resting.retain(|_, until| *until > now);
                 let queues = queues
@@ -93,7 +106,7 @@ impl JobTurns {
             };
             if let Some(job) = self.fetch(&queue).await {
                 self.last = Some(queue);
-                return Ok(Some(job));
+                return Ok(Next::Job(Box::new(job)));
             }
         }
     }
@@ -152,14 +165,17 @@ impl JobTurns {
         tracing::warn!(queue = ?queue, error = %error, "cannot bind a jobs consumer");
         // A consumer over every job (the previous release's, made again by
         // an older worker) keeps tenants' consumers from being made on a
-        // work-queue stream: narrow it again (meanwhile, not on this slot).
-        if *queue != JobQueue::Legacy {
+        // work-queue stream: narrow it again (meanwhile, not on this slot;
+        // one attempt at a time however many tenants fail).
+        if *queue != JobQueue::Legacy && !self.narrowing.swap(true, Ordering::SeqCst) {
             let (storage, ack_wait) = (self.storage.clone(), self.ack_wait);
+            let narrowing = self.narrowing.clone();
             tokio::spawn(async move {
                 let narrow = storage.jobs_consumer(&JobQueue::Legacy, ack_wait);
                 if let Ok(Err(e)) = tokio::time::timeout(BIND_TIMEOUT, narrow).await {
                     tracing::debug!(error = %e, "cannot narrow the legacy jobs consumer");
                 }
+                narrowing.store(false, Ordering::SeqCst);
             });
         }
         None

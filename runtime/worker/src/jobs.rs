@@ -29,7 +29,7 @@ use nimbus_store::{JobQueue, now_rfc3339};
 use tokio::sync::{Semaphore, watch};
 
 use crate::Worker;
-use crate::job_turns::JobTurns;
+use crate::job_turns::{JobTurns, Next};
 use crate::metrics::Attempt;
 
 /// Backoff after a JetStream error, and the first retry delay of a job.
@@ -82,20 +82,20 @@ pub(crate) async fn take_jobs(
             _ = stop.changed() => continue,
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
-        match turns.next(calls_wait).await {
-            Ok(Some(message)) => {
+        match turns.next(|| calls_wait() || *stop.borrow()).await {
+            Ok(Next::Job(message)) => {
                 idle_poll = JOB_IDLE_POLL;
                 let worker = worker.clone();
                 tokio::spawn(async move {
-                    worker.run_job(message).await;
+                    worker.run_job(*message).await;
                     drop(permit);
                 });
             }
-            Ok(None) if calls_wait() => {
+            Ok(Next::GaveWay) => {
                 drop(permit);
                 pause(&mut stop, JOB_YIELD).await;
             }
-            Ok(None) => {
+            Ok(Next::Idle) => {
                 drop(permit);
                 pause(&mut stop, idle_poll).await;
                 idle_poll = (idle_poll * 2).min(JOB_IDLE_POLL_MAX);

@@ -76,13 +76,16 @@ pub async fn run(
     metrics.watch_capacity(slots.clone(), concurrency, waiting.clone());
     let metrics = Arc::new(metrics);
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics_server = match config.metrics_listener.as_ref().and_then(|l| l.take()) {
+    let metrics_listener = config.metrics_listener.as_ref().and_then(|l| l.take());
+    let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_server = match metrics_listener {
         Some(listener) => Some(metrics::serve(listener, metrics.clone(), async {
             metrics_stopped.await.ok();
         })?),
         None => None,
     };
-    let reach = Arc::new(reach::outbound_reach(&config, &client.server_info()));
+    let reach = reach::outbound_reach(&config, &client.server_info(), metrics_address);
+    let reach = Arc::new(reach);
     let worker = Arc::new(Worker {
         reach,
         client,

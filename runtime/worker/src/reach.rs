@@ -1,7 +1,7 @@
 //! Where this worker's guests may connect: the operator's rules
 //! ([`nimbus_engine::Reach`], from the worker's settings) with the NATS
-//! servers the worker learns of at start added to the platform's own
-//! endpoints, which guests never reach.
+//! servers the worker learns of at start, and its own metrics listener,
+//! added to the platform's own endpoints, which guests never reach.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,11 +11,17 @@ use crate::WorkerConfig;
 
 /// The worker's outbound rules, its NATS servers included: the server it
 /// is connected to, as that server describes itself, and the client URLs
-/// the server lists for the rest of its cluster. (The URLs the worker was
-/// given are added by whoever resolved them: the `nimbus` command.)
-pub(crate) fn outbound_reach(config: &WorkerConfig, info: &ServerInfo) -> nimbus_engine::Reach {
+/// the server lists for the rest of its cluster (as they are at start).
+/// The URLs the worker was given are added by whoever resolved them (the
+/// `nimbus` command); `own` are the worker's own listeners.
+pub(crate) fn outbound_reach(
+    config: &WorkerConfig,
+    info: &ServerInfo,
+    own: impl IntoIterator<Item = SocketAddr>,
+) -> nimbus_engine::Reach {
     let mut reach = config.outbound_reach.clone();
     reach.platform.extend(nats_endpoints(info));
+    reach.platform.extend(own);
     reach
 }
 

@@ -99,7 +99,6 @@ async fn deploy_wasm(platform: &Platform, token: &str, query: &str, wasm: Vec<u8
     body["id"].as_u64().unwrap()
 }
 
-/// Whether any file under `dir` contains `needle`.
 /// Make calls with `call` (which checks each answer) until each of the
 /// first `workers` workers has run one of them: NATS spreads a queue
 /// group's messages at random, so which worker ran a call is known only
@@ -119,6 +118,7 @@ async fn on_every_worker<F: Future<Output = ()>>(
     panic!("200 calls never reached all {workers} workers");
 }
 
+/// Whether any file under `dir` contains `needle`.
 fn stored_anywhere(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).unwrap().flatten().any(|entry| {
         let path = entry.path();

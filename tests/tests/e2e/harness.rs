@@ -265,7 +265,6 @@ impl Platform {
             .load_stats()
     }
 
-    /// Messages worker `i` has received from NATS so far.
     /// Guests worker `i` has run.
     pub fn worker_runs(&self, i: usize) -> u64 {
         self.workers[i]
@@ -275,6 +274,7 @@ impl Platform {
             .runs()
     }
 
+    /// Messages worker `i` has received from NATS so far.
     pub fn worker_messages(&self, i: usize) -> u64 {
         let worker = self.workers[i].as_ref().expect("worker running");
         worker
