@@ -33,6 +33,7 @@ mod nats_permissions;
 mod openapi;
 mod otlp;
 mod outbound;
+mod outbound_server;
 mod quotas;
 mod seed;
 mod top;
