@@ -109,6 +109,13 @@ pub fn object_chunks(bucket: &str, nuid: &str) -> String {
     format!("$O.{bucket}.C.{nuid}")
 }
 
+/// Subjects the metadata of every object of object store `bucket` is
+/// published on as the object is stored or deleted (the object store's own
+/// layout; workers listen to learn of new artifacts).
+pub fn object_meta_all(bucket: &str) -> String {
+    format!("$O.{bucket}.M.*")
+}
+
 /// Subject the final record of asynchronous invocation `invocation` is
 /// published on.
 pub fn result(invocation: &str) -> String {

@@ -106,7 +106,16 @@ impl Engine {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config
             .consume_fuel(config.consume_fuel)
-            .epoch_interruption(true);
+            .epoch_interruption(true)
+            // Artifacts carry neither a symbol table nor `.eh_frame`: wasm
+            // backtraces need neither (they walk frame pointers and read
+            // wasmtime's own address map, kept for the offsets in trap
+            // messages), host panics never unwind through guest frames, and
+            // both cost bytes on every artifact fetch (~2.6 of the Python
+            // component's 43 MB) and, for unwind tables, a registration per
+            // function at every load.
+            .debug_symbols(false)
+            .native_unwind_info(false);
         features::configure(&mut wasm_config);
         if config.pooling {
             let slots = config.max_concurrency;

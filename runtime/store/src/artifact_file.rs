@@ -17,6 +17,16 @@ pub enum Artifact {
     Bytes(bytes::Bytes),
 }
 
+impl Artifact {
+    /// Another handle on the same artifact (no copy).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::File(file) => Self::File(file.try_clone()?),
+            Self::Bytes(bytes) => Self::Bytes(bytes.clone()),
+        })
+    }
+}
+
 /// What an artifact's content is written to while it arrives.
 pub(crate) enum Sink {
     File(File),

@@ -43,7 +43,7 @@ impl ArtifactKey {
         ArtifactVerifier(self.0.verifying_key())
     }
 
-    fn sign(&self, name: &str, hash: &blake3::Hash) -> Signature {
+    pub(crate) fn sign(&self, name: &str, hash: &blake3::Hash) -> Signature {
         self.0.sign(&signed_message(name, hash))
     }
 }
@@ -76,7 +76,7 @@ impl ArtifactVerifier {
         hex::encode(self.0.as_bytes())
     }
 
-    fn verifies(&self, name: &str, hash: &blake3::Hash, signature: &[u8]) -> bool {
+    pub(crate) fn verifies(&self, name: &str, hash: &blake3::Hash, signature: &[u8]) -> bool {
         let Ok(signature) = Signature::from_slice(signature) else {
             return false;
         };
@@ -109,6 +109,14 @@ pub struct WeakArtifactKey;
 )]
 pub struct InvalidPublicKey;
 
+/// A verified artifact and the signature it carried.
+#[derive(Debug)]
+pub struct SignedArtifact {
+    pub artifact: Artifact,
+    /// The Ed25519 signature stored in front of it.
+    pub signature: Vec<u8>,
+}
+
 /// Bytes of the signature stored in front of an artifact.
 pub(crate) const TAG_BYTES: usize = 64;
 
@@ -121,6 +129,18 @@ impl Storage {
         engine_key: &str,
         verifier: &ArtifactVerifier,
     ) -> Result<Option<Artifact>, StoreError> {
+        let signed = self.signed_artifact(digest, engine_key, verifier).await?;
+        Ok(signed.map(|signed| signed.artifact))
+    }
+
+    /// [`Storage::artifact`], with the signature it verified (what a worker
+    /// keeps with it on its own disk, `local_artifacts.rs`).
+    pub async fn signed_artifact(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        verifier: &ArtifactVerifier,
+    ) -> Result<Option<SignedArtifact>, StoreError> {
         let name = artifact_name(digest, engine_key);
         // The hash is computed, and the artifact written where the engine
         // will load it from, while the chunks arrive.
@@ -139,7 +159,10 @@ impl Storage {
         let artifact = sink
             .finish()
             .map_err(|e| unavailable("keep an artifact", e))?;
-        Ok(Some(artifact))
+        Ok(Some(SignedArtifact {
+            artifact,
+            signature: tag,
+        }))
     }
 
     /// Store the artifact of module `digest` for engines with `engine_key`,

@@ -24,6 +24,7 @@
 //! - `jobs`: the work queue of asynchronous invocations;
 //! - `logs`: function logs; `log_follow`: following them as they come;
 //! - `objects`: modules and precompiled artifacts in the object store;
+//! - `local_artifacts`: a worker's copies of artifacts on its own disk;
 //! - `nats_metrics`: the connection's counters, for `/metrics`;
 //! - `failover`: retrying what a JetStream failover explains;
 //! - `replica_lag`: listings checked against the stream's leader;
@@ -47,6 +48,7 @@ mod invocations;
 mod jobs;
 mod kv_listing;
 mod kv_state;
+mod local_artifacts;
 mod log_follow;
 mod logs;
 mod module_gc;
@@ -59,7 +61,7 @@ mod users;
 
 pub use artifact_file::Artifact;
 pub use artifacts::{
-    ArtifactKey, ArtifactVerifier, InvalidPublicKey, WeakArtifactKey, artifact_name,
+    ArtifactKey, ArtifactVerifier, InvalidPublicKey, SignedArtifact, WeakArtifactKey, artifact_name,
 };
 pub use codec::now_rfc3339;
 pub use config::StoreConfig;
@@ -70,6 +72,7 @@ pub use functions::ID_COUNTER_KEY;
 pub use jobs::JobQueue;
 pub use kv_listing::{escape_key, unescape_key};
 pub use kv_state::{KvEntry, KvUsage, StoreUsage};
+pub use local_artifacts::LocalArtifacts;
 pub use log_follow::{FollowFrom, LogFollow};
 pub use logs::{LogEntry, LogUsage};
 pub use module_gc::{Garbage, Sweep};

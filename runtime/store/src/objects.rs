@@ -213,7 +213,7 @@ impl Storage {
 
 /// Feed the chunks `next` yields to `check` and their content to `sink`:
 /// both back, and the bytes fed.
-fn absorb<S: Write>(
+pub(crate) fn absorb<S: Write>(
     mut check: Check,
     mut sink: S,
     mut next: impl FnMut() -> Option<bytes::Bytes>,

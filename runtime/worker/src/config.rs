@@ -65,6 +65,15 @@ pub struct WorkerConfig {
     /// burst of calls into first calls. 0 turns it off; needs the artifact
     /// key.
     pub warm_modules: usize,
+    /// Where this worker keeps copies of the signed artifacts it loaded
+    /// (`nimbus_store::LocalArtifacts`), so that loading one again (after a
+    /// restart, or once the memory cache dropped it) reads a local file,
+    /// checked like the stored one, instead of the object store. `None`:
+    /// nowhere.
+    pub artifact_dir: Option<std::path::PathBuf>,
+    /// Bytes of artifacts kept in `artifact_dir`; the least recently used
+    /// go first.
+    pub artifact_dir_bytes: u64,
     /// Where to serve `GET /metrics` (`metrics.rs`); `None`: nowhere.
     pub metrics_listener: Option<MetricsListener>,
     /// Functions given series of their own in the metrics; the others are
@@ -121,6 +130,8 @@ impl Default for WorkerConfig {
             job_attempts: 3,
             job_ack_wait: Duration::from_secs(30),
             warm_modules: 64,
+            artifact_dir: None,
+            artifact_dir_bytes: 4 << 30,
             metrics_listener: None,
             metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
             export_spans: false,

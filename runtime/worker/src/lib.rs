@@ -15,8 +15,9 @@
 //! - `invoke`: one run on the engine, its logs and error event.
 //! - `metrics`: what the worker counts, served on `--metrics-listen`;
 //!   `run_span`: a run as an OpenTelemetry span, when spans are exported.
-//! - `modules`: the compiled module for a digest (cache, shared artifact,
-//!   object store), and warming up at start with recent artifacts.
+//! - `modules`: the compiled module for a digest (cache, shared artifact
+//!   kept on disk or in the object store, module compiled), and warming up
+//!   at start with recent artifacts.
 //!
 //! Stopping drains: invocations already delivered are still answered.
 
@@ -55,6 +56,8 @@ struct Worker {
     engine: Engine,
     config: WorkerConfig,
     loading: modules::Loading,
+    /// Artifacts kept on disk ([`WorkerConfig::artifact_dir`]).
+    local_artifacts: Option<Arc<nimbus_store::LocalArtifacts>>,
     metrics: Arc<WorkerMetrics>,
 }
 
@@ -86,6 +89,15 @@ pub async fn run(
     };
     let reach = reach::outbound_reach(&config, &client.server_info(), metrics_address);
     let reach = Arc::new(reach);
+    let local_artifacts = config.artifact_dir.as_ref().and_then(|dir| {
+        nimbus_store::LocalArtifacts::open(dir, config.artifact_dir_bytes)
+            .inspect_err(|e| {
+                let dir = dir.display();
+                tracing::warn!(%dir, error = %e, "not keeping artifacts on disk");
+            })
+            .ok()
+            .map(Arc::new)
+    });
     let worker = Arc::new(Worker {
         reach,
         client,
@@ -93,10 +105,15 @@ pub async fn run(
         engine,
         config,
         loading: modules::Loading::default(),
+        local_artifacts,
         metrics,
     });
+    // Before the intake: once a call reaches this worker, so does the news
+    // of an artifact stored after it.
+    let stored = worker.subscribe_stored().await;
     let intake = intake::Intake::subscribe(&worker).await?;
     let warming = tokio::spawn(worker.clone().warm());
+    let loading_stored = tokio::spawn(worker.clone().load_as_stored(stored));
     tracing::info!(
         concurrency,
         queue = worker.config.queue_capacity,
@@ -113,6 +130,7 @@ pub async fn run(
     let jobs = jobs::take_jobs(worker.clone(), slots.clone(), waiting, stop);
     tokio::join!(calls, jobs);
     warming.abort();
+    loading_stored.abort();
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();

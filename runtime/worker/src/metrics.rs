@@ -44,6 +44,8 @@ use tokio::sync::Semaphore;
 pub(crate) enum ModuleSource {
     Cache,
     Artifact,
+    /// An artifact this worker kept on its disk.
+    Kept,
     Compile,
     Warm,
 }
@@ -59,6 +61,7 @@ impl ModuleSource {
             source: match self {
                 Self::Cache => "cache",
                 Self::Artifact => "artifact",
+                Self::Kept => "kept",
                 Self::Compile => "compile",
                 Self::Warm => "warm",
             },

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::object_store::ObjectInfo;
 use nimbus_core::script::ScriptModule;
 use nimbus_engine::{CompileError, CompiledModule};
 use nimbus_store::{Artifact, StoreError};
@@ -117,21 +118,71 @@ impl Worker {
         };
         let mut loaded = 0;
         for digest in &digests {
-            let warmed = self
-                .once(digest, async || {
-                    let started = Instant::now();
-                    let module = self.shared_artifact(digest, &engine_key, key).await;
-                    if module.is_some() {
-                        loaded += 1;
-                        self.metrics.module(ModuleSource::Warm, started.elapsed());
-                    }
-                    module.ok_or(())
-                })
-                .await;
-            // Unusable artifacts were logged; their modules load on a call.
-            drop(warmed);
+            if self.warm_one(digest, &engine_key, key).await {
+                loaded += 1;
+            }
         }
         tracing::info!(loaded, listed = digests.len(), "warmed up");
+    }
+
+    /// The object store's metadata as objects are stored (plain NATS; the
+    /// object names are all `load_as_stored` reads of it: digests and
+    /// engine keys), unless warming is off (`warm_modules` 0).
+    pub(crate) async fn subscribe_stored(&self) -> Option<async_nats::Subscriber> {
+        if self.config.warm_modules == 0 || self.config.artifact_verifier.is_none() {
+            return None;
+        }
+        let subject = nimbus_core::subjects::object_meta_all(nimbus_core::subjects::MODULES_BUCKET);
+        self.client
+            .subscribe(subject)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "not loading artifacts as they are stored"))
+            .ok()
+    }
+
+    /// Load each artifact for this engine as an API server stores it (at an
+    /// upload), one at a time, as `warm` does at start: the function's
+    /// first call on this worker then finds it loaded, or joins the load
+    /// under way.
+    pub(crate) async fn load_as_stored(self: Arc<Self>, stored: Option<async_nats::Subscriber>) {
+        let (Some(mut stored), Some(key)) = (stored, &self.config.artifact_verifier) else {
+            return;
+        };
+        let engine_key = self.engine.artifact_key();
+        let suffix = nimbus_store::artifact_name("", &engine_key);
+        while let Some(message) = futures::StreamExt::next(&mut stored).await {
+            let Ok(info) = serde_json::from_slice::<ObjectInfo>(&message.payload) else {
+                continue;
+            };
+            if let (false, Some(digest)) = (info.deleted, info.name.strip_suffix(&suffix))
+                && self.engine.cached(digest).is_none()
+            {
+                self.warm_one(digest, &engine_key, key).await;
+            }
+        }
+    }
+
+    /// Load the artifact of `digest` under the module's turn, ahead of its
+    /// calls; whether it is loaded. One that cannot be used was logged: its
+    /// module loads on a call.
+    async fn warm_one(
+        &self,
+        digest: &str,
+        engine_key: &str,
+        key: &nimbus_store::ArtifactVerifier,
+    ) -> bool {
+        let warmed = self
+            .once(digest, async || {
+                let started = Instant::now();
+                let module = self.shared_artifact(digest, engine_key, key).await;
+                let module = module.map(|(module, _)| module);
+                if module.is_some() {
+                    self.metrics.module(ModuleSource::Warm, started.elapsed());
+                }
+                module.ok_or(())
+            })
+            .await;
+        warmed.is_ok()
     }
 
     /// Load `digest`: a shared artifact, else the stored module compiled;
@@ -139,9 +190,14 @@ impl Worker {
     async fn load(&self, digest: &str) -> Result<(Arc<CompiledModule>, ModuleSource), ModuleError> {
         let engine_key = self.engine.artifact_key();
         if let Some(key) = &self.config.artifact_verifier
-            && let Some(module) = self.shared_artifact(digest, &engine_key, key).await
+            && let Some((module, kept)) = self.shared_artifact(digest, &engine_key, key).await
         {
-            return Ok((module, ModuleSource::Artifact));
+            let source = if kept {
+                ModuleSource::Kept
+            } else {
+                ModuleSource::Artifact
+            };
+            return Ok((module, source));
         }
         let bytes = self
             .storage
@@ -184,22 +240,43 @@ impl Worker {
     }
 
     /// The signed artifact of `digest` for this engine, if there is a usable
-    /// one.
+    /// one: the copy kept on this worker's disk, else the object store's
+    /// (then kept on disk, in the background); and whether it was the kept
+    /// copy.
     async fn shared_artifact(
         &self,
         digest: &str,
         engine_key: &str,
         key: &nimbus_store::ArtifactVerifier,
-    ) -> Option<Arc<CompiledModule>> {
+    ) -> Option<(Arc<CompiledModule>, bool)> {
         let started = std::time::Instant::now();
-        let artifact = match self.storage.artifact(digest, engine_key, key).await {
-            Ok(artifact) => artifact?,
-            Err(e) => {
-                let message = nimbus_core::error::describe(&e);
-                tracing::warn!(%digest, error = %message, "not loading the artifact; compiling instead");
-                return None;
+        let name = nimbus_store::artifact_name(digest, engine_key);
+        let kept = match &self.local_artifacts {
+            Some(local) => {
+                let (local, name, key) = (local.clone(), name.clone(), key.clone());
+                tokio::task::spawn_blocking(move || local.load(&name, &key))
+                    .await
+                    .ok()
+                    .flatten()
             }
+            None => None,
         };
+        let (artifact, to_keep) = match kept {
+            Some(artifact) => (artifact, None),
+            None => match self.storage.signed_artifact(digest, engine_key, key).await {
+                Ok(signed) => {
+                    let signed = signed?;
+                    let artifact = signed.artifact.try_clone().ok()?;
+                    (artifact, self.local_artifacts.is_some().then_some(signed))
+                }
+                Err(e) => {
+                    let message = nimbus_core::error::describe(&e);
+                    tracing::warn!(%digest, error = %message, "not loading the artifact; compiling instead");
+                    return None;
+                }
+            },
+        };
+        let from_disk = to_keep.is_none() && self.local_artifacts.is_some();
         let fetched = started.elapsed();
         let engine = self.engine.clone();
         let digest_owned = digest.to_owned();
@@ -212,11 +289,20 @@ impl Worker {
             Ok(Ok(module)) => {
                 tracing::debug!(
                     %digest,
+                    from_disk,
                     fetched_ms = fetched.as_secs_f64() * 1e3,
                     loaded_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
                     "loaded an artifact"
                 );
-                Some(module)
+                if let (Some(local), Some(signed)) = (&self.local_artifacts, to_keep) {
+                    let local = local.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = local.keep(&name, &signed) {
+                            tracing::debug!(%name, error = %e, "not keeping an artifact on disk");
+                        }
+                    });
+                }
+                Some((module, from_disk))
             }
             Ok(Err(e)) => {
                 tracing::warn!(%digest, error = %e, "ignoring unusable artifact");

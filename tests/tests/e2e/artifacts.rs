@@ -188,7 +188,11 @@ async fn a_starting_worker_warms_up_with_the_most_recent_artifacts() {
 
 #[tokio::test]
 async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
-    let platform = Platform::start().await;
+    // The call meets the forged artifact (with warming on, the worker would
+    // load the genuine one as the upload stores it: `artifact_delivery.rs`).
+    let mut setup = Setup::default();
+    setup.worker.warm_modules = 0;
+    let platform = Platform::start_with(setup).await;
     let token = platform.user("ada").await;
     let (status, created) = platform
         .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))

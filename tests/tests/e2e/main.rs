@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod artifact_delivery;
 mod artifacts;
 mod auth;
 mod auth_limits;

@@ -111,6 +111,9 @@ async fn api_and_worker_count_invocations_fuel_requests_and_jobs() {
         },
         worker: WorkerConfig {
             metrics_listener: Some(MetricsListener::new(listener)),
+            // Modules load on their first calls (counted below), not as
+            // their artifacts are stored.
+            warm_modules: 0,
             ..setup.worker
         },
         ..setup

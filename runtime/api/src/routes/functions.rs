@@ -190,7 +190,11 @@ pub async fn create(
     {
         return Err(name_taken(name));
     }
-    storage.put_module(&digest, &binary, false).await?;
+    // The artifact first: workers start loading it as it is stored
+    // (`nimbus_worker`'s `load_as_stored`), while the module's bytes and
+    // the function are written, so a first call right after the upload
+    // finds it loaded or well under way. One left behind by an upload that
+    // fails after this is swept with unused modules (`module_gc.rs`).
     if let (Some(artifact), Some(key)) = (&artifact, &state.config.artifact_key) {
         // Workers compile the module themselves if this is missing.
         let engine_key = state.engine.artifact_key();
@@ -202,6 +206,7 @@ pub async fn create(
         }
     }
     drop(artifact);
+    storage.put_module(&digest, &binary, false).await?;
     let id = storage.next_function_id().await?;
     // What was uploaded decides the runtime: a binary may be a component.
     let (runtime, world) = match abi {

@@ -122,6 +122,19 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().warm_modules
     )]
     warm_modules: usize,
+    /// Directory where a worker keeps copies of the signed artifacts it
+    /// loaded, checked again on every load, so that a restart loads them
+    /// from disk instead of NATS (`nimbus up`: <data-dir>/worker-artifacts).
+    #[arg(long, env = "NIMBUS_ARTIFACT_DIR")]
+    artifact_dir: Option<PathBuf>,
+    /// MiB of artifacts kept in --artifact-dir (least recently used
+    /// removed first).
+    #[arg(
+        long,
+        env = "NIMBUS_ARTIFACT_DIR_MB",
+        default_value_t = WorkerConfig::default().artifact_dir_bytes / MIB
+    )]
+    artifact_dir_mb: u64,
     /// Let functions reach loopback, private and link-local addresses over
     /// HTTP (tests, development). Off, a function reaches only public
     /// addresses and --outbound-allow-net, whatever hosts it is allowed.
@@ -192,6 +205,8 @@ impl WorkerFlags {
             job_attempts: self.job_attempts,
             job_ack_wait: Duration::from_secs(self.job_ack_wait_secs.max(1)),
             warm_modules: self.warm_modules,
+            artifact_dir: self.artifact_dir.clone(),
+            artifact_dir_bytes: self.artifact_dir_mb.saturating_mul(MIB),
             outbound_reach: nimbus_engine::Reach {
                 private: self.outbound_allow_private,
                 networks: self.outbound_allow_nets.clone(),
@@ -309,11 +324,16 @@ impl UpArgs {
                 ..self.api.config()?
             },
             jwt_secret: secret.into_bytes(),
-            worker: WorkerConfig {
-                artifact_verifier: Some(artifact_key.verifier()),
-                env_key: Some(secrets_key.env_key().clone()),
-                export_spans,
-                ..self.worker.config()?
+            worker: {
+                let config = self.worker.config()?;
+                WorkerConfig {
+                    artifact_verifier: Some(artifact_key.verifier()),
+                    env_key: Some(secrets_key.env_key().clone()),
+                    export_spans,
+                    artifact_dir: (config.artifact_dir.clone())
+                        .or_else(|| Some(self.data_dir.join("worker-artifacts"))),
+                    ..config
+                }
             },
         });
         let started = tokio::select! {
