@@ -292,6 +292,37 @@ if os.path.exists(cold_path):
         out.append("")
         out.append(f"- 500 functions: {many['throughput_rps'] / one['throughput_rps']:.2f}x the one function's req/s.")
         out.append("")
+first_call_path = os.path.join(work, "first-call.json")
+if os.path.exists(first_call_path):
+    with open(first_call_path) as f:
+        first_call = json.load(f)
+    out.append(
+        f"The Python component's first call, by where the worker gets its artifact "
+        f"(`scripts/bench-first-call.py`: a fresh `nimbus up` per case; restarts stop and start all "
+        f"of it, NATS included, then wait {first_call['settle_s']:.0f} s; median of "
+        f"{first_call['restarts']}). Milliseconds."
+    )
+    out.append("")
+    out.append("| artifact from | first call right after the upload | first call after a restart | second call |")
+    out.append("|---|---|---|---|")
+    labels = [
+        ("loaded_as_stored", "loaded as the upload stored it (defaults)"),
+        ("object_store", "the object store, on the call (`--warm-modules 0 --artifact-dir-mb 0`)"),
+        ("kept_on_disk", "the worker's disk, on the call (`--warm-modules 0`)"),
+    ]
+    for key, label in labels:
+        case = first_call.get(key)
+        if not case:
+            continue
+        after_upload = case["after_upload"]
+        restart = case.get("after_restart")
+        restart_text = f"{restart['first_ms']:.1f}" if restart else "-"
+        # Right after the upload nothing is kept yet: that call reads the
+        # object store (the row above).
+        upload_text = "-" if key == "kept_on_disk" else f"{after_upload['first_ms']:.1f}"
+        second = restart["second_ms"] if restart else after_upload["second_ms"]
+        out.append(f"| {label} | {upload_text} | {restart_text} | {second:.1f} |")
+    out.append("")
 out.append("The load generator, the API, NATS and the worker share the machine's cores, so")
 out.append("absolute numbers are lower than on separate hosts; the ratios to the floor are")
 out.append("the meaningful part.")

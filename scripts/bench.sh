@@ -113,6 +113,8 @@ echo "== 500 functions round-robin: ${seconds}s at concurrency 8" >&2
 client bench "${ids[@]}" --duration "$seconds" --concurrency 8 --input 1 --json >"$work/many-functions.json"
 echo "== one function: ${seconds}s at concurrency 8" >&2
 client bench "${ids[0]}" --duration "$seconds" --concurrency 8 --input 1 --json >"$work/one-function.json"
+echo "== the Python component's first call, by where its artifact comes from" >&2
+python3 scripts/bench-first-call.py "$nimbus" "$python_dir/app.wasm" "$work/first-call.json"
 
 start_stack floor --benchmark-floor
 client register bench --password benchpassword --url "$url" >/dev/null

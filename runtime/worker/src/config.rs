@@ -72,7 +72,7 @@ pub struct WorkerConfig {
     /// nowhere.
     pub artifact_dir: Option<std::path::PathBuf>,
     /// Bytes of artifacts kept in `artifact_dir`; the least recently used
-    /// go first.
+    /// go first. 0 keeps none.
     pub artifact_dir_bytes: u64,
     /// Where to serve `GET /metrics` (`metrics.rs`); `None`: nowhere.
     pub metrics_listener: Option<MetricsListener>,

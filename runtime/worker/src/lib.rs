@@ -89,7 +89,11 @@ pub async fn run(
     };
     let reach = reach::outbound_reach(&config, &client.server_info(), metrics_address);
     let reach = Arc::new(reach);
-    let local_artifacts = config.artifact_dir.as_ref().and_then(|dir| {
+    let kept_dir = config
+        .artifact_dir
+        .as_ref()
+        .filter(|_| config.artifact_dir_bytes > 0);
+    let local_artifacts = kept_dir.and_then(|dir| {
         nimbus_store::LocalArtifacts::open(dir, config.artifact_dir_bytes)
             .inspect_err(|e| {
                 let dir = dir.display();

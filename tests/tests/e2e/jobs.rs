@@ -281,7 +281,11 @@ async fn each_user_may_have_only_so_many_jobs_queued_or_running() {
 
 #[tokio::test]
 async fn platform_failures_are_retried_then_recorded() {
-    let platform = Platform::start().await;
+    // Nothing loaded ahead of the job (warming off): the worker meets the
+    // missing module when it runs it.
+    let mut setup = Setup::default();
+    setup.worker.warm_modules = 0;
+    let platform = Platform::start_with(setup).await;
     let token = platform.user("alice").await;
     let add = platform.upload(&token, ADD_WAT, None).await;
     let (_, meta) = platform

@@ -128,7 +128,7 @@ pub struct WorkerFlags {
     #[arg(long, env = "NIMBUS_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
     /// MiB of artifacts kept in --artifact-dir (least recently used
-    /// removed first).
+    /// removed first); 0 keeps none.
     #[arg(
         long,
         env = "NIMBUS_ARTIFACT_DIR_MB",
