@@ -15,7 +15,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 nimbus
+ && useradd --system --uid 10001 nimbus \
+ && install -d -m 0700 -o nimbus -g nimbus /var/cache/nimbus
 COPY --from=builder /src/target/release/nimbus /usr/local/bin/nimbus
 USER nimbus
 EXPOSE 8080

@@ -23,7 +23,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::artifact_file::{Artifact, Sink};
@@ -49,16 +48,27 @@ impl LocalArtifacts {
     /// behind are removed.
     pub fn open(dir: impl Into<PathBuf>, budget: u64) -> io::Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        if !dir.is_dir() {
+            // Readable by this user only; a directory that exists already
+            // (a volume mounted for it) is used as it is.
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(&dir)?;
         }
+        // Partial files a killed writer left; not ones another worker
+        // sharing the directory is writing now.
+        let stale = SystemTime::now() - STALE_PARTIAL;
         for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "partial") {
-                let _ = fs::remove_file(path);
+            let entry = entry?;
+            let name = entry.file_name();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < stale);
+            if is_partial(&name.to_string_lossy()) && old {
+                let _ = fs::remove_file(entry.path());
             }
         }
         Ok(Self {
@@ -72,18 +82,23 @@ impl LocalArtifacts {
     /// here and its signature verifies. Blocking: call it off the runtime.
     pub fn load(&self, name: &str, verifier: &ArtifactVerifier) -> Option<Artifact> {
         let path = self.path(name)?;
+        // Regular files only (not a link, nor a pipe a read would wait on).
+        if !fs::symlink_metadata(&path).ok()?.is_file() {
+            return None;
+        }
         let mut file = File::open(&path).ok()?;
-        let loaded = (|| {
-            let size = file.metadata()?.len() as usize;
+        let read = (|| {
+            let size = file.metadata()?.len();
             let check = Check::Seal {
                 tag: Vec::with_capacity(TAG_BYTES),
                 hasher: Box::new(blake3::Hasher::new()),
             };
-            let sink = Sink::new(size.saturating_sub(TAG_BYTES))?;
+            let sink = Sink::new((size as usize).saturating_sub(TAG_BYTES))?;
             let mut failed = None;
+            let mut rest = (&mut file).take(size);
             let (check, sink, _) = absorb(check, sink, || {
                 let mut chunk = Vec::with_capacity(READ_BYTES);
-                match (&mut file).take(READ_BYTES as u64).read_to_end(&mut chunk) {
+                match (&mut rest).take(READ_BYTES as u64).read_to_end(&mut chunk) {
                     Ok(0) => None,
                     Ok(_) => Some(chunk.into()),
                     Err(e) => {
@@ -97,24 +112,28 @@ impl LocalArtifacts {
             }
             Ok((check, sink))
         })();
-        let verified = match loaded {
-            Ok((Check::Seal { tag, hasher }, sink))
-                if verifier.verifies(name, &hasher.finalize(), &tag) =>
-            {
-                sink.finish()
+        let (check, sink) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "could not read a kept artifact");
+                return None;
             }
-            Ok(_) => Err(io::Error::other("its signature does not verify")),
-            Err(e) => Err(e),
         };
-        match verified {
+        let verified = matches!(&check, Check::Seal { tag, hasher }
+            if verifier.verifies(name, &hasher.finalize(), tag));
+        if !verified {
+            tracing::warn!(%name, "removing a kept artifact whose signature does not verify");
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        match sink.finish() {
             Ok(artifact) => {
                 // Recently used: evicted last.
                 let _ = file.set_modified(SystemTime::now());
                 Some(artifact)
             }
             Err(e) => {
-                tracing::warn!(%name, error = %e, "removing a kept artifact that cannot be used");
-                let _ = fs::remove_file(&path);
+                tracing::warn!(%name, error = %e, "could not seal a kept artifact's copy");
                 None
             }
         }
@@ -131,13 +150,15 @@ impl LocalArtifacts {
         if path.exists() {
             return Ok(());
         }
-        // Unique: workers of one process, or of several, may share the
-        // directory.
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let write = WRITES.fetch_add(1, Ordering::Relaxed);
-        let partial = (self.dir).join(format!("{name}.{}-{write}.partial", std::process::id()));
+        // A name of its own, created new: workers of one process, or of
+        // several (containers all run as pid 1), may share the directory.
+        let partial = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .suffix(PARTIAL)
+            .tempfile_in(&self.dir)?;
+        let (mut file, partial) = partial.into_parts();
+        let partial = partial.keep().map_err(|e| e.error)?;
         let written = (|| {
-            let mut file = File::create(&partial)?;
             file.write_all(&signed.signature)?;
             let size = match &signed.artifact {
                 Artifact::Bytes(bytes) => {
@@ -165,27 +186,55 @@ impl LocalArtifacts {
         plain.then(|| self.dir.join(name))
     }
 
-    /// Remove the least recently used files until the rest fit the budget.
+    /// Remove the least recently used artifacts until the rest fit the
+    /// budget. Only artifacts' files are counted and removed (the directory
+    /// may hold other things); one gone meanwhile (another worker's
+    /// eviction, a refused load) is skipped.
     fn evict(&self) -> io::Result<()> {
         let mut kept = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let metadata = entry.metadata()?;
-            if metadata.is_file() && entry.path().extension().is_none_or(|e| e != "partial") {
-                let used = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                kept.push((used, metadata.len(), entry.path()));
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.contains(ARTIFACT_MARK) || is_partial(&name) {
+                continue;
             }
+            let metadata = match entry.metadata() {
+                Ok(metadata) if metadata.is_file() => metadata,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let used = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            kept.push((used, metadata.len(), entry.path()));
         }
         kept.sort_by_key(|(used, _, _)| std::cmp::Reverse(*used));
         let mut total = 0;
         for (_, size, path) in kept {
             total += size;
             if total > self.budget {
-                fs::remove_file(path)?;
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())
     }
+}
+
+/// What every artifact's name holds (`artifact_name`).
+const ARTIFACT_MARK: &str = ".sealed-v";
+
+/// How a file being written ends.
+const PARTIAL: &str = ".partial";
+
+/// Partial files older than this are a killed writer's.
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether `name` is an artifact's file being written.
+fn is_partial(name: &str) -> bool {
+    name.contains(ARTIFACT_MARK) && name.ends_with(PARTIAL)
 }
 
 /// Copy all of `source` (read by position: a memory file the engine may
@@ -264,21 +313,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalArtifacts::open(dir.path(), 1 << 30).unwrap();
         let bytes = big(2);
-        local.keep("a", &signed("a", &bytes)).unwrap();
-        local.keep("b", &signed("b", &bytes)).unwrap();
+        local
+            .keep("a.sealed-v3-k", &signed("a.sealed-v3-k", &bytes))
+            .unwrap();
+        local
+            .keep("b.sealed-v3-k", &signed("b.sealed-v3-k", &bytes))
+            .unwrap();
         // One byte of native code changed.
-        let path = dir.path().join("a");
+        let path = dir.path().join("a.sealed-v3-k");
         let mut kept = fs::read(&path).unwrap();
         let last = kept.len() - 1;
         kept[last] ^= 1;
         fs::write(&path, kept).unwrap();
-        assert!(local.load("a", &key().verifier()).is_none());
+        assert!(local.load("a.sealed-v3-k", &key().verifier()).is_none());
         assert!(!path.exists());
         // Another artifact's file under this name: the signature covers
         // the name.
-        fs::copy(dir.path().join("b"), dir.path().join("c")).unwrap();
-        assert!(local.load("c", &key().verifier()).is_none());
-        assert!(local.load("b", &key().verifier()).is_some());
+        fs::copy(
+            dir.path().join("b.sealed-v3-k"),
+            dir.path().join("c.sealed-v3-k"),
+        )
+        .unwrap();
+        assert!(local.load("c.sealed-v3-k", &key().verifier()).is_none());
+        assert!(local.load("b.sealed-v3-k", &key().verifier()).is_some());
+        // Only regular files are read.
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("d.sealed-v3-k");
+            std::os::unix::fs::symlink(dir.path().join("b.sealed-v3-k"), &link).unwrap();
+            assert!(local.load("d.sealed-v3-k", &key().verifier()).is_none());
+        }
         // Names that are not plain file names are never looked up.
         assert!(local.load("../b", &key().verifier()).is_none());
         assert!(local.keep("../x", &signed("../x", &bytes)).is_err());
@@ -289,28 +353,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = (big(0).len() + TAG_BYTES) as u64;
         let local = LocalArtifacts::open(dir.path(), 2 * one).unwrap();
+        // Not an artifact: never counted nor removed.
+        fs::write(dir.path().join("notes.txt"), vec![0; one as usize]).unwrap();
+        let name = |n: &str| format!("{n}.sealed-v3-k");
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
-        for (n, name) in ["a", "b"].into_iter().enumerate() {
-            local.keep(name, &signed(name, &big(n as u8))).unwrap();
+        for (n, short) in ["a", "b"].into_iter().enumerate() {
+            local
+                .keep(&name(short), &signed(&name(short), &big(n as u8)))
+                .unwrap();
             let file = File::options()
                 .write(true)
-                .open(dir.path().join(name))
+                .open(dir.path().join(name(short)))
                 .unwrap();
             file.set_modified(old + std::time::Duration::from_secs(n as u64))
                 .unwrap();
         }
         // "a" is used again: "b" is now the least recently used.
-        assert!(local.load("a", &key().verifier()).is_some());
-        local.keep("c", &signed("c", &big(3))).unwrap();
-        let kept = |name: &str| dir.path().join(name).exists();
+        assert!(local.load(&name("a"), &key().verifier()).is_some());
+        local
+            .keep(&name("c"), &signed(&name("c"), &big(3)))
+            .unwrap();
+        let kept = |short: &str| dir.path().join(name(short)).exists();
         assert_eq!((kept("a"), kept("b"), kept("c")), (true, false, true));
         // One bigger than the whole budget is not kept at all.
         let huge = vec![7; 2 * one as usize];
-        assert!(local.keep("d", &signed("d", &huge)).is_err());
+        assert!(local.keep(&name("d"), &signed(&name("d"), &huge)).is_err());
         assert!(!kept("d"));
+        assert!(dir.path().join("notes.txt").exists());
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
-            2,
+            3,
             "no partial file left"
         );
     }
@@ -318,13 +390,26 @@ mod tests {
     #[test]
     fn partial_files_of_a_killed_worker_are_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("a.sealed-v3-k.1-0.partial"), b"half").unwrap();
-        fs::write(dir.path().join("b.sealed-v3-k"), b"kept").unwrap();
+        let stale = dir.path().join("a.sealed-v3-k.x1.partial");
+        let fresh = dir.path().join("b.sealed-v3-k.x2.partial");
+        for path in [&stale, &fresh] {
+            fs::write(path, b"half").unwrap();
+        }
+        let old = SystemTime::now() - 2 * STALE_PARTIAL;
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        fs::write(dir.path().join("c.sealed-v3-k"), b"kept").unwrap();
         LocalArtifacts::open(dir.path(), 1 << 30).unwrap();
-        let names: Vec<_> = fs::read_dir(dir.path())
+        let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, ["b.sealed-v3-k"]);
+        names.sort();
+        // Another worker may still be writing the fresh one.
+        assert_eq!(names, ["b.sealed-v3-k.x2.partial", "c.sealed-v3-k"]);
     }
 }

@@ -111,6 +111,15 @@ impl Storage {
         .await
     }
 
+    /// Whether object `name` is stored (and not deleted).
+    pub async fn has_object(&self, name: &str) -> Result<bool, StoreError> {
+        match self.modules.info(name).await {
+            Ok(info) => Ok(!info.deleted),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(false),
+            Err(e) => Err(unavailable("read an object's info", e)),
+        }
+    }
+
     /// Whether the object `info` describes is deleted since.
     async fn is_gone(&self, info: &ObjectInfo) -> bool {
         match self.modules.info(&info.name).await {

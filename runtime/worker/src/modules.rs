@@ -154,12 +154,42 @@ impl Worker {
             let Ok(info) = serde_json::from_slice::<ObjectInfo>(&message.payload) else {
                 continue;
             };
-            if let (false, Some(digest)) = (info.deleted, info.name.strip_suffix(&suffix))
-                && self.engine.cached(digest).is_none()
-            {
+            let Some(digest) = info.name.strip_suffix(&suffix) else {
+                continue;
+            };
+            if info.deleted || self.engine.cached(digest).is_some() {
+                continue;
+            }
+            // Only what fits beside the modules this worker has loaded: a
+            // new function's artifact does not push out called ones.
+            let cached = self.engine.cached_bytes();
+            if cached + info.size as u64 > self.config.module_cache_bytes {
+                tracing::debug!(%digest, bytes = info.size, cached, "not loading a stored artifact ahead: the cache is full");
+                continue;
+            }
+            if self.stored_yet(&info.name).await {
                 self.warm_one(digest, &engine_key, key).await;
             }
         }
+    }
+
+    /// Whether object `name` can be read: the news of an object is
+    /// published as the stream stores it, and may arrive first. Waits at
+    /// most ~1 s for it.
+    async fn stored_yet(&self, name: &str) -> bool {
+        for wait_ms in [0, 20, 100, 300, 600] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match self.storage.has_object(name).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    let error = nimbus_core::error::describe(&e);
+                    tracing::debug!(%name, %error, "could not look up a stored artifact");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Load the artifact of `digest` under the module's turn, ahead of its
@@ -266,7 +296,13 @@ impl Worker {
             None => match self.storage.signed_artifact(digest, engine_key, key).await {
                 Ok(signed) => {
                     let signed = signed?;
-                    let artifact = signed.artifact.try_clone().ok()?;
+                    let artifact = match signed.artifact.try_clone() {
+                        Ok(artifact) => artifact,
+                        Err(e) => {
+                            tracing::warn!(%digest, error = %e, "could not open a fetched artifact");
+                            return None;
+                        }
+                    };
                     (artifact, self.local_artifacts.is_some().then_some(signed))
                 }
                 Err(e) => {
@@ -298,7 +334,7 @@ impl Worker {
                     let local = local.clone();
                     tokio::task::spawn_blocking(move || {
                         if let Err(e) = local.keep(&name, &signed) {
-                            tracing::debug!(%name, error = %e, "not keeping an artifact on disk");
+                            tracing::warn!(%name, error = %e, "could not keep an artifact on disk");
                         }
                     });
                 }
