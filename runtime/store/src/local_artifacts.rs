@@ -2,11 +2,11 @@
 //! (after a restart, or once the in-memory cache let it go) reads a local
 //! file instead of the object store.
 //!
-//! Measured with the 43 MB artifact of the Python example, a read from
-//! JetStream takes ~100 ms right after the upload and ~150-200 ms once the
+//! Measured with the 40 MB artifact of the Python example, a read from
+//! JetStream takes ~70-130 ms right after the upload and ~100-200 ms once the
 //! NATS server no longer holds the stream's blocks in memory (after a
 //! restart, or some seconds later): most of a first call. A local copy is
-//! read, checked and written to a memory file in a few tens of milliseconds.
+//! read, checked and written to a memory file in ~30 ms.
 //!
 //! A kept file is exactly what the object store holds, the signature in
 //! front of the artifact, and it is checked the same way on every load: a
@@ -43,9 +43,9 @@ pub struct LocalArtifacts {
 const READ_BYTES: usize = 1 << 20;
 
 impl LocalArtifacts {
-    /// Keep artifacts in `dir` (created, readable by this user only), at
-    /// most `budget` bytes of them. Temporary files a killed worker left
-    /// behind are removed.
+    /// Keep artifacts in `dir` (created readable by this user only unless it
+    /// exists), at most `budget` bytes of them. Partial files a killed
+    /// worker left behind (ten minutes old) are removed.
     pub fn open(dir: impl Into<PathBuf>, budget: u64) -> io::Result<Self> {
         let dir = dir.into();
         if !dir.is_dir() {
