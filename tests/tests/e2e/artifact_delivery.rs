@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::artifacts::{put_forged_artifact, storage};
 use crate::harness::{ADD_WAT, Platform, Setup, artifact_key, eventually};
 
 /// The artifact of `digest` for the workers' engine, as the object store
@@ -60,18 +61,8 @@ async fn a_forged_artifact_is_refused_as_it_is_stored() {
         .await;
     let digest = created["digest"].as_str().unwrap();
     let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
-    let (other, _) = engine
-        .compile(br#"(module (func (export "handle") (param i32) (result i32) i32.const 666))"#)
-        .unwrap();
-    let forged = engine.serialize(&other).unwrap().expect("native code");
-    let wrong_key = nimbus_store::ArtifactKey::from_secret(&"x".repeat(40)).unwrap();
-    let store = nimbus_store::Storage::open(platform.nats_client().await, &Default::default())
-        .await
-        .unwrap();
-    store
-        .put_artifact(digest, &engine.artifact_key(), &forged, &wrong_key)
-        .await
-        .unwrap();
+    let store = storage(&platform).await;
+    put_forged_artifact(&store, &engine, digest).await;
     // A genuine artifact stored after it (another module's) is loaded:
     // the forged one came first, so it was seen, and refused, by then.
     let seven = r#"(module (func (export "handle") (param i32) (result i32) i32.const 7))"#;

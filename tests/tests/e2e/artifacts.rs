@@ -8,10 +8,28 @@ use serde_json::json;
 use crate::components::component;
 use crate::harness::{ADD_WAT, Platform, Setup, artifact_key};
 
-async fn storage(platform: &Platform) -> nimbus_store::Storage {
+pub(crate) async fn storage(platform: &Platform) -> nimbus_store::Storage {
     nimbus_store::Storage::open(platform.nats_client().await, &Default::default())
         .await
         .unwrap()
+}
+
+/// Store, as the artifact of `digest`, native code of another module
+/// (`handle` answering 666) signed with a key that is not the platform's.
+pub(crate) async fn put_forged_artifact(
+    store: &nimbus_store::Storage,
+    engine: &nimbus_engine::Engine,
+    digest: &str,
+) {
+    let (other, _) = engine
+        .compile(br#"(module (func (export "handle") (param i32) (result i32) i32.const 666))"#)
+        .unwrap();
+    let forged = engine.serialize(&other).unwrap().expect("native code");
+    let wrong_key = nimbus_store::ArtifactKey::from_secret(&"x".repeat(40)).unwrap();
+    store
+        .put_artifact(digest, &engine.artifact_key(), &forged, &wrong_key)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -207,11 +225,6 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
     // own users may not (deploy/nats).
     let store = storage(&platform).await;
     let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
-    let (other, _) = engine
-        .compile(br#"(module (func (export "handle") (param i32) (result i32) i32.const 666))"#)
-        .unwrap();
-    let forged = engine.serialize(&other).unwrap().expect("native code");
-    let wrong_key = nimbus_store::ArtifactKey::from_secret(&"x".repeat(40)).unwrap();
     let name = nimbus_store::artifact_name(digest, &engine.artifact_key());
     let js = async_nats::jetstream::new(platform.nats_client().await);
     let bucket = js.get_object_store("modules").await.unwrap();
@@ -219,10 +232,7 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
         .delete(&name)
         .await
         .expect("the upload stored an artifact");
-    store
-        .put_artifact(digest, &engine.artifact_key(), &forged, &wrong_key)
-        .await
-        .unwrap();
+    put_forged_artifact(&store, &engine, digest).await;
     let refused = store
         .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
         .await;
