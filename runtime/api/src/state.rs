@@ -216,7 +216,7 @@ impl AppState {
         storage.put_module(digest, &interpreter, true).await?;
         if let (Some(artifact), Some(key)) = (artifact, &self.config.artifact_key)
             && let Err(e) = storage
-                .put_artifact(digest, &self.engine.artifact_key(), &artifact, key)
+                .put_artifact(digest, &self.engine.artifact_key(), artifact, key)
                 .await
         {
             let error = nimbus_core::error::describe(&e);

@@ -35,6 +35,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, object_store::ObjectStore};
 use bytes::Bytes;
 
+mod artifact_encoding;
 mod artifact_file;
 mod artifacts;
 mod codec;

@@ -8,8 +8,9 @@
 //! restart, or some seconds later): most of a first call. A local copy is
 //! read, checked and written to a memory file in ~30 ms.
 //!
-//! A kept file is exactly what the object store holds, the signature in
-//! front of the artifact, and it is checked the same way on every load: a
+//! A kept file is the signature, then the artifact uncompressed (the object
+//! store holds it compressed, `artifact_encoding.rs`; the signature covers
+//! the artifact itself), and it is checked the same way on every load: a
 //! file that does not verify (damaged, or written by anything but this
 //! worker) is deleted and the artifact fetched again. Its content is copied
 //! into a sealed memory file as it is hashed (`artifact_file.rs`), so what
@@ -89,10 +90,7 @@ impl LocalArtifacts {
         let mut file = File::open(&path).ok()?;
         let read = (|| {
             let size = file.metadata()?.len();
-            let check = Check::Seal {
-                tag: Vec::with_capacity(TAG_BYTES),
-                hasher: Box::new(blake3::Hasher::new()),
-            };
+            let check = Check::seal(false);
             let sink = Sink::new((size as usize).saturating_sub(TAG_BYTES))?;
             let mut failed = None;
             let mut rest = (&mut file).take(size);
@@ -119,9 +117,7 @@ impl LocalArtifacts {
                 return None;
             }
         };
-        let verified = matches!(&check, Check::Seal { tag, hasher }
-            if verifier.verifies(name, &hasher.finalize(), tag));
-        if !verified {
+        if check.signature_of(name, verifier).is_none() {
             tracing::warn!(%name, "removing a kept artifact whose signature does not verify");
             let _ = fs::remove_file(&path);
             return None;
@@ -296,16 +292,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalArtifacts::open(dir.path(), 1 << 30).unwrap();
         let bytes = big(1);
-        assert!(local.load("a.sealed-v3-k", &key().verifier()).is_none());
+        assert!(local.load("a.sealed-v4-k", &key().verifier()).is_none());
         local
-            .keep("a.sealed-v3-k", &signed("a.sealed-v3-k", &bytes))
+            .keep("a.sealed-v4-k", &signed("a.sealed-v4-k", &bytes))
             .unwrap();
-        let loaded = local.load("a.sealed-v3-k", &key().verifier()).unwrap();
+        let loaded = local.load("a.sealed-v4-k", &key().verifier()).unwrap();
         assert_eq!(content(loaded), bytes);
         // Another key's verifier refuses it, and the file goes.
         let other = ArtifactKey::from_secret(&"o".repeat(40)).unwrap();
-        assert!(local.load("a.sealed-v3-k", &other.verifier()).is_none());
-        assert!(!dir.path().join("a.sealed-v3-k").exists());
+        assert!(local.load("a.sealed-v4-k", &other.verifier()).is_none());
+        assert!(!dir.path().join("a.sealed-v4-k").exists());
     }
 
     #[test]
@@ -314,34 +310,34 @@ mod tests {
         let local = LocalArtifacts::open(dir.path(), 1 << 30).unwrap();
         let bytes = big(2);
         local
-            .keep("a.sealed-v3-k", &signed("a.sealed-v3-k", &bytes))
+            .keep("a.sealed-v4-k", &signed("a.sealed-v4-k", &bytes))
             .unwrap();
         local
-            .keep("b.sealed-v3-k", &signed("b.sealed-v3-k", &bytes))
+            .keep("b.sealed-v4-k", &signed("b.sealed-v4-k", &bytes))
             .unwrap();
         // One byte of native code changed.
-        let path = dir.path().join("a.sealed-v3-k");
+        let path = dir.path().join("a.sealed-v4-k");
         let mut kept = fs::read(&path).unwrap();
         let last = kept.len() - 1;
         kept[last] ^= 1;
         fs::write(&path, kept).unwrap();
-        assert!(local.load("a.sealed-v3-k", &key().verifier()).is_none());
+        assert!(local.load("a.sealed-v4-k", &key().verifier()).is_none());
         assert!(!path.exists());
         // Another artifact's file under this name: the signature covers
         // the name.
         fs::copy(
-            dir.path().join("b.sealed-v3-k"),
-            dir.path().join("c.sealed-v3-k"),
+            dir.path().join("b.sealed-v4-k"),
+            dir.path().join("c.sealed-v4-k"),
         )
         .unwrap();
-        assert!(local.load("c.sealed-v3-k", &key().verifier()).is_none());
-        assert!(local.load("b.sealed-v3-k", &key().verifier()).is_some());
+        assert!(local.load("c.sealed-v4-k", &key().verifier()).is_none());
+        assert!(local.load("b.sealed-v4-k", &key().verifier()).is_some());
         // Only regular files are read.
         #[cfg(unix)]
         {
-            let link = dir.path().join("d.sealed-v3-k");
-            std::os::unix::fs::symlink(dir.path().join("b.sealed-v3-k"), &link).unwrap();
-            assert!(local.load("d.sealed-v3-k", &key().verifier()).is_none());
+            let link = dir.path().join("d.sealed-v4-k");
+            std::os::unix::fs::symlink(dir.path().join("b.sealed-v4-k"), &link).unwrap();
+            assert!(local.load("d.sealed-v4-k", &key().verifier()).is_none());
         }
         // Names that are not plain file names are never looked up.
         assert!(local.load("../b", &key().verifier()).is_none());
@@ -355,7 +351,7 @@ mod tests {
         let local = LocalArtifacts::open(dir.path(), 2 * one).unwrap();
         // Not an artifact: never counted nor removed.
         fs::write(dir.path().join("notes.txt"), vec![0; one as usize]).unwrap();
-        let name = |n: &str| format!("{n}.sealed-v3-k");
+        let name = |n: &str| format!("{n}.sealed-v4-k");
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
         for (n, short) in ["a", "b"].into_iter().enumerate() {
             local
@@ -390,8 +386,8 @@ mod tests {
     #[test]
     fn partial_files_of_a_killed_worker_are_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join("a.sealed-v3-k.x1.partial");
-        let fresh = dir.path().join("b.sealed-v3-k.x2.partial");
+        let stale = dir.path().join("a.sealed-v4-k.x1.partial");
+        let fresh = dir.path().join("b.sealed-v4-k.x2.partial");
         for path in [&stale, &fresh] {
             fs::write(path, b"half").unwrap();
         }
@@ -402,7 +398,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        fs::write(dir.path().join("c.sealed-v3-k"), b"kept").unwrap();
+        fs::write(dir.path().join("c.sealed-v4-k"), b"kept").unwrap();
         LocalArtifacts::open(dir.path(), 1 << 30).unwrap();
         let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -410,6 +406,6 @@ mod tests {
             .collect();
         names.sort();
         // Another worker may still be writing the fresh one.
-        assert_eq!(names, ["b.sealed-v3-k.x2.partial", "c.sealed-v3-k"]);
+        assert_eq!(names, ["b.sealed-v4-k.x2.partial", "c.sealed-v4-k"]);
     }
 }

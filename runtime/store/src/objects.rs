@@ -10,13 +10,14 @@
 //! limit, and every uncached module failed for about a minute). A direct get
 //! is a plain request any replica answers. The chunks of one object are
 //! almost always consecutive in the stream, so after the first, the rest are
-//! fetched by sequence number, many in flight (a 43 MB artifact: ~330
-//! chunks, which one round trip each made a ~200 ms read); at the first gap
+//! fetched by sequence number, many in flight (a 43 MB artifact in 128 KiB
+//! chunks, one round trip each, made a ~200 ms read); at the first gap
 //! (another object's chunk in between) the read goes on chunk by chunk. The
 //! chunks are checked against the object's size and, while they arrive,
-//! its SHA-256 digest, or for a sealed artifact its keyed BLAKE3 seal (which
-//! makes the digest redundant), and written to a sink: memory, or for an
-//! artifact a memory file the engine maps (`artifact_file.rs`).
+//! its SHA-256 digest, or for a signed artifact its signature over the
+//! decoded artifact (which makes the digest redundant), and written to a
+//! sink: memory, or for an artifact a memory file the engine maps
+//! (`artifact_file.rs`).
 
 use std::io::Write;
 
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use nimbus_core::subjects;
 
+use crate::artifact_encoding::{Chunks, Decoded, MAX_ARTIFACT_BYTES, decode};
 use crate::failover::{NatsError, Retry};
 use crate::{Storage, StoreError, unavailable};
 
@@ -48,7 +50,7 @@ impl Storage {
         let mut reader = bytes;
         let meta = object_store::ObjectMetadata {
             name: name.to_owned(),
-            chunk_size: Some(CHUNK_BYTES),
+            chunk_size: Some(chunk_bytes(self.client.server_info().max_payload)),
             metadata: if pinned {
                 crate::module_gc::pinned_metadata()
             } else {
@@ -141,8 +143,10 @@ impl Storage {
         sink: S,
     ) -> Result<(Check, S), NatsError> {
         let started = std::time::Instant::now();
-        let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(CHUNKS_IN_FLIGHT);
-        let absorbed = if info.chunks <= INLINE_CHUNKS {
+        let in_flight = chunks_in_flight(info);
+        let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(in_flight);
+        let mut received_ms = f64::NAN;
+        let absorbed = if info.chunks <= in_flight && info.size <= INLINE_BYTES {
             // Every chunk fits in the channel: receive, then absorb.
             let received = self.receive_chunks(info, &chunks).await;
             drop(chunks);
@@ -154,6 +158,7 @@ impl Storage {
             });
             let received = self.receive_chunks(info, &chunks).await;
             drop(chunks);
+            received_ms = started.elapsed().as_secs_f64() * 1e3;
             let absorbed = writer.await.map_err(NatsError::new)?;
             received?;
             absorbed
@@ -162,6 +167,7 @@ impl Storage {
         tracing::debug!(
             object = %info.name,
             bytes = info.size,
+            received_ms,
             read_ms = started.elapsed().as_secs_f64() * 1e3,
             "read an object"
         );
@@ -194,7 +200,7 @@ impl Storage {
             let rest = first.sequence + 1..first.sequence + info.chunks as u64;
             let mut in_order = futures::stream::iter(rest)
                 .map(|sequence| self.modules_stream.direct_get(sequence))
-                .buffered(CHUNKS_IN_FLIGHT);
+                .buffered(chunks.max_capacity());
             while let Some(Ok(chunk)) = in_order.next().await {
                 if chunk.subject.as_str() != subject {
                     break;
@@ -221,12 +227,35 @@ impl Storage {
 }
 
 /// Feed the chunks `next` yields to `check` and their content to `sink`:
-/// both back, and the bytes fed.
+/// both back, and the bytes fed. A compressed artifact's content is decoded
+/// on the way (`artifact_encoding.rs`); one that does not decode is marked
+/// so in `check`, and its remaining chunks are read and dropped.
 pub(crate) fn absorb<S: Write>(
     mut check: Check,
     mut sink: S,
     mut next: impl FnMut() -> Option<bytes::Bytes>,
 ) -> std::io::Result<(Check, S, usize)> {
+    if let Check::Seal {
+        tag,
+        hasher,
+        compressed: true,
+        undecodable,
+    } = &mut check
+    {
+        let mut stored = Chunks::new(&mut next, crate::artifacts::TAG_BYTES, tag);
+        let decoded = decode(&mut stored, MAX_ARTIFACT_BYTES, |content| {
+            hasher.update(content);
+            sink.write_all(content)
+        })?;
+        let mut size = stored.size;
+        if let Decoded::Invalid(why) = decoded {
+            *undecodable = Some(why);
+        }
+        while let Some(payload) = next() {
+            size += payload.len();
+        }
+        return Ok((check, sink, size));
+    }
     let mut size = 0;
     while let Some(payload) = next() {
         size += payload.len();
@@ -235,32 +264,69 @@ pub(crate) fn absorb<S: Write>(
     Ok((check, sink, size))
 }
 
-/// Objects of at most this many chunks (2 MiB) are checked and written
-/// after they arrived, on the reading task; bigger ones on a blocking thread
-/// while they arrive. At most `CHUNKS_IN_FLIGHT`, which the channel holds.
-const INLINE_CHUNKS: usize = 4;
+/// Objects of at most this size are checked and written after they
+/// arrived, on the reading task; bigger ones on a blocking thread while
+/// they arrive.
+const INLINE_BYTES: usize = 2 << 20;
 
-/// Chunk reads in flight at once on the fast path.
-const CHUNKS_IN_FLIGHT: usize = 16;
+/// Chunk reads in flight at once on the fast path, and chunks the writer
+/// may lag behind: up to 32 MiB of them, at most 16.
+fn chunks_in_flight(info: &ObjectInfo) -> usize {
+    let chunk = info.size.div_ceil(info.chunks.max(1)).max(1);
+    ((32 << 20) / chunk).clamp(2, 16)
+}
 
-/// Bytes per chunk written: 4x async-nats's default (fewer round trips per
-/// read), within NATS's default 1 MB message limit (the shipped configs
-/// allow 8 MB).
-const CHUNK_BYTES: usize = 512 << 10;
+/// Bytes per chunk written: a power of two at most half the largest message
+/// the server takes (room for headers) and at most 4 MiB. Fewer, bigger
+/// chunks read faster: the Python example's 21 MB artifact took ~50 ms
+/// in 512 KiB chunks (NATS's default 1 MB limit) and ~32 ms in 4 MiB ones
+/// (the shipped configs allow 8 MB), 16 in flight. Chunks are stored
+/// whole: every server of a cluster should allow the same size.
+fn chunk_bytes(max_payload: usize) -> usize {
+    let mut chunk = 4 << 20;
+    while chunk > 1024 && chunk > max_payload / 2 {
+        chunk /= 2;
+    }
+    chunk
+}
+
+#[cfg(test)]
+#[test]
+fn chunks_are_at_most_half_the_largest_message_and_4_mib() {
+    assert_eq!(chunk_bytes(1 << 20), 512 << 10);
+    assert_eq!(chunk_bytes(8 << 20), 4 << 20);
+    assert_eq!(chunk_bytes(64 << 20), 4 << 20);
+    assert_eq!(chunk_bytes(1_000_000), 256 << 10);
+    assert_eq!(chunk_bytes(100 << 10), 32 << 10);
+}
 
 /// What an object's bytes are checked against while they arrive.
 pub(crate) enum Check {
     /// The SHA-256 digest recorded with the object.
     Digest(Sha256),
-    /// A sealed artifact's tag (its first bytes, collected here) and the
-    /// keyed hash of the rest (see `artifacts.rs`).
+    /// A signed artifact's signature (its first bytes, collected here) and
+    /// the hash of the artifact, the rest, which is `compressed` or not
+    /// (`artifacts.rs`, `artifact_encoding.rs`).
     Seal {
         tag: Vec<u8>,
         hasher: Box<blake3::Hasher>,
+        compressed: bool,
+        /// Why the compressed rest did not decode, if it did not.
+        undecodable: Option<String>,
     },
 }
 
 impl Check {
+    /// The check of a signed artifact, stored `compressed` or not.
+    pub(crate) fn seal(compressed: bool) -> Self {
+        Self::Seal {
+            tag: Vec::with_capacity(crate::artifacts::TAG_BYTES),
+            hasher: Box::new(blake3::Hasher::new()),
+            compressed,
+            undecodable: None,
+        }
+    }
+
     /// Check `bytes`, the object's next ones; what of them is content (a
     /// seal's tag is not).
     fn update<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
@@ -269,7 +335,7 @@ impl Check {
                 hasher.update(bytes);
                 bytes
             }
-            Self::Seal { tag, hasher } => {
+            Self::Seal { tag, hasher, .. } => {
                 let in_tag = (crate::artifacts::TAG_BYTES - tag.len()).min(bytes.len());
                 tag.extend_from_slice(&bytes[..in_tag]);
                 hasher.update(&bytes[in_tag..]);

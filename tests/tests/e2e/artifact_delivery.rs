@@ -75,7 +75,7 @@ async fn a_forged_artifact_is_refused_as_it_is_stored() {
         .put_artifact(
             other_created["digest"].as_str().unwrap(),
             &engine.artifact_key(),
-            &native,
+            native,
             &artifact_key(),
         )
         .await

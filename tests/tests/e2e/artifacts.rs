@@ -27,7 +27,7 @@ pub(crate) async fn put_forged_artifact(
     let forged = engine.serialize(&other).unwrap().expect("native code");
     let wrong_key = nimbus_store::ArtifactKey::from_secret(&"x".repeat(40)).unwrap();
     store
-        .put_artifact(digest, &engine.artifact_key(), &forged, &wrong_key)
+        .put_artifact(digest, &engine.artifact_key(), forged, &wrong_key)
         .await
         .unwrap();
 }
@@ -315,4 +315,63 @@ async fn a_worker_that_compiles_shares_nothing() {
     let js = async_nats::jetstream::new(platform.nats_client().await);
     let bucket = js.get_object_store("modules").await.unwrap();
     assert!(bucket.info(&name).await.is_err(), "a worker stored {name}");
+}
+
+/// Artifacts are stored LZ4-compressed behind their signature; an object
+/// under an artifact's name that is not a compressed artifact (here: junk
+/// of several chunks) is refused at once, like a forged one, and the worker
+/// compiles.
+#[tokio::test]
+async fn a_stored_artifact_is_compressed_and_one_that_does_not_decode_is_refused() {
+    let mut setup = Setup::default();
+    setup.worker.warm_modules = 0;
+    let platform = Platform::start_with(setup).await;
+    let token = platform.user("ada").await;
+    let (_, created) = platform
+        .post_json("/functions", Some(&token), &json!({"code": ADD_WAT}))
+        .await;
+    let id = created["id"].as_u64().unwrap();
+    let digest = created["digest"].as_str().unwrap();
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    let (compiled, _) = engine.compile(ADD_WAT.as_bytes()).unwrap();
+    let native = engine.serialize(&compiled).unwrap().expect("native code");
+    let name = nimbus_store::artifact_name(digest, &engine.artifact_key());
+    let js = async_nats::jetstream::new(platform.nats_client().await);
+    let bucket = js.get_object_store("modules").await.unwrap();
+    let mut stored = Vec::new();
+    let mut object = bucket
+        .get(&name)
+        .await
+        .expect("the upload stored an artifact");
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut stored)
+        .await
+        .unwrap();
+    // The signature, then an LZ4 frame (its magic number), smaller than the code.
+    assert_eq!(&stored[64..68], &[0x04, 0x22, 0x4d, 0x18]);
+    assert!(
+        stored.len() < native.len() / 2,
+        "{} of {}",
+        stored.len(),
+        native.len()
+    );
+
+    bucket.delete(&name).await.unwrap();
+    let junk: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
+    bucket.put(name.as_str(), &mut &junk[..]).await.unwrap();
+    let refused = storage(&platform)
+        .await
+        .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
+        .await;
+    assert!(
+        matches!(refused, Err(nimbus_store::StoreError::Unsealed { .. })),
+        "{refused:?}"
+    );
+    let (status, body) = platform.execute(&token, id, json!(41)).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (StatusCode::OK, &json!(42)),
+        "{body}"
+    );
+    let loads = platform.worker_loads(0);
+    assert_eq!((loads.compiled, loads.loaded), (1, 0), "{loads:?}");
 }

@@ -195,7 +195,7 @@ pub async fn create(
     // the function are written, so a first call right after the upload
     // finds it loaded or well under way. One left behind by an upload that
     // fails after this is swept with unused modules (`module_gc.rs`).
-    if let (Some(artifact), Some(key)) = (&artifact, &state.config.artifact_key) {
+    if let (Some(artifact), Some(key)) = (artifact, &state.config.artifact_key) {
         // Workers compile the module themselves if this is missing.
         let engine_key = state.engine.artifact_key();
         if let Err(e) = storage
@@ -205,7 +205,6 @@ pub async fn create(
             tracing::warn!(%digest, error = %nimbus_core::error::describe(&e), "could not store the artifact");
         }
     }
-    drop(artifact);
     storage.put_module(&digest, &binary, false).await?;
     let id = storage.next_function_id().await?;
     // What was uploaded decides the runtime: a binary may be a component.
