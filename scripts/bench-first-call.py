@@ -31,7 +31,7 @@ import urllib.request
 
 nimbus, component_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
 settle = float(os.environ.get("SETTLE", "5"))
-restarts = int(os.environ.get("RESTARTS", "3"))
+restarts = int(os.environ.get("RESTARTS", "7"))
 with open(component_path, "rb") as f:
     component = f.read()
 

@@ -308,7 +308,7 @@ if os.path.exists(first_call_path):
         f"The Python component's first call, by where the worker gets its artifact "
         f"(`scripts/bench-first-call.py`: a fresh `nimbus up` per case; restarts stop and start all "
         f"of it, NATS included, then wait {first_call['settle_s']:.0f} s; median of "
-        f"{first_call['restarts']}). Milliseconds."
+        f"{first_call['restarts']}, and range). Milliseconds."
     )
     out.append("")
     out.append("| artifact from | first call right after the upload | first call after a restart | second call |")
@@ -324,7 +324,12 @@ if os.path.exists(first_call_path):
             continue
         after_upload = case["after_upload"]
         restart = case.get("after_restart")
-        restart_text = f"{restart['first_ms']:.1f}" if restart else "-"
+        restart_text = (
+            f"{restart['first_ms']:.1f} ({min(restart['all_first_ms']):.0f}-"
+            f"{max(restart['all_first_ms']):.0f})"
+            if restart
+            else "-"
+        )
         # Right after the upload nothing is kept yet: that call reads the
         # object store (the row above).
         upload_text = "-" if key == "kept_on_disk" else f"{after_upload['first_ms']:.1f}"

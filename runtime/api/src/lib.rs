@@ -47,6 +47,7 @@ mod module_gc;
 mod observed_dispatch;
 mod openapi;
 mod quotas;
+mod reseal;
 mod routes;
 mod state;
 mod tenant_rate;
@@ -192,6 +193,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = Arc::new(state);
     let _sweeper = module_gc::start(&state);
+    let _reseal = reseal::start(&state);
     let _kv_service = kv_service::start(&state)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;

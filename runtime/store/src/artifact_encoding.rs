@@ -41,11 +41,44 @@ pub(crate) fn encode(prefix: &[u8], artifact: &[u8]) -> io::Result<Vec<u8>> {
 /// Decode the compressed artifact `stored` reads, handing each piece to
 /// `content`: the bytes decoded. Refuses ([`Decoded::Invalid`]) anything
 /// but one whole frame, and more than `limit` bytes
-/// ([`MAX_ARTIFACT_BYTES`]); an error is `content`'s.
+/// ([`MAX_ARTIFACT_BYTES`]); an error is `content`'s. `content` runs on a
+/// thread of its own while the next pieces are decoded: decoding (~27 ms
+/// for the Python example's artifact) and hashing and writing (~30 ms) take
+/// about as long.
 pub(crate) fn decode(
     stored: impl Read,
     limit: u64,
-    mut content: impl FnMut(&[u8]) -> io::Result<()>,
+    mut content: impl FnMut(&[u8]) -> io::Result<()> + Send,
+) -> io::Result<Decoded> {
+    let (full, to_consume) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(2);
+    let (spare, spares) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(move || {
+            for (buffer, read) in to_consume {
+                content(&buffer[..read])?;
+                let _ = spare.send(buffer);
+            }
+            Ok::<_, io::Error>(())
+        });
+        let decoded = decode_into_buffers(stored, limit, |buffer, read| {
+            full.send((buffer, read))
+                .map_err(|_| io::Error::other("stopped writing an artifact"))?;
+            Ok(spares.try_recv().unwrap_or_else(|_| vec![0; DECODE_BYTES]))
+        });
+        drop(full);
+        let consumed = consumer.join().expect("an artifact's writer panicked");
+        // The writer's error explains a decoder that could not hand on.
+        consumed?;
+        decoded
+    })
+}
+
+/// The decoding loop: each buffer filled (with how many bytes) is handed to
+/// `exchange`, which gives back one to fill next.
+fn decode_into_buffers(
+    stored: impl Read,
+    limit: u64,
+    mut exchange: impl FnMut(Vec<u8>, usize) -> io::Result<Vec<u8>>,
 ) -> io::Result<Decoded> {
     let mut decoder = FrameDecoder::new(stored);
     let mut buffer = vec![0; DECODE_BYTES];
@@ -67,7 +100,7 @@ pub(crate) fn decode(
                 "decodes to more than {limit} bytes"
             )));
         }
-        content(&buffer[..read])?;
+        buffer = exchange(buffer, read)?;
     }
 }
 

@@ -222,6 +222,49 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// The digests of the modules functions use that have no artifact for
+    /// engines with `engine_key` (but the platform's own, pinned ones), the
+    /// most recently stored first (what an
+    /// API server makes artifacts for: `nimbus_api`'s `reseal.rs`). Reads
+    /// the functions and the object store's listing (one short-lived
+    /// consumer), the listing only if some function exists.
+    pub async fn modules_without_artifact(
+        &self,
+        engine_key: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        use futures::StreamExt as _;
+        let used = self.referenced_digests().await?;
+        if used.is_empty() {
+            return Ok(Vec::new());
+        }
+        let suffix = artifact_name("", engine_key);
+        let mut list = self
+            .modules
+            .list()
+            .await
+            .map_err(|e| unavailable("list objects", e))?;
+        let (mut modules, mut sealed) = (Vec::new(), std::collections::HashSet::new());
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| unavailable("list objects", e))?;
+            if info.deleted {
+                continue;
+            }
+            // Pinned modules are the platform's own (the JavaScript
+            // interpreter), which their API server stores with an artifact.
+            let pinned = info.metadata.contains_key(crate::module_gc::PINNED);
+            if let Some(digest) = info.name.strip_suffix(&suffix) {
+                sealed.insert(digest.to_owned());
+            } else if used.contains(&info.name) && !pinned {
+                modules.push((info.modified, modules.len(), info.name));
+            }
+        }
+        modules.retain(|(_, _, digest)| !sealed.contains(digest));
+        modules.sort_by_key(|(modified, position, _)| std::cmp::Reverse((*modified, *position)));
+        Ok(modules.into_iter().map(|(_, _, digest)| digest).collect())
+    }
+}
+
 /// The object name of an artifact: `<digest>.sealed-v4-<engine key>` (v4:
 /// compressed, `artifact_encoding.rs`; v3: the Ed25519 signature.
 /// Artifacts stored before are not looked for: a worker compiles such a

@@ -59,7 +59,7 @@ use crate::{Storage, StoreError, unavailable};
 pub(crate) const KNOWN_INTERPRETERS: usize = 100_000;
 
 /// The metadata key that marks an object pinned.
-const PINNED: &str = "nimbus-pinned";
+pub(crate) const PINNED: &str = "nimbus-pinned";
 
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,7 +220,7 @@ impl Storage {
 
     /// The digests of the modules functions use (every user's), with the
     /// interpreters their scripts name.
-    async fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
+    pub(crate) async fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
         let filter = format!("{}>", self.functions.prefix);
         let stored = self
             .ride_out(Retry::Idempotent, "list functions", || {

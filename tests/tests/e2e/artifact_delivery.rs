@@ -156,3 +156,62 @@ async fn a_restarted_worker_loads_the_artifacts_it_kept_and_refuses_a_changed_on
     assert_eq!((loads.compiled, loads.loaded), (1, 0), "{loads:?}");
     assert!(!kept.exists(), "the changed file is removed");
 }
+
+/// Functions stored before an upgrade that renames artifacts (a new
+/// wasmtime, engine settings, the storage format) get new artifacts from
+/// the next API server to start, in the background: workers then load them
+/// and compile nothing.
+#[tokio::test]
+async fn a_starting_api_server_makes_the_artifacts_stored_modules_lack() {
+    let mut platform = Platform::start_with(Setup {
+        workers: 0,
+        ..Setup::default()
+    })
+    .await;
+    let token = platform.user("ada").await;
+    let mut functions = Vec::new();
+    for n in [1, 2] {
+        let wat = format!(
+            r#"(module (func (export "handle") (param i32) (result i32)
+                 local.get 0 i32.const {n} i32.add))"#
+        );
+        let (status, created) = platform
+            .post_json("/functions", Some(&token), &json!({"code": wat}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let digest = created["digest"].as_str().unwrap().to_owned();
+        // As if stored by a platform whose artifacts this one cannot use.
+        delete_object(&platform, &artifact_name(&digest)).await;
+        functions.push((created["id"].as_u64().unwrap(), digest, n));
+    }
+
+    platform.add_api().await;
+    let store = storage(&platform).await;
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    for (_, digest, _) in &functions {
+        let made = eventually(
+            "the new API server makes the artifact",
+            Duration::from_secs(120),
+            || async {
+                store
+                    .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
+                    .await
+                    .unwrap()
+            },
+        )
+        .await;
+        drop(made);
+    }
+
+    let worker = platform.add_worker().await;
+    for (id, _, n) in &functions {
+        let (status, body) = platform.execute(&token, *id, json!(40)).await;
+        assert_eq!(
+            (status, &body["result"]),
+            (StatusCode::OK, &json!(40 + n)),
+            "{body}"
+        );
+    }
+    let loads = platform.worker_loads(worker);
+    assert_eq!((loads.compiled, loads.loaded), (0, 2), "{loads:?}");
+}
