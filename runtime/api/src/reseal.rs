@@ -7,14 +7,16 @@
 //! function without a usable artifact: each worker would compile each
 //! function on its first call (~20 s for the Python example), which is what
 //! the platform promises not to do. So an API server, once started, lists
-//! the modules in use without an artifact for its engine, the most recently
-//! stored first, and compiles and signs them one at a time, as an upload
-//! would. Compiles run on the engine's low-priority pool and hold one of its
-//! turns (2 by default), so uploads keep at least one; workers load each
-//! new artifact as it is stored (`load_as_stored`). Several API servers
-//! starting together may compile the same module: each checks that the
-//! artifact is still missing right before compiling, and the first to
-//! store it wins (artifacts are written once).
+//! the modules in use without an artifact for its engine (not scripts,
+//! which have none; yes their interpreters) and compiles and signs them one
+//! at a time, as an upload would (the platform's own pinned interpreters as
+//! it installs them, trusted). Compiles run on the engine's low-priority
+//! pool and hold one of its turns (2 by default: uploads keep the other),
+//! and workers load each new artifact as it is stored (`load_as_stored`).
+//! The order is random, so API servers started together rarely compile the
+//! same module at once; each checks just before compiling, and again before
+//! storing (`put_artifact`), that the artifact is still missing. A listing
+//! that fails is tried again a minute later.
 
 use std::sync::Arc;
 
@@ -32,7 +34,26 @@ pub(crate) fn start(state: &Arc<AppState>) -> BackgroundTask {
     };
     let (storage, key, engine) = (storage.clone(), key.clone(), state.engine.clone());
     BackgroundTask(Some(tokio::spawn(async move {
-        let made = reseal(&storage, &engine, &key).await;
+        let engine_key = engine.artifact_key();
+        let mut missing = loop {
+            match storage.modules_without_artifact(&engine_key).await {
+                Ok(missing) => break missing,
+                Err(e) => {
+                    let error = nimbus_core::error::describe(&e);
+                    tracing::warn!(%error, "could not list the modules without an artifact; trying again in a minute");
+                    tokio::time::sleep(RETRY_LISTING).await;
+                }
+            }
+        };
+        rand::seq::SliceRandom::shuffle(&mut missing[..], &mut rand::thread_rng());
+        let mut made = 0;
+        for (digest, pinned) in missing {
+            match reseal_one(&storage, &engine, &key, &engine_key, &digest, pinned).await {
+                Ok(true) => made += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%digest, %error, "could not make an artifact"),
+            }
+        }
         if made > 0 {
             tracing::info!(
                 made,
@@ -42,37 +63,19 @@ pub(crate) fn start(state: &Arc<AppState>) -> BackgroundTask {
     })))
 }
 
-/// Make the missing artifacts: how many were stored.
-pub(crate) async fn reseal(storage: &Storage, engine: &Engine, key: &ArtifactKey) -> usize {
-    let engine_key = engine.artifact_key();
-    let missing = match storage.modules_without_artifact(&engine_key).await {
-        Ok(missing) => missing,
-        Err(e) => {
-            let error = nimbus_core::error::describe(&e);
-            tracing::warn!(%error, "could not list the modules without an artifact");
-            return 0;
-        }
-    };
-    let mut made = 0;
-    for digest in missing {
-        match reseal_one(storage, engine, key, &engine_key, &digest).await {
-            Ok(true) => made += 1,
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%digest, %error, "could not make an artifact"),
-        }
-    }
-    made
-}
+/// How long after a failed listing it is tried again.
+const RETRY_LISTING: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Compile, sign and store module `digest`'s artifact if it still has none
-/// (`false`: it has one by now, is gone, or is a script, which has no code
-/// of its own).
+/// Compile (as the platform's own code if `pinned`), sign and store module
+/// `digest`'s artifact if it still has none (`false`: it has one by now, is
+/// gone, or is a script, which has no code of its own).
 async fn reseal_one(
     storage: &Storage,
     engine: &Engine,
     key: &ArtifactKey,
     engine_key: &str,
     digest: &str,
+    pinned: bool,
 ) -> Result<bool, String> {
     let describe = |e: nimbus_store::StoreError| nimbus_core::error::describe(&e);
     let name = nimbus_store::artifact_name(digest, engine_key);
@@ -87,7 +90,12 @@ async fn reseal_one(
     }
     let artifact = engine
         .compile_job(move |engine| {
-            let (module, _) = engine.compile(&bytes).map_err(|e| e.to_string())?;
+            let compiled = if pinned {
+                engine.compile_trusted(&bytes)
+            } else {
+                engine.compile(&bytes)
+            };
+            let (module, _) = compiled.map_err(|e| e.to_string())?;
             engine.serialize(&module).map_err(|e| e.to_string())
         })
         .await

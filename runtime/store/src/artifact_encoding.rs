@@ -11,25 +11,35 @@
 //! worker's own copy (`local_artifacts.rs`) is kept uncompressed and loads
 //! without decoding. A fetched artifact is decoded as its chunks arrive,
 //! before the signature can be checked (which is what refuses a cut or
-//! changed one): the decoded size is bounded
-//! ([`MAX_ARTIFACT_BYTES`]), so a forged object cannot make a worker write
-//! more than that before it is refused.
+//! changed one): the decoded size is bounded ([`decode_limit`]), so a
+//! forged object cannot make a worker write much more than its own size
+//! before it is refused.
 
 use std::io::{self, Read, Write};
 
 use lz4_flex::frame::{BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 
-/// The most an artifact may decode to: 1 GiB (the Python example's is
-/// 40.6 MB; a module's artifact is a few times the module).
-pub(crate) const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+/// The most an artifact stored in `stored` bytes may decode to: 16 times
+/// that, plus 16 MiB (native code compresses ~2x, a small artifact's page
+/// padding more), and never more than 1 GiB (the Python example's artifact
+/// is 40.6 MB). LZ4 can expand ~250x: without a bound, a forged object of
+/// a few MB could fill a worker's memory before its signature fails.
+pub(crate) fn decode_limit(stored: usize) -> u64 {
+    (stored as u64)
+        .saturating_mul(16)
+        .saturating_add(16 << 20)
+        .min(1 << 30)
+}
 
-/// Bytes decoded at a time.
-const DECODE_BYTES: usize = 1 << 20;
+/// Bytes decoded at a time: one block (the most the decoder hands out at
+/// once).
+const BLOCK: BlockSize = BlockSize::Max256KB;
+const DECODE_BYTES: usize = 256 << 10;
 
 /// `prefix`, then `artifact` compressed.
 pub(crate) fn encode(prefix: &[u8], artifact: &[u8]) -> io::Result<Vec<u8>> {
     let mut info = FrameInfo::new();
-    info.block_size = BlockSize::Max256KB;
+    info.block_size = BLOCK;
     info.content_size = Some(artifact.len() as u64);
     let mut stored = Vec::with_capacity(prefix.len() + artifact.len() / 2);
     stored.extend_from_slice(prefix);
@@ -40,8 +50,9 @@ pub(crate) fn encode(prefix: &[u8], artifact: &[u8]) -> io::Result<Vec<u8>> {
 
 /// Decode the compressed artifact `stored` reads, handing each piece to
 /// `content`: the bytes decoded. Refuses ([`Decoded::Invalid`]) anything
-/// but one whole frame, and more than `limit` bytes
-/// ([`MAX_ARTIFACT_BYTES`]); an error is `content`'s. `content` runs on a
+/// but one frame and more than `limit` bytes ([`decode_limit`]); a frame
+/// cut at a block's end decodes, short (the signature refuses it). An error
+/// is `content`'s. `content` runs on a
 /// thread of its own while the next pieces are decoded: decoding (~27 ms
 /// for the Python example's artifact) and hashing and writing (~30 ms) take
 /// about as long.
@@ -177,7 +188,7 @@ mod tests {
         let mut tag = Vec::new();
         let mut reader = Chunks::new(chunked(stored, chunk), 3, &mut tag);
         let mut content = Vec::new();
-        let decoded = decode(&mut reader, MAX_ARTIFACT_BYTES, |bytes| {
+        let decoded = decode(&mut reader, 1 << 30, |bytes| {
             content.extend_from_slice(bytes);
             Ok(())
         })
@@ -236,8 +247,12 @@ mod tests {
         use crate::objects::{Check, absorb};
         // The layout before compression: signature, then plain code.
         let stored: Vec<u8> = [vec![7; crate::artifacts::TAG_BYTES], artifact()].concat();
-        let (check, written, size) =
-            absorb(Check::seal(true), Vec::new(), chunked(&stored, 1000)).unwrap();
+        let (check, written, size) = absorb(
+            Check::compressed_seal(stored.len()),
+            Vec::new(),
+            chunked(&stored, 1000),
+        )
+        .unwrap();
         assert_eq!(size, stored.len());
         assert!(written.is_empty());
         assert!(matches!(
@@ -250,8 +265,12 @@ mod tests {
         // And a frame is decoded to what is written.
         let artifact = artifact();
         let stored = encode(&[7; crate::artifacts::TAG_BYTES], &artifact).unwrap();
-        let (check, written, size) =
-            absorb(Check::seal(true), Vec::new(), chunked(&stored, 1000)).unwrap();
+        let (check, written, size) = absorb(
+            Check::compressed_seal(stored.len()),
+            Vec::new(),
+            chunked(&stored, 1000),
+        )
+        .unwrap();
         assert_eq!((size, written == artifact), (stored.len(), true));
         assert!(matches!(
             check,
@@ -263,9 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_grows_with_the_object_up_to_1_gib() {
+        assert_eq!(decode_limit(0), 16 << 20);
+        assert_eq!(decode_limit(21 << 20), (21 * 16 + 16) << 20);
+        assert_eq!(decode_limit(100 << 20), 1 << 30);
+    }
+
+    #[test]
     fn decoding_stops_past_the_bound() {
         // Zeros compress ~250x: a forged object's bomb, against a bound of
-        // 4 MiB (1 GiB in use).
+        // 4 MiB.
         let limit = 4 << 20;
         let bomb = encode(b"sig", &vec![0; 16 << 20]).unwrap();
         assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());

@@ -144,7 +144,7 @@ impl Storage {
         let name = artifact_name(digest, engine_key);
         // The artifact is decoded and hashed, and written where the engine
         // will load it from, while the chunks arrive.
-        let check = || Check::seal(true);
+        let check = Check::compressed_seal;
         let Some((sink, check)) = self.read_object(&name, check, Sink::new).await? else {
             return Ok(None);
         };
@@ -178,7 +178,7 @@ impl Storage {
         }
         // Hashed, signed and compressed (~0.15 s for the Python example's
         // 40 MB) off the runtime.
-        let (key, signed_name) = (key.clone(), name.clone());
+        let (key, signed_name, size) = (key.clone(), name.clone(), artifact.len());
         let stored = tokio::task::spawn_blocking(move || {
             let signature = key.sign(&signed_name, &blake3::hash(&artifact));
             crate::artifact_encoding::encode(&signature.to_bytes(), &artifact)
@@ -186,7 +186,8 @@ impl Storage {
         .await
         .map_err(|e| unavailable("compress an artifact", e))?
         .map_err(|e| unavailable("compress an artifact", e))?;
-        self.put_object(&name, &stored, false).await
+        let metadata = [(ARTIFACT_BYTES.to_owned(), size.to_string())].into();
+        self.put_object(&name, &stored, metadata).await
     }
 }
 
@@ -224,18 +225,18 @@ impl Storage {
 
 impl Storage {
     /// The digests of the modules functions use that have no artifact for
-    /// engines with `engine_key` (but the platform's own, pinned ones), the
-    /// most recently stored first (what an
-    /// API server makes artifacts for: `nimbus_api`'s `reseal.rs`). Reads
-    /// the functions and the object store's listing (one short-lived
-    /// consumer), the listing only if some function exists.
+    /// engines with `engine_key` (scripts have no code of their own), and
+    /// whether each is pinned (the platform's own: a JavaScript
+    /// interpreter); what an API server makes artifacts for (`nimbus_api`'s
+    /// `reseal.rs`). Reads the functions and, if some exist, the object
+    /// store's listing (one short-lived consumer).
     pub async fn modules_without_artifact(
         &self,
         engine_key: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, bool)>, StoreError> {
         use futures::StreamExt as _;
-        let used = self.referenced_digests().await?;
-        if used.is_empty() {
+        let (used, scripts) = self.referenced_modules().await?;
+        if used.len() == scripts.len() {
             return Ok(Vec::new());
         }
         let suffix = artifact_name("", engine_key);
@@ -250,19 +251,30 @@ impl Storage {
             if info.deleted {
                 continue;
             }
-            // Pinned modules are the platform's own (the JavaScript
-            // interpreter), which their API server stores with an artifact.
-            let pinned = info.metadata.contains_key(crate::module_gc::PINNED);
             if let Some(digest) = info.name.strip_suffix(&suffix) {
                 sealed.insert(digest.to_owned());
-            } else if used.contains(&info.name) && !pinned {
-                modules.push((info.modified, modules.len(), info.name));
+            } else if used.contains(&info.name) && !scripts.contains(&info.name) {
+                let pinned = info.metadata.contains_key(crate::module_gc::PINNED);
+                modules.push((info.name, pinned));
             }
         }
-        modules.retain(|(_, _, digest)| !sealed.contains(digest));
-        modules.sort_by_key(|(modified, position, _)| std::cmp::Reverse((*modified, *position)));
-        Ok(modules.into_iter().map(|(_, _, digest)| digest).collect())
+        modules.retain(|(digest, _)| !sealed.contains(digest));
+        Ok(modules)
     }
+}
+
+/// The metadata key of an artifact object that records the artifact's
+/// size, decoded (what a worker's module cache holds of it).
+const ARTIFACT_BYTES: &str = "nimbus-artifact-bytes";
+
+/// The bytes the artifact in the object `info` describes takes once
+/// decoded: what its upload recorded, else (stored without the record)
+/// twice its compressed size, about what native code compresses by.
+pub fn artifact_bytes(info: &async_nats::jetstream::object_store::ObjectInfo) -> u64 {
+    info.metadata
+        .get(ARTIFACT_BYTES)
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or(info.size as u64 * 2)
 }
 
 /// The object name of an artifact: `<digest>.sealed-v4-<engine key>` (v4:

@@ -62,7 +62,8 @@ mod users;
 
 pub use artifact_file::Artifact;
 pub use artifacts::{
-    ArtifactKey, ArtifactVerifier, InvalidPublicKey, SignedArtifact, WeakArtifactKey, artifact_name,
+    ArtifactKey, ArtifactVerifier, InvalidPublicKey, SignedArtifact, WeakArtifactKey,
+    artifact_bytes, artifact_name,
 };
 pub use codec::now_rfc3339;
 pub use config::StoreConfig;

@@ -90,7 +90,7 @@ impl LocalArtifacts {
         let mut file = File::open(&path).ok()?;
         let read = (|| {
             let size = file.metadata()?.len();
-            let check = Check::seal(false);
+            let check = Check::seal();
             let sink = Sink::new((size as usize).saturating_sub(TAG_BYTES))?;
             let mut failed = None;
             let mut rest = (&mut file).take(size);

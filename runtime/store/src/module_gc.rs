@@ -127,7 +127,12 @@ impl Storage {
         if self.touch_object(digest, pinned).await? {
             return Ok(());
         }
-        self.put_object(digest, bytes, pinned).await
+        let metadata = if pinned {
+            pinned_metadata()
+        } else {
+            Default::default()
+        };
+        self.put_object(digest, bytes, metadata).await
     }
 
     /// Give object `name`'s metadata a new revision stamped now (and the
@@ -220,7 +225,15 @@ impl Storage {
 
     /// The digests of the modules functions use (every user's), with the
     /// interpreters their scripts name.
-    pub(crate) async fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
+    async fn referenced_digests(&self) -> Result<HashSet<String>, StoreError> {
+        Ok(self.referenced_modules().await?.0)
+    }
+
+    /// [`Storage::referenced_digests`], and which of them are scripts
+    /// (JavaScript functions' modules).
+    pub(crate) async fn referenced_modules(
+        &self,
+    ) -> Result<(HashSet<String>, HashSet<String>), StoreError> {
         let filter = format!("{}>", self.functions.prefix);
         let stored = self
             .ride_out(Retry::Idempotent, "list functions", || {
@@ -239,12 +252,12 @@ impl Storage {
             }
             digests.insert(meta.digest);
         }
-        for script in scripts {
-            if let Some(interpreter) = self.interpreter_of(&script).await? {
+        for script in &scripts {
+            if let Some(interpreter) = self.interpreter_of(script).await? {
                 digests.insert(interpreter);
             }
         }
-        Ok(digests)
+        Ok((digests, scripts.into_iter().collect()))
     }
 
     /// The interpreter script module `digest` names (`None` if it is no

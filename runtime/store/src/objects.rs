@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use nimbus_core::subjects;
 
-use crate::artifact_encoding::{Chunks, Decoded, MAX_ARTIFACT_BYTES, decode};
+use crate::artifact_encoding::{Chunks, Decoded, decode, decode_limit};
 use crate::failover::{NatsError, Retry};
 use crate::{Storage, StoreError, unavailable};
 
@@ -38,24 +38,21 @@ impl Storage {
         self.get_object(digest).await
     }
 
-    /// Write object `name` (`pinned`: never reclaimed, see `module_gc.rs`).
+    /// Write object `name` with `metadata` (`module_gc::pinned_metadata`:
+    /// never reclaimed).
     pub(crate) async fn put_object(
         &self,
         name: &str,
         bytes: &[u8],
-        pinned: bool,
+        metadata: std::collections::HashMap<String, String>,
     ) -> Result<(), StoreError> {
         // Not retried: async-nats reports a failed chunk only as text, so
         // whether JetStream received it is unknown. The upload answers 503.
         let mut reader = bytes;
         let meta = object_store::ObjectMetadata {
             name: name.to_owned(),
-            chunk_size: Some(chunk_bytes(self.client.server_info().max_payload)),
-            metadata: if pinned {
-                crate::module_gc::pinned_metadata()
-            } else {
-                Default::default()
-            },
+            chunk_size: Some(chunk_bytes(self.client.max_payload())),
+            metadata,
             ..Default::default()
         };
         self.modules
@@ -67,18 +64,18 @@ impl Storage {
 
     pub(crate) async fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let sink = |size| Ok(Vec::with_capacity(size));
-        self.read_object(name, || Check::Digest(Sha256::new()), sink)
+        self.read_object(name, |_| Check::Digest(Sha256::new()), sink)
             .await
             .map(|read| read.map(|(bytes, _)| bytes))
     }
 
     /// The object `name`, checked as it arrives with what `check` makes and
-    /// written to what `sink` makes for its size (fresh ones per attempt),
-    /// and the check's verdict.
+    /// written to what `sink` makes, both for its size (fresh ones per
+    /// attempt), and the check's verdict.
     pub(crate) async fn read_object<S: Write + Send + 'static>(
         &self,
         name: &str,
-        check: impl Fn() -> Check + Send + Sync,
+        check: impl Fn(usize) -> Check + Send + Sync,
         sink: impl Fn(usize) -> std::io::Result<S> + Send + Sync,
     ) -> Result<Option<(S, Check)>, StoreError> {
         self.ride_out(Retry::Idempotent, "read object", || async {
@@ -89,7 +86,7 @@ impl Storage {
                 Err(e) => return Err(NatsError::new(e)),
             };
             let sink = sink(info.size).map_err(NatsError::new)?;
-            let (check, sink) = match self.read_chunks(&info, check(), sink).await {
+            let (check, sink) = match self.read_chunks(&info, check(info.size), sink).await {
                 Ok(read) => read,
                 // Deleted while being read (a sweep, `module_gc.rs`): gone,
                 // as if the read had come a moment later.
@@ -132,10 +129,11 @@ impl Storage {
 
     /// The object's chunks, in order, fed to `check` and their content
     /// written to `sink`, then checked against the object's size. A big
-    /// object is checked and written on a blocking thread while its next
-    /// chunks arrive (hashing and writing the 43 MB artifact of the Python
-    /// example takes ~25 ms, which would otherwise add to its time on the
-    /// wire); a small one, after its chunks arrived, with no thread.
+    /// object, or an artifact to decode, is checked and written on blocking
+    /// threads while its next chunks arrive (decoding, hashing and writing
+    /// the 40 MB artifact of the Python example takes ~60 ms of CPU, which
+    /// would otherwise add to its time on the wire); a small plain one,
+    /// after its chunks arrived, on this task.
     async fn read_chunks<S: Write + Send + 'static>(
         &self,
         info: &ObjectInfo,
@@ -146,7 +144,8 @@ impl Storage {
         let in_flight = chunks_in_flight(info);
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(in_flight);
         let mut received_ms = f64::NAN;
-        let absorbed = if info.chunks <= in_flight && info.size <= INLINE_BYTES {
+        let inline = info.chunks <= in_flight && info.size <= INLINE_BYTES && !check.decodes();
+        let absorbed = if inline {
             // Every chunk fits in the channel: receive, then absorb.
             let received = self.receive_chunks(info, &chunks).await;
             drop(chunks);
@@ -238,12 +237,12 @@ pub(crate) fn absorb<S: Write + Send>(
     if let Check::Seal {
         tag,
         hasher,
-        compressed: true,
+        compressed: Some(limit),
         undecodable,
     } = &mut check
     {
         let mut stored = Chunks::new(&mut next, crate::artifacts::TAG_BYTES, tag);
-        let decoded = decode(&mut stored, MAX_ARTIFACT_BYTES, |content| {
+        let decoded = decode(&mut stored, *limit, |content| {
             hasher.update(content);
             sink.write_all(content)
         })?;
@@ -308,26 +307,49 @@ pub(crate) enum Check {
     /// The SHA-256 digest recorded with the object.
     Digest(Sha256),
     /// A signed artifact's signature (its first bytes, collected here) and
-    /// the hash of the artifact, the rest, which is `compressed` or not
-    /// (`artifacts.rs`, `artifact_encoding.rs`).
+    /// the hash of the artifact, the rest, which is compressed (then: the
+    /// most bytes it may decode to) or not (`artifacts.rs`,
+    /// `artifact_encoding.rs`).
     Seal {
         tag: Vec<u8>,
         hasher: Box<blake3::Hasher>,
-        compressed: bool,
+        compressed: Option<u64>,
         /// Why the compressed rest did not decode, if it did not.
         undecodable: Option<String>,
     },
 }
 
 impl Check {
-    /// The check of a signed artifact, stored `compressed` or not.
-    pub(crate) fn seal(compressed: bool) -> Self {
+    /// The check of a signed artifact stored as it is.
+    pub(crate) fn seal() -> Self {
         Self::Seal {
             tag: Vec::with_capacity(crate::artifacts::TAG_BYTES),
             hasher: Box::new(blake3::Hasher::new()),
-            compressed,
+            compressed: None,
             undecodable: None,
         }
+    }
+
+    /// The check of a signed artifact stored compressed, in an object of
+    /// `stored` bytes: what it may decode to is bounded
+    /// (`artifact_encoding::decode_limit`).
+    pub(crate) fn compressed_seal(stored: usize) -> Self {
+        let mut check = Self::seal();
+        if let Self::Seal { compressed, .. } = &mut check {
+            *compressed = Some(decode_limit(stored));
+        }
+        check
+    }
+
+    /// Whether the content is decoded on the way.
+    fn decodes(&self) -> bool {
+        matches!(
+            self,
+            Self::Seal {
+                compressed: Some(_),
+                ..
+            }
+        )
     }
 
     /// Check `bytes`, the object's next ones; what of them is content (a

@@ -162,9 +162,12 @@ impl Worker {
             }
             // Only what fits beside the modules this worker has loaded: a
             // new function's artifact does not push out called ones.
-            let cached = self.engine.cached_bytes();
-            if cached + info.size as u64 > self.config.module_cache_bytes {
-                tracing::debug!(%digest, bytes = info.size, cached, "not loading a stored artifact ahead: the cache is full");
+            let (cached, bytes) = (
+                self.engine.cached_bytes(),
+                nimbus_store::artifact_bytes(&info),
+            );
+            if cached + bytes > self.config.module_cache_bytes {
+                tracing::debug!(%digest, bytes, cached, "not loading a stored artifact ahead: the cache is full");
                 continue;
             }
             if self.stored_yet(&info.name).await {

@@ -159,8 +159,9 @@ async fn a_restarted_worker_loads_the_artifacts_it_kept_and_refuses_a_changed_on
 
 /// Functions stored before an upgrade that renames artifacts (a new
 /// wasmtime, engine settings, the storage format) get new artifacts from
-/// the next API server to start, in the background: workers then load them
-/// and compile nothing.
+/// the next API server to start, in the background, the JavaScript
+/// interpreter's included (JS functions' scripts have none of their own):
+/// workers then load them and compile nothing.
 #[tokio::test]
 async fn a_starting_api_server_makes_the_artifacts_stored_modules_lack() {
     let mut platform = Platform::start_with(Setup {
@@ -169,26 +170,46 @@ async fn a_starting_api_server_makes_the_artifacts_stored_modules_lack() {
     })
     .await;
     let token = platform.user("ada").await;
+    let store = storage(&platform).await;
     let mut functions = Vec::new();
-    for n in [1, 2] {
-        let wat = format!(
-            r#"(module (func (export "handle") (param i32) (result i32)
-                 local.get 0 i32.const {n} i32.add))"#
-        );
+    let mut sealed = Vec::new();
+    for (n, code) in [
+        r#"(module (func (export "handle") (param i32) (result i32)
+             local.get 0 i32.const 1 i32.add))"#,
+        r#"(module (func (export "handle") (param i32) (result i32)
+             local.get 0 i32.const 2 i32.add))"#,
+        "return input + 3;",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let runtime = if n == 2 { "js" } else { "wat" };
         let (status, created) = platform
-            .post_json("/functions", Some(&token), &json!({"code": wat}))
+            .post_json(
+                "/functions",
+                Some(&token),
+                &json!({"code": code, "runtime": runtime}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
-        let digest = created["digest"].as_str().unwrap().to_owned();
+        let mut digest = created["digest"].as_str().unwrap().to_owned();
+        if n == 2 {
+            // The script's code is its interpreter's.
+            let script = store.module(&digest).await.unwrap().unwrap();
+            let script = nimbus_core::script::ScriptModule::decode(&script)
+                .unwrap()
+                .expect("a script module");
+            digest = script.interpreter.to_owned();
+        }
         // As if stored by a platform whose artifacts this one cannot use.
         delete_object(&platform, &artifact_name(&digest)).await;
-        functions.push((created["id"].as_u64().unwrap(), digest, n));
+        functions.push((created["id"].as_u64().unwrap(), n as i64 + 1));
+        sealed.push(digest);
     }
 
     platform.add_api().await;
-    let store = storage(&platform).await;
     let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
-    for (_, digest, _) in &functions {
+    for digest in &sealed {
         let made = eventually(
             "the new API server makes the artifact",
             Duration::from_secs(120),
@@ -204,7 +225,7 @@ async fn a_starting_api_server_makes_the_artifacts_stored_modules_lack() {
     }
 
     let worker = platform.add_worker().await;
-    for (id, _, n) in &functions {
+    for (id, n) in &functions {
         let (status, body) = platform.execute(&token, *id, json!(40)).await;
         assert_eq!(
             (status, &body["result"]),
@@ -213,5 +234,5 @@ async fn a_starting_api_server_makes_the_artifacts_stored_modules_lack() {
         );
     }
     let loads = platform.worker_loads(worker);
-    assert_eq!((loads.compiled, loads.loaded), (0, 2), "{loads:?}");
+    assert_eq!((loads.compiled, loads.loaded), (0, 3), "{loads:?}");
 }
