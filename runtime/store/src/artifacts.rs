@@ -201,17 +201,10 @@ impl Storage {
         engine_key: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        use futures::StreamExt as _;
         let suffix = artifact_name("", engine_key);
-        let mut list = self
-            .modules
-            .list()
-            .await
-            .map_err(|e| unavailable("list objects", e))?;
         let mut found = Vec::new();
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| unavailable("list objects", e))?;
-            if let (false, Some(digest)) = (info.deleted, info.name.strip_suffix(&suffix)) {
+        for info in self.stored_objects().await? {
+            if let Some(digest) = info.name.strip_suffix(&suffix) {
                 // The listing comes in the order objects were stored: the
                 // position breaks ties between equal times.
                 found.push((info.modified, found.len(), digest.to_owned()));
@@ -234,23 +227,13 @@ impl Storage {
         &self,
         engine_key: &str,
     ) -> Result<Vec<(String, bool)>, StoreError> {
-        use futures::StreamExt as _;
         let (used, scripts) = self.referenced_modules().await?;
         if used.len() == scripts.len() {
             return Ok(Vec::new());
         }
         let suffix = artifact_name("", engine_key);
-        let mut list = self
-            .modules
-            .list()
-            .await
-            .map_err(|e| unavailable("list objects", e))?;
         let (mut modules, mut sealed) = (Vec::new(), std::collections::HashSet::new());
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| unavailable("list objects", e))?;
-            if info.deleted {
-                continue;
-            }
+        for info in self.stored_objects().await? {
             if let Some(digest) = info.name.strip_suffix(&suffix) {
                 sealed.insert(digest.to_owned());
             } else if used.contains(&info.name) && !scripts.contains(&info.name) {
@@ -260,6 +243,27 @@ impl Storage {
         }
         modules.retain(|(digest, _)| !sealed.contains(digest));
         Ok(modules)
+    }
+
+    /// Every object stored (not deleted), in the order they were stored, from
+    /// the object store's listing (one short-lived consumer).
+    async fn stored_objects(
+        &self,
+    ) -> Result<Vec<async_nats::jetstream::object_store::ObjectInfo>, StoreError> {
+        use futures::StreamExt as _;
+        let mut list = self
+            .modules
+            .list()
+            .await
+            .map_err(|e| unavailable("list objects", e))?;
+        let mut stored = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| unavailable("list objects", e))?;
+            if !info.deleted {
+                stored.push(info);
+            }
+        }
+        Ok(stored)
     }
 }
 

@@ -233,23 +233,9 @@ async fn a_forged_artifact_is_refused_and_the_worker_compiles_its_own() {
         .await
         .expect("the upload stored an artifact");
     put_forged_artifact(&store, &engine, digest).await;
-    let refused = store
-        .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
-        .await;
-    assert!(
-        matches!(refused, Err(nimbus_store::StoreError::Unsealed { .. })),
-        "{refused:?}"
-    );
-
-    // The worker refuses it too: it compiles, and answers right.
-    let (status, body) = platform.execute(&token, id, json!(41)).await;
-    assert_eq!(
-        (status, &body["result"]),
-        (StatusCode::OK, &json!(42)),
-        "{body}"
-    );
-    let loads = platform.worker_loads(0);
-    assert_eq!((loads.compiled, loads.loaded), (1, 0), "{loads:?}");
+    // The store refuses it, and so does the worker: it compiles, and
+    // answers right.
+    assert_refused_and_compiled(&platform, &token, id, digest).await;
 
     // Artifacts are written once: the forged one stays, still refused, and
     // every worker compiles rather than load it.
@@ -358,7 +344,14 @@ async fn a_stored_artifact_is_compressed_and_one_that_does_not_decode_is_refused
     bucket.delete(&name).await.unwrap();
     let junk: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 + i / 4099) as u8).collect();
     bucket.put(name.as_str(), &mut &junk[..]).await.unwrap();
-    let refused = storage(&platform)
+    assert_refused_and_compiled(&platform, &token, id, digest).await;
+}
+
+/// The stored artifact of `digest` (function `id`, the `ADD_WAT` module) is
+/// refused as unsealed, and worker 0 compiles the module to answer a call.
+async fn assert_refused_and_compiled(platform: &Platform, token: &str, id: u64, digest: &str) {
+    let engine = nimbus_cli::platform::worker_engine(&Default::default()).unwrap();
+    let refused = storage(platform)
         .await
         .artifact(digest, &engine.artifact_key(), &artifact_key().verifier())
         .await;
@@ -366,7 +359,7 @@ async fn a_stored_artifact_is_compressed_and_one_that_does_not_decode_is_refused
         matches!(refused, Err(nimbus_store::StoreError::Unsealed { .. })),
         "{refused:?}"
     );
-    let (status, body) = platform.execute(&token, id, json!(41)).await;
+    let (status, body) = platform.execute(token, id, json!(41)).await;
     assert_eq!(
         (status, &body["result"]),
         (StatusCode::OK, &json!(42)),
