@@ -282,9 +282,10 @@ pub fn artifact_bytes(info: &async_nats::jetstream::object_store::ObjectInfo) ->
 }
 
 /// The object name of an artifact: `<digest>.sealed-v4-<engine key>` (v4:
-/// compressed, `artifact_encoding.rs`; v3: the Ed25519 signature.
-/// Artifacts stored before are not looked for: a worker compiles such a
-/// module on its first call until an API server signs it anew).
+/// compressed, `artifact_encoding.rs`; v3: the Ed25519 signature).
+/// Artifacts stored under older names are not looked for: API servers make
+/// new ones at their start (`nimbus_api`'s `reseal.rs`), and until then a
+/// worker compiles such a module on its first call.
 pub fn artifact_name(digest: &str, engine_key: &str) -> String {
     format!("{digest}.sealed-v4-{engine_key}")
 }
