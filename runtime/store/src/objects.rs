@@ -129,11 +129,11 @@ impl Storage {
 
     /// The object's chunks, in order, fed to `check` and their content
     /// written to `sink`, then checked against the object's size. A big
-    /// object, or an artifact to decode, is checked and written on blocking
+    /// object is checked (and an artifact decoded) and written on blocking
     /// threads while its next chunks arrive (decoding, hashing and writing
     /// the 40 MB artifact of the Python example takes ~60 ms of CPU, which
-    /// would otherwise add to its time on the wire); a small plain one,
-    /// after its chunks arrived, on this task.
+    /// would otherwise add to its time on the wire); a small one, after its
+    /// chunks arrived, on this task.
     async fn read_chunks<S: Write + Send + 'static>(
         &self,
         info: &ObjectInfo,
@@ -144,7 +144,7 @@ impl Storage {
         let in_flight = chunks_in_flight(info);
         let (chunks, mut arrived) = tokio::sync::mpsc::channel::<bytes::Bytes>(in_flight);
         let mut received_ms = f64::NAN;
-        let inline = info.chunks <= in_flight && info.size <= INLINE_BYTES && !check.decodes();
+        let inline = info.chunks <= in_flight && info.size <= INLINE_BYTES && !check.decodes_much();
         let absorbed = if inline {
             // Every chunk fits in the channel: receive, then absorb.
             let received = self.receive_chunks(info, &chunks).await;
@@ -237,12 +237,13 @@ pub(crate) fn absorb<S: Write + Send>(
     if let Check::Seal {
         tag,
         hasher,
-        compressed: Some(limit),
+        compressed: Some(stored_bytes),
         undecodable,
     } = &mut check
     {
+        let (limit, beside) = (decode_limit(*stored_bytes), *stored_bytes > INLINE_BYTES);
         let mut stored = Chunks::new(&mut next, crate::artifacts::TAG_BYTES, tag);
-        let decoded = decode(&mut stored, *limit, |content| {
+        let decoded = decode(&mut stored, limit, beside, |content| {
             hasher.update(content);
             sink.write_all(content)
         })?;
@@ -265,8 +266,14 @@ pub(crate) fn absorb<S: Write + Send>(
 
 /// Objects of at most this size are checked and written after they
 /// arrived, on the reading task; bigger ones on a blocking thread while
-/// they arrive.
+/// they arrive (and artifacts of more than this, decoded on two).
 const INLINE_BYTES: usize = 2 << 20;
+
+/// Artifacts of at most this size stored are decoded on the reading task
+/// too: a module's is usually a few kilobytes, and threads to start and
+/// hand over to cost more, on a busy machine, than decoding; what one may
+/// decode to is bounded (`decode_limit`: 20 MiB for 256 KiB, ~15 ms).
+const INLINE_DECODE: usize = 256 << 10;
 
 /// Chunk reads in flight at once on the fast path, and chunks the writer
 /// may lag behind: up to 32 MiB of them, at most 16.
@@ -308,12 +315,12 @@ pub(crate) enum Check {
     Digest(Sha256),
     /// A signed artifact's signature (its first bytes, collected here) and
     /// the hash of the artifact, the rest, which is compressed (then: the
-    /// most bytes it may decode to) or not (`artifacts.rs`,
-    /// `artifact_encoding.rs`).
+    /// object's size, which bounds what it may decode to) or not
+    /// (`artifacts.rs`, `artifact_encoding.rs`).
     Seal {
         tag: Vec<u8>,
         hasher: Box<blake3::Hasher>,
-        compressed: Option<u64>,
+        compressed: Option<usize>,
         /// Why the compressed rest did not decode, if it did not.
         undecodable: Option<String>,
     },
@@ -336,19 +343,20 @@ impl Check {
     pub(crate) fn compressed_seal(stored: usize) -> Self {
         let mut check = Self::seal();
         if let Self::Seal { compressed, .. } = &mut check {
-            *compressed = Some(decode_limit(stored));
+            *compressed = Some(stored);
         }
         check
     }
 
-    /// Whether the content is decoded on the way.
-    fn decodes(&self) -> bool {
+    /// Whether the content is decoded on the way from more than
+    /// `INLINE_DECODE` bytes.
+    fn decodes_much(&self) -> bool {
         matches!(
             self,
             Self::Seal {
-                compressed: Some(_),
+                compressed: Some(stored),
                 ..
-            }
+            } if *stored > INLINE_DECODE
         )
     }
 
