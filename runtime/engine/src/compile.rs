@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use nimbus_core::Limits;
 use nimbus_core::script::ScriptModule;
 
-use crate::module::Code;
+use crate::module::{Code, Entry};
 use crate::{
     Abi, CodeCacheStats, CompileError, CompiledModule, Engine, compile_budget, compile_process,
     component, digest, features, module, to_binary,
@@ -170,11 +170,13 @@ impl Engine {
 
     /// A native artifact of `module` that another engine with the same
     /// configuration can load with [`Engine::load_precompiled`]; `None` for
-    /// a script module, which has no machine code of its own.
+    /// a script module, which has no machine code of its own, and for a
+    /// prepared one, which stays on the worker that made it.
     pub fn serialize(&self, module: &CompiledModule) -> Result<Option<Vec<u8>>, wasmtime::Error> {
         match &module.code {
             Code::Core {
-                script: Some(_), ..
+                entry: Entry::Script { .. } | Entry::Prepared(_),
+                ..
             } => Ok(None),
             Code::Core { module, .. } => module.serialize().map(Some),
             Code::Component { component, .. } => component.serialize().map(Some),
@@ -197,7 +199,7 @@ impl Engine {
                 module,
                 pre,
                 imports_wasi,
-                script: None,
+                entry: Entry::Start,
             },
         ) = (&interpreter.abi, &interpreter.code)
         else {
@@ -210,7 +212,12 @@ impl Engine {
             module: module.clone(),
             pre: pre.clone(),
             imports_wasi: *imports_wasi,
-            script: Some(script.stdin_prefix().into()),
+            entry: Entry::Script {
+                prefix: script.stdin_prefix().into(),
+                interpreter: script.interpreter.to_owned(),
+                phases: module.get_export(crate::tier_up::PREPARE).is_some()
+                    && module.get_export(crate::tier_up::RUN).is_some(),
+            },
         };
         Ok(self.remember(digest, Abi::Command, code))
     }
@@ -340,7 +347,7 @@ impl Engine {
                     module,
                     pre,
                     imports_wasi,
-                    script: None,
+                    entry: Entry::Start,
                 };
                 (abi, code)
             }

@@ -20,9 +20,10 @@ use crate::http_import::HostHttp;
 use crate::kv::KvCalls;
 use crate::kv_import::HostKv;
 use crate::limiter::Limiter;
-use crate::module::Code;
+use crate::module::{Code, Entry};
 use crate::outbound::OutboundCalls;
 use crate::pipe::{CappedPipe, Overflow};
+use crate::tier_up::{PREPARE, RUN};
 use crate::{Abi, Capabilities, CompiledModule, Engine, scalar};
 
 /// What one invocation produced. Logs and fuel are reported whether the
@@ -67,6 +68,31 @@ pub struct Host {
     pub(crate) http: HostHttp,
     /// `nimbus_kv` (key-value state) state.
     pub(crate) kv: HostKv,
+}
+
+impl Host {
+    /// The host side of one invocation of a core module.
+    pub(crate) fn new(
+        wasi: Option<WasiP1Ctx>,
+        limits: &Limits,
+        capabilities: &Capabilities,
+    ) -> Self {
+        Self {
+            wasi,
+            limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
+            http: HostHttp::new(OutboundCalls::new(
+                capabilities.outbound.clone(),
+                limits.max_output_bytes,
+                limits.max_input_bytes,
+            )),
+            kv: HostKv::new(KvCalls::new(capabilities.kv.clone())),
+        }
+    }
+
+    /// The invocation's limiter.
+    pub(crate) fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
 }
 
 /// The linker every module is pre-linked with: WASI preview 1 functions,
@@ -177,22 +203,34 @@ impl Engine {
         let Code::Core {
             pre,
             imports_wasi,
-            script,
+            entry,
             ..
         } = &module.code
         else {
             unreachable!("a core ABI has core code");
         };
         // A script module's interpreter reads the script first.
-        let stdin = match (script, stdin) {
-            (Some(script), Some(input)) => {
-                let mut both = Vec::with_capacity(script.len() + input.len());
-                both.extend_from_slice(script);
+        let stdin = match (entry, stdin) {
+            (Entry::Script { prefix, .. }, Some(input)) => {
+                let mut both = Vec::with_capacity(prefix.len() + input.len());
+                both.extend_from_slice(prefix);
                 both.extend_from_slice(&input);
                 Some(Bytes::from(both))
             }
-            (Some(script), None) => Some(script.clone()),
-            (None, stdin) => stdin,
+            (Entry::Script { prefix, .. }, None) => Some(prefix.clone()),
+            // Limits the preparation alone exceeds: the script runs as it
+            // is, and fails where it would have.
+            (Entry::Prepared(prepared), stdin) if !prepared.fits(limits) => {
+                return Box::pin(self.run_core(
+                    &prepared.script,
+                    stdin,
+                    params,
+                    limits,
+                    capabilities,
+                ))
+                .await;
+            }
+            (_, stdin) => stdin,
         };
         let stdout = CappedPipe::new(clamp_usize(limits.max_output_bytes), Overflow::Trap);
         let stderr = CappedPipe::new(clamp_usize(limits.max_log_bytes), Overflow::Discard);
@@ -209,16 +247,7 @@ impl Engine {
             }
             wasi.build_p1()
         });
-        let host = Host {
-            wasi,
-            limiter: Limiter::new(clamp_usize(limits.memory_bytes)),
-            http: HostHttp::new(OutboundCalls::new(
-                capabilities.outbound.clone(),
-                limits.max_output_bytes,
-                limits.max_input_bytes,
-            )),
-            kv: HostKv::new(KvCalls::new(capabilities.kv.clone())),
-        };
+        let host = Host::new(wasi, limits, capabilities);
         let run = self
             .metered(
                 host,
@@ -236,8 +265,21 @@ impl Engine {
                             Ok(Some(scalar::output(&slots).map_err(wasmtime::Error::new)?))
                         }
                         _ => {
-                            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-                            exit_zero_is_success(start.call_async(&mut *store, ()).await)?;
+                            let calls: &[&str] = match entry {
+                                Entry::Script { phases: true, .. } => &[PREPARE, RUN],
+                                Entry::Prepared(prepared) => {
+                                    // Charged as if `nimbus-js-prepare` ran again.
+                                    if self.inner.config.consume_fuel {
+                                        store.set_fuel(limits.fuel - prepared.fuel)?;
+                                    }
+                                    &[RUN]
+                                }
+                                _ => &["_start"],
+                            };
+                            for name in calls {
+                                let call = instance.get_typed_func::<(), ()>(&mut *store, name)?;
+                                exit_zero_is_success(call.call_async(&mut *store, ()).await)?;
+                            }
                             Ok(None)
                         }
                     }

@@ -44,6 +44,7 @@ mod outbound;
 mod pipe;
 mod scalar;
 mod ticker;
+mod tier_up;
 
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,7 @@ pub use invoke::{Host, Outcome};
 pub use kv::{KeyValue, KvAccess};
 pub use module::{Abi, CompiledModule, Scalar, WASI_MODULE, digest, to_binary};
 pub use outbound::{Outbound, Reach};
+pub use tier_up::TierUpError;
 
 use module_cache::ModuleCache;
 use ticker::Ticker;

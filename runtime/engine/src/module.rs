@@ -82,15 +82,55 @@ pub(crate) enum Code {
         /// not runs without a WASI context, which costs a dozen allocations
         /// a call.
         imports_wasi: bool,
-        /// For a script module (see `nimbus_core::script`), whose `module`
-        /// and `pre` are its interpreter's: what the interpreter reads on
-        /// stdin before the input (the script, length first).
-        script: Option<bytes::Bytes>,
+        /// How an invocation starts it.
+        entry: Entry,
     },
     Component {
         component: wasmtime::component::Component,
         pre: ComponentPre,
     },
+}
+
+/// How an invocation of a core module starts.
+pub(crate) enum Entry {
+    /// `_start` (a WASI command) or `handle` (the scalar ABI).
+    Start,
+    /// A script module (see `nimbus_core::script`), whose `module` and
+    /// `pre` are its interpreter's.
+    Script {
+        /// What the interpreter reads on stdin before the input: the
+        /// script, length first.
+        prefix: bytes::Bytes,
+        /// The interpreter's digest.
+        interpreter: String,
+        /// The interpreter exports `nimbus-js-prepare` and `nimbus-js-run`,
+        /// called in turn (older ones only `_start`); only then can the
+        /// script be prepared (`tier_up.rs`).
+        phases: bool,
+    },
+    /// A prepared script: its own snapshot, taken right after its
+    /// interpreter's `nimbus-js-prepare` (`tier_up.rs`).
+    Prepared(Prepared),
+}
+
+/// What a prepared script's invocation needs besides its code.
+pub(crate) struct Prepared {
+    /// Fuel `nimbus-js-prepare` burned for the snapshot, charged to every
+    /// invocation as if it ran again.
+    pub(crate) fuel: u64,
+    /// Linear memory the snapshot starts with.
+    pub(crate) memory_bytes: u64,
+    /// The script module it was prepared from, run instead under limits
+    /// that the preparation alone would exceed.
+    pub(crate) script: std::sync::Arc<CompiledModule>,
+}
+
+impl Prepared {
+    /// Whether `limits` leave room for the preparation: enough fuel for it,
+    /// and memory for the snapshot.
+    pub(crate) fn fits(&self, limits: &nimbus_core::Limits) -> bool {
+        limits.fuel >= self.fuel && limits.memory_bytes >= self.memory_bytes
+    }
 }
 
 impl CompiledModule {
@@ -105,9 +145,9 @@ impl CompiledModule {
         let range = match &self.code {
             // The interpreter's image is counted in its own cache entry.
             Code::Core {
-                script: Some(script),
+                entry: Entry::Script { prefix, .. },
                 ..
-            } => return script.len() as u64,
+            } => return prefix.len() as u64,
             Code::Core { module, .. } => module.image_range(),
             Code::Component { component, .. } => component.image_range(),
         };
@@ -117,6 +157,35 @@ impl CompiledModule {
     /// The ABI the module was recognised as.
     pub fn abi(&self) -> &Abi {
         &self.abi
+    }
+
+    /// For a script module whose interpreter can prepare it
+    /// ([`Engine::prepare_script`](crate::Engine::prepare_script)): the
+    /// interpreter's digest.
+    pub fn preparable_on(&self) -> Option<&str> {
+        match &self.code {
+            Code::Core {
+                entry:
+                    Entry::Script {
+                        interpreter,
+                        phases: true,
+                        ..
+                    },
+                ..
+            } => Some(interpreter),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a prepared script (`tier_up.rs`).
+    pub fn is_prepared(&self) -> bool {
+        matches!(
+            &self.code,
+            Code::Core {
+                entry: Entry::Prepared(_),
+                ..
+            }
+        )
     }
 }
 

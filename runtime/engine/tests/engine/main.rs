@@ -13,6 +13,7 @@ mod budget;
 mod cache;
 mod features;
 mod limits;
+mod prepared;
 
 use std::time::{Duration, Instant};
 

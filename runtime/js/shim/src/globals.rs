@@ -135,12 +135,15 @@ pub(crate) fn install_random(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
             const seed = globalThis.__nimbus_seed;
             delete globalThis.__nimbus_seed;
             let s = 0;
+            // xorshift32 on int32 values only (`>>>` and numbers past
+            // 2^31 would turn some states into floats, another path in
+            // QuickJS): every call burns the same fuel whatever the state.
             Math.random = () => {
                 if (s === 0) s = seed() | 1;
-                s ^= s << 13; s >>>= 0;
-                s ^= s >>> 17;
-                s ^= s << 5; s >>>= 0;
-                return s / 4294967296;
+                s ^= s << 13;
+                s ^= (s >> 17) & 0x7fff;
+                s ^= s << 5;
+                return ((s & 0x7fffffff) + 0.5) / 2147483648;
             };
         })();"#,
     )

@@ -15,12 +15,19 @@
 //!   with its position, `function.js:LINE:COL`), and writes the script:
 //!   one byte `1` if the source is an HTTP handler, else `0`, then the form
 //!   byte and the bytecode. An error goes to stderr and the shim exits 1.
-//! - `_start` (`main`), run per invocation. Stdin holds the function's
-//!   script, then the input: a 4-byte little-endian length, the script (form
-//!   byte, bytecode), the input JSON. The script is loaded and evaluated, then
-//!   the handler called; its result goes as JSON to stdout (a returned
-//!   Promise is awaited), `console.*` to stderr; an uncaught error goes to
-//!   stderr with its stack and exits 1.
+//! - `nimbus-js-prepare` then `nimbus-js-run`, called one after the other
+//!   per invocation. Stdin holds the function's script, then the input: a
+//!   4-byte little-endian length, the script (form byte, bytecode), the
+//!   input JSON. `prepare` reads exactly the script, unbuffered (never a
+//!   byte of the input), loads it and runs its top level, and keeps the
+//!   handler; `run` reads the input, calls the handler and writes its
+//!   result as JSON to stdout (a returned Promise is awaited). `console.*`
+//!   goes to stderr; an uncaught error goes to stderr with its stack and
+//!   exits 1. Nothing `prepare` does depends on the input, so the platform
+//!   can snapshot an instance right after it (a *prepared* function, see
+//!   the engine's `tier_up.rs`) and call only `run` on the snapshot, at the
+//!   same fuel once `prepare`'s is added.
+//! - `_start` (`main`): `prepare`, then `run`.
 //!
 //! Source forms, decided from the source text (comments and strings ignored):
 //! an ES module when it uses `export` (handler = export `handler` or the
@@ -74,6 +81,8 @@ struct Interpreter {
 
 thread_local! {
     static INTERPRETER: RefCell<Option<Interpreter>> = const { RefCell::new(None) };
+    /// The handler `nimbus-js-prepare` found, for `nimbus-js-run`.
+    static PREPARED: RefCell<Option<Persistent<Function<'static>>>> = const { RefCell::new(None) };
 }
 
 /// Name the source is compiled under; error positions refer to it.
@@ -113,21 +122,34 @@ pub extern "C" fn compile() {
     }
 }
 
-fn main() {
-    let mut stdin = Vec::new();
-    if std::io::stdin().read_to_end(&mut stdin).is_err() {
-        fail("cannot read stdin");
-    }
-    let Some((form, bytecode, input)) = split_stdin(&stdin) else {
+#[unsafe(export_name = "nimbus-js-prepare")]
+pub extern "C" fn prepare() {
+    let Some((form, bytecode)) = read_script() else {
         fail("stdin does not start with a function's script");
     };
-    let Ok(input) = std::str::from_utf8(input) else {
+    let handler = with_interpreter(|ctx, interpreter| {
+        let (handler, _) = load_script(ctx, interpreter, &form, &bytecode)?;
+        Ok(Persistent::save(ctx, handler))
+    });
+    match handler {
+        Ok(handler) => PREPARED.with(|slot| *slot.borrow_mut() = Some(handler)),
+        Err(message) => fail(&message),
+    }
+}
+
+#[unsafe(export_name = "nimbus-js-run")]
+pub extern "C" fn run() {
+    let mut input = Vec::new();
+    if stdin_unbuffered().read_to_end(&mut input).is_err() {
+        fail("cannot read stdin");
+    }
+    let Ok(input) = std::str::from_utf8(&input) else {
         fail("the input is not valid UTF-8");
     };
-    let output = with_interpreter(|ctx, interpreter| {
-        let (handler, _) = load_script(ctx, interpreter, &form, bytecode)?;
-        invoke(ctx, handler, input)
-    });
+    let Some(handler) = PREPARED.with(|slot| slot.borrow_mut().take()) else {
+        fail("no function was prepared");
+    };
+    let output = with_interpreter(|ctx, _| invoke(ctx, restore(ctx, &handler)?, input));
     match output {
         Ok(json) => {
             let mut stdout = std::io::stdout().lock();
@@ -143,12 +165,45 @@ fn main() {
     }
 }
 
-/// `[len: u32 LE][form byte][bytecode: len - 1 bytes][input]`.
-fn split_stdin(stdin: &[u8]) -> Option<(Form, &[u8], &[u8])> {
-    let len = u32::from_le_bytes(stdin.get(..4)?.try_into().ok()?) as usize;
-    let script = stdin.get(4..4 + len)?;
-    let (&form, bytecode) = script.split_first()?;
-    Some((Form::from_byte(form)?, bytecode, &stdin[4 + len..]))
+fn main() {
+    prepare();
+    run();
+}
+
+/// Stdin without std's buffer: a buffered read could take bytes of the
+/// input while `prepare` reads the script.
+#[allow(unsafe_code)]
+fn stdin_unbuffered() -> Unbuffered {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 is the instance's stdin, open for its whole life; the
+    // `ManuallyDrop` never closes it.
+    Unbuffered(std::mem::ManuallyDrop::new(unsafe {
+        std::fs::File::from_raw_fd(0)
+    }))
+}
+
+/// Plain `fd_read`s: `File`'s own `read_to_end` sizes its buffer from the
+/// file's size and position, which for stdin count the script too when it
+/// was read in the same instance, and would make `run` allocate (and burn
+/// fuel) differently prepared and unprepared.
+struct Unbuffered(std::mem::ManuallyDrop<std::fs::File>);
+
+impl Read for Unbuffered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// `[len: u32 LE][form byte][bytecode: len - 1 bytes]`, read exactly.
+fn read_script() -> Option<(Form, Vec<u8>)> {
+    let mut stdin = stdin_unbuffered();
+    let mut len = [0; 4];
+    stdin.read_exact(&mut len).ok()?;
+    let mut form = [0; 1];
+    stdin.read_exact(&mut form).ok()?;
+    let mut bytecode = vec![0; (u32::from_le_bytes(len) as usize).checked_sub(1)?];
+    stdin.read_exact(&mut bytecode).ok()?;
+    Some((Form::from_byte(form[0])?, bytecode))
 }
 
 fn with_interpreter<R>(
