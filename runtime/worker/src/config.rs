@@ -74,6 +74,10 @@ pub struct WorkerConfig {
     /// Bytes of artifacts kept in `artifact_dir`; the least recently used
     /// go first. 0 keeps none.
     pub artifact_dir_bytes: u64,
+    /// Calls of a JavaScript function on this worker after which it is
+    /// prepared: snapshotted after its top level, so later calls skip it
+    /// at the same fuel (`hot_scripts.rs`). 0: never.
+    pub prepare_scripts_after: u32,
     /// Where to serve `GET /metrics` (`metrics.rs`); `None`: nowhere.
     pub metrics_listener: Option<MetricsListener>,
     /// Functions given series of their own in the metrics; the others are
@@ -132,6 +136,7 @@ impl Default for WorkerConfig {
             warm_modules: 64,
             artifact_dir: None,
             artifact_dir_bytes: 4 << 30,
+            prepare_scripts_after: 100,
             metrics_listener: None,
             metrics_function_series: nimbus_core::metrics::DEFAULT_FUNCTION_SERIES,
             export_spans: false,

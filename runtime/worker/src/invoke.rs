@@ -84,7 +84,10 @@ impl Worker {
             });
         }
         let module = match self.module(&call.digest).await {
-            Ok(module) => module,
+            Ok(module) => {
+                self.count_call(&module);
+                module
+            }
             Err(error) => {
                 let message = nimbus_core::error::describe(&error);
                 tracing::error!(

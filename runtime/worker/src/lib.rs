@@ -23,6 +23,7 @@
 
 pub mod config;
 mod fair_queue;
+mod hot_scripts;
 mod intake;
 mod invoke;
 mod job_turns;
@@ -59,6 +60,8 @@ struct Worker {
     /// Artifacts kept on disk ([`WorkerConfig::artifact_dir`]).
     local_artifacts: Option<Arc<nimbus_store::LocalArtifacts>>,
     metrics: Arc<WorkerMetrics>,
+    /// Calls of JavaScript functions, counted to prepare the hot ones.
+    hot_scripts: hot_scripts::HotScripts,
 }
 
 /// Serve invocations until `shutdown` resolves, then finish the ones in
@@ -102,6 +105,7 @@ pub async fn run(
             .ok()
             .map(Arc::new)
     });
+    let (hot_scripts, hot) = hot_scripts::HotScripts::new();
     let worker = Arc::new(Worker {
         reach,
         client,
@@ -111,6 +115,7 @@ pub async fn run(
         loading: modules::Loading::default(),
         local_artifacts,
         metrics,
+        hot_scripts,
     });
     // Before the intake: once a call reaches this worker, so does the news
     // of an artifact stored after it.
@@ -118,6 +123,7 @@ pub async fn run(
     let intake = intake::Intake::subscribe(&worker).await?;
     let warming = tokio::spawn(worker.clone().warm());
     let loading_stored = tokio::spawn(worker.clone().load_as_stored(stored));
+    let preparing = tokio::spawn(worker.clone().prepare_hot_scripts(hot));
     tracing::info!(
         concurrency,
         queue = worker.config.queue_capacity,
@@ -135,6 +141,7 @@ pub async fn run(
     tokio::join!(calls, jobs);
     warming.abort();
     loading_stored.abort();
+    preparing.abort();
     // Wait for the invocations in flight.
     let _all = slots.acquire_many(concurrency as u32).await;
     worker.client.flush().await.ok();

@@ -69,6 +69,21 @@ impl ModuleSource {
     }
 }
 
+/// How preparing a hot JavaScript function ended (`hot_scripts.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Preparation {
+    Prepared,
+    /// It cannot be prepared (its top level reads the clock, ...).
+    Refused,
+    /// Its interpreter could not be read.
+    Failed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PreparationLabels {
+    result: &'static str,
+}
+
 /// How a job's attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Attempt {
@@ -92,6 +107,7 @@ pub(crate) struct WorkerMetrics {
     shed: Counter,
     jobs_running: Gauge,
     job_attempts: Family<AttemptLabels, Counter>,
+    preparations: Family<PreparationLabels, Counter>,
     /// Calls in the queue (`fair_queue.rs` keeps it).
     queue_depth: Arc<AtomicUsize>,
 }
@@ -132,6 +148,12 @@ impl WorkerMetrics {
             "Attempts at asynchronous invocations, by result",
             job_attempts.clone(),
         );
+        let preparations = Family::<PreparationLabels, Counter>::default();
+        registry.register(
+            "nimbus_worker_script_preparations",
+            "Hot JavaScript functions prepared (snapshotted after their top level), by result",
+            preparations.clone(),
+        );
         registry.register_collector(Box::new(nimbus_store::NatsMetrics::new(client)));
         Self {
             registry,
@@ -141,6 +163,7 @@ impl WorkerMetrics {
             shed,
             jobs_running,
             job_attempts,
+            preparations,
             queue_depth: Arc::default(),
         }
     }
@@ -184,6 +207,18 @@ impl WorkerMetrics {
                 .get_or_create(&source.labels())
                 .observe(duration.as_secs_f64());
         }
+    }
+
+    /// A hot JavaScript function's preparation ended.
+    pub(crate) fn preparation(&self, result: Preparation) {
+        let result = match result {
+            Preparation::Prepared => "prepared",
+            Preparation::Refused => "refused",
+            Preparation::Failed => "failed",
+        };
+        self.preparations
+            .get_or_create(&PreparationLabels { result })
+            .inc();
     }
 
     pub(crate) fn shed(&self) {

@@ -23,6 +23,7 @@ mod function_config;
 mod functions;
 mod gateway;
 mod handlers;
+mod hot_scripts;
 mod jobs;
 mod js;
 mod kv_guests;

@@ -135,6 +135,15 @@ pub struct WorkerFlags {
         default_value_t = WorkerConfig::default().artifact_dir_bytes / MIB
     )]
     artifact_dir_mb: u64,
+    /// Calls of a JavaScript function on a worker after which the worker
+    /// prepares it (a snapshot after its top level: later calls skip it,
+    /// at the same fuel); 0 never prepares.
+    #[arg(
+        long,
+        env = "NIMBUS_PREPARE_SCRIPTS_AFTER",
+        default_value_t = WorkerConfig::default().prepare_scripts_after
+    )]
+    prepare_scripts_after: u32,
     /// Let functions reach loopback, private and link-local addresses over
     /// HTTP (tests, development). Off, a function reaches only public
     /// addresses and --outbound-allow-net, whatever hosts it is allowed.
@@ -207,6 +216,7 @@ impl WorkerFlags {
             warm_modules: self.warm_modules,
             artifact_dir: self.artifact_dir.clone(),
             artifact_dir_bytes: self.artifact_dir_mb.saturating_mul(MIB),
+            prepare_scripts_after: self.prepare_scripts_after,
             outbound_reach: nimbus_engine::Reach {
                 private: self.outbound_allow_private,
                 networks: self.outbound_allow_nets.clone(),
