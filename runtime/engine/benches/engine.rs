@@ -96,13 +96,35 @@ fn javascript(c: &mut Criterion) {
     let wasm = rt.block_on(compiler.compile(JS_ADD)).expect("compiles");
     let (module, _) = engine.compile(&wasm).expect("a script for the interpreter");
 
+    // The same function prepared, as a worker does once it is hot.
+    let prepared = rt
+        .block_on(engine.prepare_script(&module, Bytes::copy_from_slice(compiler.interpreter())))
+        .expect("prepared");
+
     let mut group = c.benchmark_group("invoke");
-    group.bench_function("js_add", |b| {
+    for (name, module) in [("js_add", &module), ("js_add_prepared", &prepared)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let run = engine
+                    .invoke(module, Bytes::from_static(b"10"), &limits)
+                    .await;
+                assert_eq!(&run.result.unwrap()[..], b"11");
+            })
+        });
+    }
+    group.finish();
+
+    // What a worker spends preparing a hot function (the code cache holds
+    // the interpreter's machine code, as after the first preparation).
+    let mut group = c.benchmark_group("js_prepare");
+    group.sample_size(10);
+    group.bench_function("snapshot_and_compile", |b| {
         b.to_async(&rt).iter(|| async {
-            let run = engine
-                .invoke(&module, Bytes::from_static(b"10"), &limits)
-                .await;
-            assert_eq!(&run.result.unwrap()[..], b"11");
+            let source = format!("return input + {};", next_suffix());
+            let wasm = compiler.compile(&source).await.unwrap();
+            let (script, _) = engine.compile(&wasm).unwrap();
+            let interpreter = Bytes::copy_from_slice(compiler.interpreter());
+            engine.prepare_script(&script, interpreter).await.unwrap();
         })
     });
     group.finish();

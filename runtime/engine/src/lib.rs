@@ -43,6 +43,7 @@ mod module_cache;
 mod outbound;
 mod pipe;
 mod scalar;
+mod spent_segments;
 mod ticker;
 mod tier_up;
 
@@ -88,6 +89,9 @@ struct Inner {
     cache: Mutex<ModuleCache>,
     /// Modules kept whatever the cache evicts (`Engine::keep`).
     kept: Mutex<std::collections::HashMap<String, Arc<CompiledModule>>>,
+    /// The interpreter last instrumented to prepare scripts, by digest
+    /// (`tier_up.rs`).
+    instrumented: Mutex<Option<(String, wasmtime::InstancePre<Host>)>>,
     code_cache: Option<Arc<code_cache::CodeCache>>,
     compile_pool: compile_pool::CompilePool,
     slots: tokio::sync::Semaphore,
@@ -159,6 +163,7 @@ impl Engine {
                 component_linker,
                 cache: Mutex::new(ModuleCache::new(config.cache_capacity, config.cache_bytes)),
                 kept: Mutex::default(),
+                instrumented: Mutex::default(),
                 code_cache,
                 compile_pool,
                 slots: tokio::sync::Semaphore::new(config.max_concurrency as usize),

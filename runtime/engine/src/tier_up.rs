@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use nimbus_core::Limits;
-use wasmtime::Linker;
+use wasmtime::{InstancePre, Linker};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wizer::{WasmtimeWizer, Wizer};
@@ -44,6 +44,7 @@ use wasmtime_wizer::{WasmtimeWizer, Wizer};
 use crate::invoke::Host;
 use crate::module::{Code, Entry, Prepared};
 use crate::pipe::{CappedPipe, Overflow};
+use crate::spent_segments::without_spent_segments;
 use crate::{Abi, Capabilities, CompileError, CompiledModule, Engine, digest};
 
 /// The interpreter's export that loads a script and finds its handler.
@@ -137,11 +138,7 @@ impl Engine {
         let (context, instrumented) = wizer
             .instrument(&interpreter)
             .map_err(|e| TierUpError::Failed(format!("{e:#}")))?;
-        let instrumented = self.compile_snapshot_code(instrumented).await?;
-        let pre = self
-            .preparing_linker()
-            .and_then(|linker| linker.instantiate_pre(&instrumented))
-            .map_err(|e| TierUpError::Failed(format!("{e:#}")))?;
+        let pre = self.instrumented(expected, instrumented).await?;
 
         let stdout = CappedPipe::new(1, Overflow::Discard);
         let stderr = CappedPipe::new(1, Overflow::Discard);
@@ -185,6 +182,7 @@ impl Engine {
             return Err(TierUpError::Impure("writes output or logs"));
         }
 
+        let snapshot = without_spent_segments(&snapshot).unwrap_or(snapshot);
         let module = self.compile_snapshot_code(snapshot).await?;
         let pre = self
             .inner
@@ -217,6 +215,30 @@ impl Engine {
             .lock()
             .expect("cache lock")
             .insert(module.digest.clone(), module);
+    }
+
+    /// The instrumented interpreter `digest`, pre-linked with the
+    /// preparing linker: compiled on its first preparation, then kept (the
+    /// instrumentation is the same every time).
+    async fn instrumented(
+        &self,
+        digest: &str,
+        wasm: Vec<u8>,
+    ) -> Result<InstancePre<Host>, TierUpError> {
+        let kept = self.inner.instrumented.lock().expect("instrumented lock");
+        if let Some((_, pre)) = kept.as_ref().filter(|(kept, _)| kept == digest) {
+            return Ok(pre.clone());
+        }
+        drop(kept);
+        let module = self.compile_snapshot_code(wasm).await?;
+        let pre = self
+            .preparing_linker()
+            .and_then(|linker| linker.instantiate_pre(&module))
+            .map_err(|e| TierUpError::Failed(format!("{e:#}")))?;
+        // One interpreter at a time: the platform's current one.
+        *self.inner.instrumented.lock().expect("instrumented lock") =
+            Some((digest.to_owned(), pre.clone()));
+        Ok(pre)
     }
 
     /// Compile the interpreter's code with a new memory (the instrumented
