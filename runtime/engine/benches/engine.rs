@@ -98,7 +98,11 @@ fn javascript(c: &mut Criterion) {
 
     // The same function prepared, as a worker does once it is hot.
     let prepared = rt
-        .block_on(engine.prepare_script(&module, Bytes::copy_from_slice(compiler.interpreter())))
+        .block_on(engine.prepare_script(
+            &module,
+            Bytes::copy_from_slice(compiler.interpreter()),
+            &limits,
+        ))
         .expect("prepared");
 
     let mut group = c.benchmark_group("invoke");
@@ -124,7 +128,10 @@ fn javascript(c: &mut Criterion) {
             let wasm = compiler.compile(&source).await.unwrap();
             let (script, _) = engine.compile(&wasm).unwrap();
             let interpreter = Bytes::copy_from_slice(compiler.interpreter());
-            engine.prepare_script(&script, interpreter).await.unwrap();
+            engine
+                .prepare_script(&script, interpreter, &limits)
+                .await
+                .unwrap();
         })
     });
     group.finish();

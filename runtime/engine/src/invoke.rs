@@ -248,7 +248,7 @@ impl Engine {
             wasi.build_p1()
         });
         let host = Host::new(wasi, limits, capabilities);
-        let run = self
+        let mut run = self
             .metered(
                 host,
                 |h| &mut h.limiter,
@@ -286,6 +286,11 @@ impl Engine {
                 },
             )
             .await;
+        // A script's wasm backtrace is the interpreter's, whose offsets
+        // move in a prepared snapshot (`tier_up.rs`): left out.
+        if !matches!(entry, Entry::Start) {
+            run.result = run.result.map_err(|error| error.map(without_backtrace));
+        }
         finish(
             run,
             stdout.overflowed(),
@@ -443,6 +448,14 @@ pub(crate) fn finish<R, T>(
         duration: run.duration,
         logs: Bytes::from(logs),
         logs_truncated: logs_pipe.overflowed(),
+    }
+}
+
+/// A trap without the wasm backtrace wasmtime attached to it.
+fn without_backtrace(error: wasmtime::Error) -> wasmtime::Error {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => wasmtime::Error::new(*trap),
+        None => error,
     }
 }
 

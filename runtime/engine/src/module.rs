@@ -179,13 +179,30 @@ impl CompiledModule {
 
     /// Whether this is a prepared script (`tier_up.rs`).
     pub fn is_prepared(&self) -> bool {
-        matches!(
-            &self.code,
+        self.prepared().is_some()
+    }
+
+    /// For a prepared script: the fuel its preparation burned, charged to
+    /// every call, and the linear memory its snapshot starts with.
+    pub fn preparation(&self) -> Option<(u64, u64)> {
+        self.prepared()
+            .map(|prepared| (prepared.fuel, prepared.memory_bytes))
+    }
+
+    /// Whether a call under `limits` runs prepared (else as its script).
+    pub fn runs_prepared(&self, limits: &nimbus_core::Limits) -> bool {
+        self.prepared()
+            .is_some_and(|prepared| prepared.fits(limits))
+    }
+
+    fn prepared(&self) -> Option<&Prepared> {
+        match &self.code {
             Code::Core {
-                entry: Entry::Prepared(_),
+                entry: Entry::Prepared(prepared),
                 ..
-            }
-        )
+            } => Some(prepared),
+            _ => None,
+        }
     }
 }
 

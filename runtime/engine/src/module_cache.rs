@@ -52,10 +52,12 @@ impl ModuleCache {
         })
     }
 
-    pub(crate) fn insert(&mut self, digest: String, module: Arc<CompiledModule>) {
+    /// Keep `module` (evicting the least recently used as needed); false
+    /// when it alone is larger than the cache.
+    pub(crate) fn insert(&mut self, digest: String, module: Arc<CompiledModule>) -> bool {
         let bytes = module.image_bytes();
         if bytes > self.max_bytes {
-            return;
+            return false;
         }
         if let Some(old) = self.entries.remove(&digest) {
             self.bytes -= old.bytes;
@@ -82,5 +84,6 @@ impl ModuleCache {
                 used: self.clock,
             },
         );
+        true
     }
 }

@@ -7,8 +7,9 @@
 //! (`tier_up.rs`) would carry thousands of empty passive segments, and
 //! wasmtime walks every passive segment at each instantiation: measured
 //! here, that made a prepared call slower than the unprepared one. When no
-//! code refers to a data segment by index (`memory.init`, `data.drop`:
-//! the shim has neither), the empty passive segments are removed.
+//! code refers to a data segment by index (`memory.init`, `data.drop`,
+//! `array.new_data`, `array.init_data`: the shim has none of them), the
+//! empty passive segments are removed.
 
 use std::ops::Range;
 
@@ -27,8 +28,10 @@ pub(crate) fn without_spent_segments(wasm: &[u8]) -> Option<Vec<u8>> {
             Payload::CodeSectionEntry(body) => {
                 let mut operators = body.get_operators_reader().ok()?;
                 while !operators.eof() {
-                    if let Operator::MemoryInit { .. } | Operator::DataDrop { .. } =
-                        operators.read().ok()?
+                    if let Operator::MemoryInit { .. }
+                    | Operator::DataDrop { .. }
+                    | Operator::ArrayNewData { .. }
+                    | Operator::ArrayInitData { .. } = operators.read().ok()?
                     {
                         return None;
                     }

@@ -27,10 +27,17 @@
 //!   the function does: it is refused ([`TierUpError::Impure`]) and the
 //!   function stays as it is.
 //! - Before a prepared module is handed out, it runs once beside its script
-//!   on the same input, and must give the same answer at the same fuel.
-//! - Under limits that the preparation alone exceeds (less fuel than it
-//!   burns, less memory than the snapshot starts with), invocations run the
-//!   script module as it is, and fail exactly where they would have.
+//!   on the same input, and must end the same way at the same fuel.
+//! - Preparing runs under the function's own limits, so it costs no more
+//!   than one of its calls. Under limits that the preparation alone exceeds
+//!   (less fuel than it burns, less memory than the snapshot starts with),
+//!   invocations run the script module as it is, and fail exactly where
+//!   they would have.
+//! - Trap messages of scripts, prepared or not, carry no wasm backtrace:
+//!   its offsets are the interpreter's, which moved in the snapshot (and
+//!   mean nothing to the author of a JavaScript function).
+//! - What is not covered: the deadline is wall-clock time, and a prepared
+//!   call, which skips the top level, takes less of it.
 
 use std::sync::Arc;
 
@@ -51,16 +58,6 @@ use crate::{Abi, Capabilities, CompileError, CompiledModule, Engine, digest};
 pub(crate) const PREPARE: &str = "nimbus-js-prepare";
 /// The interpreter's export that calls the handler with the input.
 pub(crate) const RUN: &str = "nimbus-js-run";
-
-/// Limits on preparing a script: far above what a top level that was
-/// evaluated at upload needs. Invocations whose own limits are lower than
-/// what the preparation used run unprepared.
-const PREPARING: Limits = Limits {
-    fuel: 10_000_000_000,
-    memory_bytes: 256 << 20,
-    timeout_ms: 30_000,
-    ..Limits::DEFAULT
-};
 
 /// The input a prepared module is checked with against its script.
 const CHECK_INPUT: &[u8] = b"null";
@@ -83,7 +80,8 @@ pub enum TierUpError {
     /// calls; a snapshot would change what the function does.
     #[error("the script's top level {0}")]
     Impure(&'static str),
-    /// Preparing failed (the top level threw, or ran out of a limit).
+    /// Preparing failed: the top level threw or ran out of a limit (the
+    /// function's own: preparing costs no more than a call).
     #[error("preparing the script failed: {0}")]
     Failed(String),
     /// The prepared module did not answer as its script does.
@@ -107,14 +105,17 @@ impl std::fmt::Display for ImpureCall {
 impl std::error::Error for ImpureCall {}
 
 impl Engine {
-    /// Prepare `script` (see the module docs): a module to run in its place,
-    /// at the same fuel, which the caller may put in the cache with
-    /// [`Engine::promote`]. `interpreter` is the binary of the interpreter
-    /// the script names. Compiles on the low-priority compile pool.
+    /// Prepare `script` (see the module docs) under the function's
+    /// `limits` (preparing costs no more than one of its calls): a module to
+    /// run in its place, at the same fuel, which the caller may put in the
+    /// cache with [`Engine::promote`]. `interpreter` is the binary of the
+    /// interpreter the script names. Compiles on the low-priority compile
+    /// pool.
     pub async fn prepare_script(
         &self,
         script: &Arc<CompiledModule>,
         interpreter: Bytes,
+        limits: &Limits,
     ) -> Result<Arc<CompiledModule>, TierUpError> {
         let Some(expected) = script.preparable_on() else {
             return Err(TierUpError::NotPreparable);
@@ -147,15 +148,15 @@ impl Engine {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build_p1();
-        let host = Host::new(Some(wasi), &PREPARING, &Capabilities::default());
+        let host = Host::new(Some(wasi), limits, &Capabilities::default());
         let consume_fuel = self.inner.config.consume_fuel;
         let run = self
-            .metered(host, Host::limiter, &PREPARING, async |store| {
+            .metered(host, Host::limiter, limits, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let prepare = instance.get_typed_func::<(), ()>(&mut *store, PREPARE)?;
                 prepare.call_async(&mut *store, ()).await?;
                 let fuel = if consume_fuel {
-                    PREPARING.fuel - store.get_fuel()?
+                    limits.fuel - store.get_fuel()?
                 } else {
                     0
                 };
@@ -203,18 +204,19 @@ impl Engine {
                 }),
             },
         });
-        self.check_prepared(script, &prepared).await?;
+        self.check_prepared(script, &prepared, limits).await?;
         Ok(prepared)
     }
 
     /// Put `module` in the cache under its digest, in place of what is
-    /// there: a prepared script replaces its script module.
-    pub fn promote(&self, module: Arc<CompiledModule>) {
+    /// there: a prepared script replaces its script module. False when the
+    /// cache cannot hold it (it alone is larger than the cache).
+    pub fn promote(&self, module: Arc<CompiledModule>) -> bool {
         self.inner
             .cache
             .lock()
             .expect("cache lock")
-            .insert(module.digest.clone(), module);
+            .insert(module.digest.clone(), module)
     }
 
     /// The instrumented interpreter `digest`, pre-linked with the
@@ -225,11 +227,15 @@ impl Engine {
         digest: &str,
         wasm: Vec<u8>,
     ) -> Result<InstancePre<Host>, TierUpError> {
-        let kept = self.inner.instrumented.lock().expect("instrumented lock");
-        if let Some((_, pre)) = kept.as_ref().filter(|(kept, _)| kept == digest) {
-            return Ok(pre.clone());
+        let kept = {
+            let kept = self.inner.instrumented.lock().expect("instrumented lock");
+            kept.as_ref()
+                .filter(|(kept, _)| kept == digest)
+                .map(|(_, pre)| pre.clone())
+        };
+        if let Some(pre) = kept {
+            return Ok(pre);
         }
-        drop(kept);
         let module = self.compile_snapshot_code(wasm).await?;
         let pre = self
             .preparing_linker()
@@ -279,20 +285,21 @@ impl Engine {
         Ok(linker)
     }
 
-    /// Run `prepared` and its `script` on the same input: the same answer at
-    /// the same fuel, or the prepared module is not used.
+    /// Run `prepared` and its `script` on the same input under `limits`:
+    /// the same fuel and the same kind of ending, or the prepared module is
+    /// not used. (Not the same output: a handler may answer the time.)
     async fn check_prepared(
         &self,
         script: &CompiledModule,
         prepared: &CompiledModule,
+        limits: &Limits,
     ) -> Result<(), TierUpError> {
-        let limits = Limits::DEFAULT;
         let input = Bytes::from_static(CHECK_INPUT);
-        let expected = self.invoke(script, input.clone(), &limits).await;
-        let actual = self.invoke(prepared, input, &limits).await;
-        let answer = |outcome: &crate::Outcome| match &outcome.result {
-            Ok(output) => format!("{:?}", output),
-            Err(error) => format!("{:?}: {}", error.kind, error.message),
+        let expected = self.invoke(script, input.clone(), limits).await;
+        let actual = self.invoke(prepared, input, limits).await;
+        let ending = |outcome: &crate::Outcome| match &outcome.result {
+            Ok(_) => "an answer".to_owned(),
+            Err(error) => format!("{:?}", error.kind),
         };
         if expected.fuel_consumed != actual.fuel_consumed {
             return Err(TierUpError::Differs(format!(
@@ -300,11 +307,11 @@ impl Engine {
                 actual.fuel_consumed, expected.fuel_consumed
             )));
         }
-        if answer(&expected) != answer(&actual) || expected.logs != actual.logs {
+        if ending(&expected) != ending(&actual) {
             return Err(TierUpError::Differs(format!(
-                "it answered {} where the script answered {}",
-                answer(&actual),
-                answer(&expected)
+                "it ended with {} where the script ended with {}",
+                ending(&actual),
+                ending(&expected)
             )));
         }
         Ok(())

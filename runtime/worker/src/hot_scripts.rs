@@ -1,129 +1,172 @@
 //! JavaScript functions prepared once they are hot: after
-//! [`WorkerConfig::prepare_scripts_after`](crate::WorkerConfig) calls on this
-//! worker, a function's script module is replaced in the engine's cache by a
-//! snapshot taken after its top level ran (`nimbus_engine`'s `tier_up.rs`),
-//! which burns the same fuel and skips loading the bytecode and running the
-//! top level on every call.
+//! [`WorkerConfig::prepare_scripts_after`](crate::WorkerConfig) successful
+//! calls on this worker, a function's script module is replaced in the
+//! engine's cache by a snapshot taken after its top level ran
+//! (`nimbus_engine`'s `tier_up.rs`), which burns the same fuel and skips
+//! loading the bytecode and running the top level on every call.
 //!
 //! Counting is a map lookup on the call's path; preparing happens in the
-//! background, one function at a time, on the engine's low-priority compile
-//! pool. The prepared module stays on this worker (it is never stored: any
-//! worker makes its own, and nothing it makes is trusted by another). A
-//! function whose top level cannot be snapshotted is not tried again; one
-//! evicted from the cache is counted afresh when loaded again.
+//! background, one function at a time, under the function's own limits
+//! (it costs no more than one of its calls), then compiles on the engine's
+//! low-priority pool. The prepared module stays on this worker (it is never
+//! stored: any worker makes its own, and nothing one makes is trusted by
+//! another). A function whose top level cannot be snapshotted, or whose
+//! prepared module the cache cannot hold, is not tried again; one that
+//! failed for a passing reason, or whose prepared module the cache evicted,
+//! is counted afresh, needing twice the calls each time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use nimbus_core::Limits;
 use nimbus_engine::{CompiledModule, TierUpError};
 use tokio::sync::mpsc;
 
 use crate::Worker;
 use crate::metrics::Preparation;
 
-/// Functions counted at most; past that, new ones are not counted (a
-/// worker serving that many distinct JavaScript functions has few hot ones).
-const MAX_COUNTED: usize = 100_000;
+/// Functions tracked at most; past that, the map starts over (a worker
+/// serving that many distinct JavaScript functions has few hot ones).
+const MAX_TRACKED: usize = 100_000;
 
-/// Functions waiting to be prepared; more are dropped and counted again.
+/// Functions waiting to be prepared; more are counted again.
 const QUEUED: usize = 64;
 
-/// Where each counted script stands.
+/// Where each tracked script stands.
 enum Count {
-    Calls(u32),
+    /// Successful calls so far, and the number that makes it hot.
+    Calls { calls: u32, needed: u32 },
     /// Queued or being prepared.
-    Preparing,
-    /// Its top level cannot be snapshotted: never tried again.
+    Preparing { needed: u32 },
+    /// Prepared and in the cache. Seen again as a script: it was evicted.
+    Prepared { needed: u32 },
+    /// Not worth preparing: never tried again.
     Refused,
 }
+
+/// A script to prepare, and the limits of the call that made it hot.
+type Queued = (Arc<CompiledModule>, Limits);
 
 /// The calls counted, and the queue of scripts to prepare.
 pub(crate) struct HotScripts {
     counts: Mutex<HashMap<String, Count>>,
-    queue: mpsc::Sender<Arc<CompiledModule>>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl HotScripts {
     /// The counter, and the receiving end of its queue for
     /// [`Worker::prepare_hot_scripts`].
-    pub(crate) fn new() -> (Self, mpsc::Receiver<Arc<CompiledModule>>) {
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Queued>) {
         let (queue, queued) = mpsc::channel(QUEUED);
         let counts = Mutex::default();
         (Self { counts, queue }, queued)
     }
 
-    fn set(&self, digest: &str, count: Option<Count>) {
-        let mut counts = self.counts.lock().expect("counts lock");
-        match count {
-            Some(count) => counts.insert(digest.to_owned(), count),
-            None => counts.remove(digest),
-        };
+    fn set(&self, digest: &str, count: Count) {
+        self.counts
+            .lock()
+            .expect("counts lock")
+            .insert(digest.to_owned(), count);
+    }
+}
+
+/// Twice `needed`, for a function counted afresh.
+fn again(needed: u32) -> Count {
+    Count::Calls {
+        calls: 0,
+        needed: needed.saturating_mul(2),
     }
 }
 
 impl Worker {
-    /// Count a call of `module`; queue it to be prepared on the call that
-    /// makes it hot.
-    pub(crate) fn count_call(&self, module: &Arc<CompiledModule>) {
+    /// Count a successful call of `module` under `limits`; queue it to be
+    /// prepared on the call that makes it hot.
+    pub(crate) fn count_call(&self, module: &Arc<CompiledModule>, limits: &Limits) {
         let after = self.config.prepare_scripts_after;
         if after == 0 || module.preparable_on().is_none() {
             return;
         }
         let hot = &self.hot_scripts;
-        {
+        let needed = {
             let mut counts = hot.counts.lock().expect("counts lock");
-            let full = counts.len() >= MAX_COUNTED;
-            let count = match counts.get_mut(module.digest()) {
-                Some(count) => count,
-                None if full => return,
-                None => counts
-                    .entry(module.digest().to_owned())
-                    .or_insert(Count::Calls(0)),
-            };
-            let Count::Calls(calls) = count else {
+            if counts.len() >= MAX_TRACKED && !counts.contains_key(module.digest()) {
+                counts.retain(|_, count| matches!(count, Count::Preparing { .. }));
+            }
+            let count = counts
+                .entry(module.digest().to_owned())
+                .or_insert(Count::Calls {
+                    calls: 0,
+                    needed: after,
+                });
+            if let Count::Prepared { needed } = *count {
+                *count = again(needed);
+            }
+            let Count::Calls { calls, needed } = count else {
                 return;
             };
             *calls += 1;
-            if *calls < after {
+            if *calls < *needed {
                 return;
             }
-            *count = Count::Preparing;
-        }
-        if hot.queue.try_send(module.clone()).is_err() {
-            hot.set(module.digest(), None);
+            let needed = *needed;
+            *count = Count::Preparing { needed };
+            needed
+        };
+        if hot.queue.try_send((module.clone(), *limits)).is_err() {
+            hot.set(module.digest(), again(needed));
         }
     }
 
     /// Prepare the scripts [`Worker::count_call`] queues, one at a time,
     /// until the worker stops.
-    pub(crate) async fn prepare_hot_scripts(
-        self: Arc<Self>,
-        mut queued: mpsc::Receiver<Arc<CompiledModule>>,
-    ) {
-        while let Some(script) = queued.recv().await {
+    pub(crate) async fn prepare_hot_scripts(self: Arc<Self>, mut queued: mpsc::Receiver<Queued>) {
+        while let Some((script, limits)) = queued.recv().await {
             let started = Instant::now();
             let digest = script.digest().to_owned();
-            match self.prepare(&script).await {
+            let needed = match self
+                .hot_scripts
+                .counts
+                .lock()
+                .expect("counts lock")
+                .get(&digest)
+            {
+                Some(Count::Preparing { needed }) => *needed,
+                _ => self.config.prepare_scripts_after,
+            };
+            let prepared = self.prepare(&script, &limits).await;
+            let prepared = match prepared {
                 Ok(prepared) => {
-                    self.engine.promote(prepared);
-                    self.hot_scripts.set(&digest, None);
+                    let fuel = prepared.preparation().map_or(0, |(fuel, _)| fuel);
+                    if self.engine.promote(prepared) {
+                        Ok(fuel)
+                    } else {
+                        Err(PrepareError::Refused(
+                            "the module cache cannot hold it".into(),
+                        ))
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match prepared {
+                Ok(fuel) => {
+                    self.hot_scripts.set(&digest, Count::Prepared { needed });
                     self.metrics.preparation(Preparation::Prepared);
                     tracing::info!(
                         %digest,
+                        fuel,
                         ms = started.elapsed().as_millis() as u64,
                         "prepared a hot JavaScript function"
                     );
                 }
                 Err(PrepareError::Refused(why)) => {
-                    self.hot_scripts.set(&digest, Some(Count::Refused));
+                    self.hot_scripts.set(&digest, Count::Refused);
                     self.metrics.preparation(Preparation::Refused);
                     tracing::debug!(%digest, %why, "not preparing a JavaScript function");
                 }
                 Err(PrepareError::Failed(why)) => {
-                    // Counted afresh: maybe it works next time.
-                    self.hot_scripts.set(&digest, None);
+                    self.hot_scripts.set(&digest, again(needed));
                     self.metrics.preparation(Preparation::Failed);
                     tracing::warn!(%digest, %why, "could not prepare a JavaScript function");
                 }
@@ -134,6 +177,7 @@ impl Worker {
     async fn prepare(
         &self,
         script: &Arc<CompiledModule>,
+        limits: &Limits,
     ) -> Result<Arc<CompiledModule>, PrepareError> {
         let interpreter = script.preparable_on().expect("only scripts are queued");
         let interpreter = match self.storage.module(interpreter).await {
@@ -142,15 +186,27 @@ impl Worker {
             Err(e) => return Err(PrepareError::Failed(nimbus_core::error::describe(&e))),
         };
         self.engine
-            .prepare_script(script, interpreter)
+            .prepare_script(script, interpreter, limits)
             .await
-            .map_err(|e: TierUpError| PrepareError::Refused(nimbus_core::error::describe(&e)))
+            .map_err(|e| {
+                let why = nimbus_core::error::describe(&e);
+                match e {
+                    // What the function does: it would do it again.
+                    TierUpError::NotPreparable
+                    | TierUpError::WrongInterpreter { .. }
+                    | TierUpError::Impure(_)
+                    | TierUpError::Differs(_) => PrepareError::Refused(why),
+                    // A timeout under load, a compile that failed: perhaps
+                    // not next time.
+                    TierUpError::Failed(_) | TierUpError::Compile(_) => PrepareError::Failed(why),
+                }
+            })
     }
 }
 
 enum PrepareError {
-    /// Preparing it failed: it would fail again.
+    /// Never worth trying again.
     Refused(String),
-    /// Its interpreter could not be read: perhaps next time.
+    /// Perhaps next time (counted afresh, needing twice the calls).
     Failed(String),
 }

@@ -84,10 +84,7 @@ impl Worker {
             });
         }
         let module = match self.module(&call.digest).await {
-            Ok(module) => {
-                self.count_call(&module);
-                module
-            }
+            Ok(module) => module,
             Err(error) => {
                 let message = nimbus_core::error::describe(&error);
                 tracing::error!(
@@ -141,6 +138,11 @@ impl Worker {
                 (outcome, head_len)
             }
         };
+        // Calls that fail do not make a function hot: one whose every call
+        // fails would be prepared for nothing.
+        if outcome.result.is_ok() {
+            self.count_call(&module, &call.limits);
+        }
         if !outcome.logs.is_empty() {
             self.publish_logs(call, outcome.logs, outcome.logs_truncated)
                 .await;

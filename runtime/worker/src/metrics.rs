@@ -75,7 +75,8 @@ pub(crate) enum Preparation {
     Prepared,
     /// It cannot be prepared (its top level reads the clock, ...).
     Refused,
-    /// Its interpreter could not be read.
+    /// A passing failure (its interpreter could not be read, preparing
+    /// timed out): counted afresh.
     Failed,
 }
 

@@ -44,7 +44,9 @@ impl Js {
         script: &Arc<CompiledModule>,
     ) -> Result<Arc<CompiledModule>, TierUpError> {
         let interpreter = Bytes::copy_from_slice(self.compiler.interpreter());
-        self.engine.prepare_script(script, interpreter).await
+        self.engine
+            .prepare_script(script, interpreter, &Limits::DEFAULT)
+            .await
     }
 }
 
@@ -93,6 +95,9 @@ async fn a_prepared_script_answers_as_its_script_at_the_same_fuel() {
         "export function handler() { return process.env.GREETING || 'none'; }",
         // Logs, an uncaught error and a Promise.
         "export async function handler(x) { console.log('got', x); if (x === 'boom') throw new Error('boom'); return x; }",
+        // Endless recursion: QuickJS's stack check or a wasm trap, whose
+        // message must not carry the interpreter's offsets.
+        "export function handler(x) { const f = (n) => f(n + 1) + 1; return f(0); }",
         // A fetch handler, called with JSON.
         "export default { async fetch(request) { const body = await request.json(); \
          return new Response(JSON.stringify({ echoed: body })); } }",
@@ -171,21 +176,32 @@ async fn a_top_level_a_snapshot_would_change_is_not_prepared() {
 #[tokio::test]
 async fn under_limits_the_preparation_exceeds_it_fails_as_its_script_does() {
     let js = Js::start().await;
-    let source = "const table = []; for (let i = 0; i < 2000; i++) table.push({ i });\n\
+    let source = "const table = []; for (let i = 0; i < 20000; i++) table.push({ i, name: 'n' + i });\n\
                   function handler(x) { let s = 0; for (let i = 0; i < x; i++) s += table[i].i; return s; }";
     let script = js.script(source).await;
     let prepared = js.prepare(&script).await.expect("prepared");
-    let full = js
+    let (prepare_fuel, snapshot_memory) = prepared.preparation().expect("prepared");
+    let total = js
         .engine
         .invoke(&script, Bytes::from_static(b"1000"), &Limits::DEFAULT)
-        .await;
-    let total = full.fuel_consumed;
-    // Budgets that end in the preparation, or in the call.
-    for fuel in [1_000, total / 4, total / 2, total * 3 / 4, total] {
+        .await
+        .fuel_consumed;
+    assert!(0 < prepare_fuel && prepare_fuel < total);
+    // Budgets around the preparation's fuel, in the call, and enough.
+    let mid = prepare_fuel + (total - prepare_fuel) / 2;
+    for fuel in [
+        1_000,
+        prepare_fuel - 1,
+        prepare_fuel,
+        prepare_fuel + 1,
+        mid,
+        total,
+    ] {
         let limits = Limits {
             fuel,
             ..Limits::DEFAULT
         };
+        assert_eq!(prepared.runs_prepared(&limits), fuel >= prepare_fuel);
         let (unprepared, prepared) = both(
             &js.engine,
             &script,
@@ -200,22 +216,29 @@ async fn under_limits_the_preparation_exceeds_it_fails_as_its_script_does() {
         let expected = (fuel < total).then_some(FunctionErrorKind::OutOfFuel);
         assert_eq!(kind, expected, "fuel {fuel} of {total}");
     }
-    // A memory cap below what the snapshot starts with.
-    let limits = Limits {
-        memory_bytes: 1 << 20,
-        ..Limits::DEFAULT
-    };
-    let (unprepared, prepared) = both(
-        &js.engine,
-        &script,
-        &prepared,
-        "10",
-        &limits,
-        &Capabilities::default(),
-    )
-    .await;
-    assert_eq!(answer(&prepared), answer(&unprepared));
-    assert!(unprepared.result.is_err());
+    // Memory caps just below and at what the snapshot starts with.
+    for (memory_bytes, succeeds) in [(snapshot_memory - 65536, false), (snapshot_memory, true)] {
+        let limits = Limits {
+            memory_bytes,
+            ..Limits::DEFAULT
+        };
+        assert_eq!(prepared.runs_prepared(&limits), succeeds);
+        let (unprepared, prepared) = both(
+            &js.engine,
+            &script,
+            &prepared,
+            "10",
+            &limits,
+            &Capabilities::default(),
+        )
+        .await;
+        assert_eq!(
+            answer(&prepared),
+            answer(&unprepared),
+            "{memory_bytes} bytes"
+        );
+        assert_eq!(unprepared.result.is_ok(), succeeds, "{memory_bytes} bytes");
+    }
 }
 
 #[tokio::test]
