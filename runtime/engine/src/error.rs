@@ -124,6 +124,14 @@ pub(crate) fn classify(
     FunctionError::new(Kind::Trap, format!("{error:#}"))
 }
 
+/// A trap without the wasm backtrace wasmtime attached to it.
+pub(crate) fn without_backtrace(error: wasmtime::Error) -> wasmtime::Error {
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => wasmtime::Error::new(*trap),
+        None => error,
+    }
+}
+
 fn trap_message(trap: &Trap, error: &wasmtime::Error) -> String {
     match error.downcast_ref::<wasmtime::WasmBacktrace>() {
         Some(backtrace) => format!("{trap}\n{backtrace}"),

@@ -15,7 +15,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::component::{ComponentHost, ComponentPre};
-use crate::error::{DeadlineExceeded, classify, output_too_large};
+use crate::error::{DeadlineExceeded, classify, output_too_large, without_backtrace};
 use crate::http_import::HostHttp;
 use crate::kv::KvCalls;
 use crate::kv_import::HostKv;
@@ -448,14 +448,6 @@ pub(crate) fn finish<R, T>(
         duration: run.duration,
         logs: Bytes::from(logs),
         logs_truncated: logs_pipe.overflowed(),
-    }
-}
-
-/// A trap without the wasm backtrace wasmtime attached to it.
-fn without_backtrace(error: wasmtime::Error) -> wasmtime::Error {
-    match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => wasmtime::Error::new(*trap),
-        None => error,
     }
 }
 

@@ -320,13 +320,16 @@ async fn requests_nobody_waits_for_any_more_are_skipped() {
 
     // Every invocation that ran ended in a timeout, which publishes an error
     // event. Run one by one, all six would take 1.8 s: count the events
-    // until well past that.
+    // until well past that. Two run when the six calls reach the API at
+    // once; under load they arrive spread over up to ~250 ms, and a third
+    // may still start inside its own caller's wait (a 4th could not: it
+    // would start 900 ms after the first). Without skipping, all six run.
     let mut ran = 0;
     let until = started + Duration::from_millis(3000);
     while let Ok(Some(_)) = tokio::time::timeout_at(until.into(), errors.next()).await {
         ran += 1;
     }
-    assert!((1..=2).contains(&ran), "{ran} of 6 invocations ran");
+    assert!((1..=3).contains(&ran), "{ran} of 6 invocations ran");
 
     // And the worker is free at once for the next request.
     let add = platform.upload(&token, ADD_WAT, None).await;
